@@ -1,0 +1,58 @@
+/** Types shared by the runtime's parts and its callers. The runtime knows nothing of registries or HTTP. */
+
+/** The calling conventions of SPEC §3. */
+export type Abi = 'wasi' | 'string' | 'numeric';
+
+/** What deploy learns about a module and keeps with the function entry. */
+export interface ModuleAnalysis {
+  abi: Abi;
+  /** The export the engine calls: `_start` for WASI, else the function's entry export. */
+  entrypoint: string;
+  /** Names of all exports, in module order. */
+  exports: string[];
+  /** True when the module runs with WASI (imports wasi_snapshot_preview1 and exports `_start`). */
+  wasiCap: boolean;
+  /** For the numeric ABI: the value types of the entrypoint's parameters and results. */
+  params?: ValType[];
+  results?: ValType[];
+}
+
+export type ValType = 'i32' | 'i64' | 'f32' | 'f64';
+
+/**
+ * Invocation args after normalisation (SPEC §2, §3): values are strings.
+ * - json: the compact JSON text of args (string ABI input; WASI argv when not positional)
+ * - positional: the values in order when args was an array or an object keyed "0","1",…; else null
+ * - values: the values in the order given (numeric ABI)
+ */
+export interface FunctionArgs {
+  json: string;
+  positional: string[] | null;
+  values: string[];
+}
+
+/** Per-invocation limits (SPEC §3), already resolved from engine defaults and deploy overrides. */
+export interface InvocationLimits {
+  timeoutMs: number;
+  memoryLimitMb: number;
+  maxOutputBytes: number;
+}
+
+export interface InvocationRequest {
+  /** sha256:<hex> of the module bytes: the key the compiled module is cached under. */
+  digest: string;
+  analysis: ModuleAnalysis;
+  args: FunctionArgs;
+  limits: InvocationLimits;
+  /** WASI environment (empty by default). */
+  env?: Record<string, string>;
+  /** WASI stdin (empty by default). */
+  stdin?: Uint8Array;
+}
+
+export interface InvocationResult {
+  output: string;
+  /** Captured stderr (WASI), kept for logs. */
+  stderr: string;
+  durationMs: number;
+}

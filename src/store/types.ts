@@ -1,0 +1,56 @@
+/**
+ * The function store: entries plus wasm blobs by digest. Kept behind these interfaces so a
+ * shared-database store for several engine nodes can replace the file store without touching HTTP
+ * or runtime code.
+ */
+import type { ModuleAnalysis } from '../runtime/types.js';
+
+export interface FunctionLimitsOverride {
+  timeout_ms?: number;
+  memory_limit_mb?: number;
+  max_output_bytes?: number;
+}
+
+export interface FunctionRecord {
+  name: string;
+  image: string;
+  /** sha256:<hex> of the wasm bytes; the blob's key. */
+  digest: string;
+  size: number;
+  /** sha256 of the manifest the image reference resolved to, when it came from a registry/layout. */
+  manifestDigest?: string;
+  deployedAt: string;
+  analysis: ModuleAnalysis;
+  limits: FunctionLimitsOverride;
+  env: Record<string, string>;
+}
+
+export interface BlobStore {
+  /** Stores bytes under their digest (crash-safe; a no-op when present). Returns the digest. */
+  put(bytes: Uint8Array): Promise<string>;
+  get(digest: string): Promise<Uint8Array>;
+  has(digest: string): Promise<boolean>;
+  remove(digest: string): Promise<void>;
+  /** Where the blob lives, for `func_local_path`. */
+  pathOf(digest: string): string;
+  list(): Promise<string[]>;
+}
+
+export interface FunctionStore {
+  /** Loads persisted state; drops blobs no function references (leftovers of an interrupted deploy). */
+  open(): Promise<void>;
+  list(): FunctionRecord[];
+  get(name: string): FunctionRecord | undefined;
+  /**
+   * Reserves a name for a deploy in progress. Throws FUNCTION_EXISTS when the name is deployed or
+   * reserved. The returned release() must be called when the deploy ends, whatever the outcome.
+   */
+  reserve(name: string): () => void;
+  /** Persists a new entry whose blob is already stored; atomic: after a crash it is whole or absent. */
+  insert(record: FunctionRecord, bytes: Uint8Array): Promise<void>;
+  /** Removes an entry and its blob when no other entry uses it. Throws FUNCTION_NOT_FOUND. */
+  remove(name: string): Promise<FunctionRecord>;
+  readBlob(digest: string): Promise<Uint8Array>;
+  blobPath(digest: string): string;
+  close(): Promise<void>;
+}
