@@ -1,0 +1,20 @@
+/** The one place where the engine's error codes become HTTP statuses (SPEC §2). */
+import type { ErrorCode } from '../errors.js';
+
+export const ERROR_STATUS: Record<ErrorCode, number> = {
+  INVALID_REQUEST: 400,
+  FUNCTION_NOT_FOUND: 404,
+  FUNCTION_EXISTS: 409,
+  PAYLOAD_TOO_LARGE: 413,
+  INVALID_FUNCTION_IMAGE: 422,
+  IMAGE_NOT_FOUND: 404,
+  INVALID_ARGS: 400,
+  NOT_FOUND: 404,
+  METHOD_NOT_ALLOWED: 405,
+  REGISTRY_AUTH_FAILED: 502,
+  REGISTRY_ERROR: 502,
+  FUNCTION_FAILED: 500,
+  FUNCTION_TIMEOUT: 504,
+  OVERLOADED: 503,
+  INTERNAL: 500,
+};

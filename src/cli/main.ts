@@ -1,0 +1,196 @@
+/**
+ * The `wasm-engine` command: `serve` runs the engine; the other commands speak to a running one.
+ * This is the only place that writes to the terminal.
+ */
+import { parseArgs, type ParseArgsConfig } from 'node:util';
+import { startEngine, createLogger } from '../app.js';
+import { resolveConfig, SETTINGS } from '../config/settings.js';
+import { isEngineError } from '../errors.js';
+import { callEngine, EngineUnreachable, type ApiAnswer } from './client.js';
+import { USAGE } from './usage.js';
+
+class UsageError extends Error {}
+
+const out = (text: string): void => {
+  process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
+};
+const err = (text: string): void => {
+  process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
+};
+
+function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
+  try {
+    return parseArgs(config);
+  } catch (e) {
+    throw new UsageError((e as Error).message);
+  }
+}
+
+async function serve(argv: string[]): Promise<number> {
+  const options: NonNullable<ParseArgsConfig['options']> = {};
+  for (const setting of Object.values(SETTINGS)) options[setting.flag] = { type: 'string' };
+  const { values, positionals } = parse({ args: argv, options, allowPositionals: true, strict: true });
+  if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
+  let config;
+  try {
+    config = resolveConfig(values as Record<string, string | undefined>, process.env);
+  } catch (e) {
+    err(`wasm-engine: ${(e as Error).message}`);
+    return 2;
+  }
+  const logger = createLogger(config);
+  let running;
+  try {
+    running = await startEngine(config, logger);
+  } catch (e) {
+    logger.fatal({ err: e }, `could not start: ${(e as Error).message}`);
+    return 1;
+  }
+  await new Promise<void>((resolve) => {
+    const onSignal = (signal: string): void => {
+      logger.info({ signal }, 'shutting down');
+      running.stop().then(resolve, (e: unknown) => {
+        logger.error({ err: e }, 'error while shutting down');
+        resolve();
+      });
+    };
+    process.once('SIGTERM', onSignal);
+    process.once('SIGINT', onSignal);
+  });
+  logger.info({}, 'stopped');
+  return 0;
+}
+
+const CLIENT_OPTIONS = {
+  url: { type: 'string', default: 'http://127.0.0.1:10000' },
+  json: { type: 'boolean', default: false },
+  wasi: { type: 'boolean' },
+  'no-wasi': { type: 'boolean' },
+  entrypoint: { type: 'string' },
+  'timeout-ms': { type: 'string' },
+  'memory-limit-mb': { type: 'string' },
+  'max-output-bytes': { type: 'string' },
+  env: { type: 'string', multiple: true },
+} as const;
+
+function expectPositionals(command: string, got: string[], count: number, names: string): void {
+  if (got.length !== count) throw new UsageError(`${command} takes ${names}`);
+}
+
+function intOption(name: string, raw: string | undefined): Record<string, number> {
+  if (raw === undefined) return {};
+  const n = Number(raw);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a whole number`);
+  return { [name.replace(/-/g, '_')]: n };
+}
+
+function invokeArgs(pairs: string[]): Record<string, string> | string[] {
+  if (pairs.length > 0 && pairs.every((p) => p.includes('='))) {
+    const args: Record<string, string> = {};
+    for (const pair of pairs) {
+      const eq = pair.indexOf('=');
+      args[pair.slice(0, eq)] = pair.slice(eq + 1);
+    }
+    return args;
+  }
+  if (pairs.some((p) => p.includes('='))) throw new UsageError('invoke takes either all k=v pairs or all positional values');
+  return pairs;
+}
+
+async function client(command: string, argv: string[]): Promise<number> {
+  const { values, positionals } = parse({ args: argv, options: CLIENT_OPTIONS, allowPositionals: true, strict: true });
+  const url = values.url as string;
+  let answer: ApiAnswer;
+  let render: (body: Record<string, unknown>) => string;
+  switch (command) {
+    case 'deploy': {
+      expectPositionals('deploy', positionals, 2, 'NAME IMAGE');
+      if (values.wasi && values['no-wasi']) throw new UsageError('give --wasi or --no-wasi, not both');
+      const env: Record<string, string> = {};
+      for (const pair of (values.env as string[] | undefined) ?? []) {
+        const eq = pair.indexOf('=');
+        if (eq <= 0) throw new UsageError(`--env takes K=V, got ${pair}`);
+        env[pair.slice(0, eq)] = pair.slice(eq + 1);
+      }
+      answer = await callEngine(url, 'POST', '/function/deploy', {
+        function_name: positionals[0],
+        function_image: positionals[1],
+        ...(values.wasi ? { wasi_cap: true } : values['no-wasi'] ? { wasi_cap: false } : {}),
+        ...(values.entrypoint === undefined ? {} : { entrypoint: values.entrypoint }),
+        ...intOption('timeout-ms', values['timeout-ms'] as string | undefined),
+        ...intOption('memory-limit-mb', values['memory-limit-mb'] as string | undefined),
+        ...intOption('max-output-bytes', values['max-output-bytes'] as string | undefined),
+        ...(Object.keys(env).length > 0 ? { env } : {}),
+      });
+      render = (b) => String(b.message);
+      break;
+    }
+    case 'delete':
+      expectPositionals('delete', positionals, 1, 'NAME');
+      answer = await callEngine(url, 'POST', '/function/delete', { function_name: positionals[0] });
+      render = (b) => String(b.message);
+      break;
+    case 'list':
+      expectPositionals('list', positionals, 0, 'no arguments');
+      answer = await callEngine(url, 'GET', '/function/list');
+      render = (b) => renderList(b.functions as Record<string, unknown>[]);
+      break;
+    case 'query':
+      expectPositionals('query', positionals, 1, 'NAME');
+      answer = await callEngine(url, 'POST', '/function/query', { function_name: positionals[0] });
+      render = (b) =>
+        Object.entries(b.function as Record<string, unknown>)
+          .map(([k, v]) => `${k}: ${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .join('\n');
+      break;
+    case 'invoke': {
+      if (positionals.length < 1) throw new UsageError('invoke takes NAME [k=v ...]');
+      const [name, ...rest] = positionals;
+      answer = await callEngine(url, 'POST', '/function/invoke', { function_name: name, args: invokeArgs(rest) });
+      render = (b) => String(b.output);
+      break;
+    }
+    default:
+      throw new UsageError(`unknown command ${command}`);
+  }
+  if (values.json) out(JSON.stringify(answer.body));
+  if (answer.status !== 200) {
+    const error = answer.body.error as { code?: string; message?: string } | undefined;
+    if (!values.json) err(`error ${answer.status} ${error?.code ?? ''}: ${error?.message ?? String(answer.body.message)}`);
+    return 1;
+  }
+  if (!values.json) out(render(answer.body));
+  return 0;
+}
+
+function renderList(functions: Record<string, unknown>[]): string {
+  if (functions.length === 0) return 'no functions deployed';
+  const rows = [['NAME', 'ABI', 'WASI', 'SIZE', 'IMAGE'], ...functions.map((f) => [
+    String(f.func_name), String(f.abi), String(f.wasi_cap), String(f.size), String(f.func_image_name),
+  ])];
+  const widths = rows[0]!.map((_, i) => Math.max(...rows.map((r) => r[i]!.length)));
+  return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
+    (command === undefined ? err : out)(USAGE);
+    return command === undefined ? 2 : 0;
+  }
+  try {
+    if (command === 'serve') return await serve(rest);
+    return await client(command, rest);
+  } catch (e) {
+    if (e instanceof UsageError) {
+      err(`wasm-engine: ${e.message}\n\n${USAGE}`);
+      return 2;
+    }
+    if (e instanceof EngineUnreachable) {
+      err(`wasm-engine: ${e.message}`);
+      return 1;
+    }
+    err(`wasm-engine: ${isEngineError(e) ? e.message : String((e as Error).stack ?? e)}`);
+    return 1;
+  }
+}

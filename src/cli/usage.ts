@@ -1,0 +1,16 @@
+export const USAGE = `usage: wasm-engine <command> [options]
+
+Engine:
+  serve [--port N] [--host H] [--data-dir DIR] [--log-level L] [--timeout-ms N]
+        [--memory-limit-mb N] [--max-output-bytes N] [--workers N] [--max-queue N]
+        [--body-limit-bytes N] [--insecure-registries a,b] [--shutdown-timeout-ms N]
+
+Client (talk to a running engine; --url, default http://127.0.0.1:10000; --json for JSON output):
+  deploy NAME IMAGE [--wasi | --no-wasi] [--entrypoint E] [--timeout-ms N]
+                    [--memory-limit-mb N] [--max-output-bytes N] [--env K=V ...]
+  delete NAME
+  list
+  query NAME
+  invoke NAME [k=v ...]      (values without "=" are positional: invoke fibonacci 10)
+
+Exit codes: 0 success, 1 the engine said no (or could not be reached), 2 usage error.`;

@@ -1,0 +1,72 @@
+/** Wasm blobs stored once each, by sha256 digest, under DATA/blobs/sha256/<hex>. */
+import { createHash } from 'node:crypto';
+import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EngineError } from '../errors.js';
+import { TEMP_PREFIX, syncDir, writeFileAtomic } from './atomic-file.js';
+import type { BlobStore } from './types.js';
+
+const DIGEST = /^sha256:([0-9a-f]{64})$/;
+
+export function sha256Digest(bytes: Uint8Array): string {
+  return `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+}
+
+export class FileBlobStore implements BlobStore {
+  private readonly dir: string;
+
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'blobs', 'sha256');
+  }
+
+  async init(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+    // Temporary files are leftovers of writes cut short by a crash.
+    for (const name of await readdir(this.dir)) {
+      if (name.startsWith(TEMP_PREFIX)) await unlink(join(this.dir, name)).catch(() => {});
+    }
+  }
+
+  pathOf(digest: string): string {
+    const match = DIGEST.exec(digest);
+    if (!match) throw new EngineError('INTERNAL', `not a sha256 digest: ${digest}`);
+    return join(this.dir, match[1]!);
+  }
+
+  async put(bytes: Uint8Array): Promise<string> {
+    const digest = sha256Digest(bytes);
+    if (!(await this.has(digest))) await writeFileAtomic(this.pathOf(digest), bytes);
+    return digest;
+  }
+
+  async get(digest: string): Promise<Uint8Array> {
+    const bytes = new Uint8Array(await readFile(this.pathOf(digest)));
+    // A blob damaged on disk must not run as if it were the deployed module.
+    if (sha256Digest(bytes) !== digest) {
+      throw new EngineError('INTERNAL', `stored blob ${digest} does not match its digest`);
+    }
+    return bytes;
+  }
+
+  async has(digest: string): Promise<boolean> {
+    try {
+      return (await stat(this.pathOf(digest))).isFile();
+    } catch {
+      return false;
+    }
+  }
+
+  async remove(digest: string): Promise<void> {
+    try {
+      await unlink(this.pathOf(digest));
+      await syncDir(this.dir);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  async list(): Promise<string[]> {
+    const names = await readdir(this.dir);
+    return names.filter((n) => /^[0-9a-f]{64}$/.test(n)).map((n) => `sha256:${n}`);
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The function store on local disk: one index file (DATA/functions.json) rewritten atomically on
+ * every change, and the wasm blobs by digest. The blob is written before the index that names it
+ * and removed after the index that dropped it, so a crash at any moment leaves at worst an
+ * unreferenced blob, which open() removes.
+ */
+import { mkdir, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { EngineError } from '../errors.js';
+import type { Logger } from '../logger.js';
+import { writeFileAtomic } from './atomic-file.js';
+import { FileBlobStore } from './blob-store.js';
+import { lockDataDir } from './data-dir-lock.js';
+import type { FunctionRecord, FunctionStore } from './types.js';
+
+interface IndexFile {
+  version: 1;
+  functions: FunctionRecord[];
+}
+
+export class FileFunctionStore implements FunctionStore {
+  private readonly indexPath: string;
+  private readonly blobs: FileBlobStore;
+  private readonly records = new Map<string, FunctionRecord>();
+  private readonly reserved = new Set<string>();
+  /** Index rewrites run one at a time, in order, so no change overwrites another. */
+  private writeChain: Promise<void> = Promise.resolve();
+  private unlock: (() => Promise<void>) | undefined;
+
+  constructor(
+    private readonly dataDir: string,
+    private readonly logger: Logger,
+  ) {
+    this.indexPath = join(dataDir, 'functions.json');
+    this.blobs = new FileBlobStore(dataDir);
+  }
+
+  async open(): Promise<void> {
+    await mkdir(this.dataDir, { recursive: true });
+    this.unlock = await lockDataDir(this.dataDir);
+    await this.blobs.init();
+    for (const record of await this.readIndex()) this.records.set(record.name, record);
+    const used = new Set([...this.records.values()].map((r) => r.digest));
+    for (const digest of await this.blobs.list()) {
+      if (!used.has(digest)) {
+        this.logger.info({ digest }, 'removing blob no function uses (left by an interrupted deploy or delete)');
+        await this.blobs.remove(digest);
+      }
+    }
+    for (const record of this.records.values()) {
+      if (!(await this.blobs.has(record.digest))) {
+        // Only a damaged data directory can get here; keep the entry so the operator sees it.
+        this.logger.error({ function: record.name, digest: record.digest }, 'function blob is missing');
+      }
+    }
+  }
+
+  private async readIndex(): Promise<FunctionRecord[]> {
+    let text: string;
+    try {
+      text = await readFile(this.indexPath, 'utf8');
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+      throw err;
+    }
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch (err) {
+      throw new EngineError('INTERNAL', `the function index ${this.indexPath} is not valid JSON`, { cause: err });
+    }
+    const index = parsed as Partial<IndexFile>;
+    if (index.version !== 1 || !Array.isArray(index.functions)) {
+      throw new EngineError('INTERNAL', `the function index ${this.indexPath} has an unknown format`);
+    }
+    return index.functions;
+  }
+
+  list(): FunctionRecord[] {
+    return [...this.records.values()].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  }
+
+  get(name: string): FunctionRecord | undefined {
+    return this.records.get(name);
+  }
+
+  reserve(name: string): () => void {
+    if (this.records.has(name) || this.reserved.has(name)) {
+      throw new EngineError('FUNCTION_EXISTS', `function ${name} is already deployed`);
+    }
+    this.reserved.add(name);
+    let released = false;
+    return () => {
+      if (!released) this.reserved.delete(name);
+      released = true;
+    };
+  }
+
+  async insert(record: FunctionRecord, bytes: Uint8Array): Promise<void> {
+    await this.serialized(async () => {
+      if (this.records.has(record.name)) {
+        throw new EngineError('FUNCTION_EXISTS', `function ${record.name} is already deployed`);
+      }
+      const digest = await this.blobs.put(bytes);
+      if (digest !== record.digest) {
+        throw new EngineError('INTERNAL', `blob digest ${digest} differs from the record's ${record.digest}`);
+      }
+      const next = new Map(this.records).set(record.name, record);
+      await this.writeIndex(next);
+      this.records.set(record.name, record);
+    });
+  }
+
+  async remove(name: string): Promise<FunctionRecord> {
+    return this.serialized(async () => {
+      const record = this.records.get(name);
+      if (!record) throw new EngineError('FUNCTION_NOT_FOUND', `function ${name} is not deployed`);
+      const next = new Map(this.records);
+      next.delete(name);
+      await this.writeIndex(next);
+      this.records.delete(name);
+      if (![...this.records.values()].some((r) => r.digest === record.digest)) {
+        await this.blobs.remove(record.digest);
+      }
+      return record;
+    });
+  }
+
+  readBlob(digest: string): Promise<Uint8Array> {
+    return this.blobs.get(digest);
+  }
+
+  blobPath(digest: string): string {
+    return this.blobs.pathOf(digest);
+  }
+
+  async close(): Promise<void> {
+    await this.writeChain.catch(() => {});
+    await this.unlock?.();
+    this.unlock = undefined;
+  }
+
+  private async writeIndex(records: Map<string, FunctionRecord>): Promise<void> {
+    const index: IndexFile = { version: 1, functions: [...records.values()] };
+    await writeFileAtomic(this.indexPath, `${JSON.stringify(index, null, 1)}\n`);
+  }
+
+  private serialized<T>(task: () => Promise<T>): Promise<T> {
+    const run = this.writeChain.then(task, task);
+    this.writeChain = run.then(
+      () => {},
+      () => {},
+    );
+    return run;
+  }
+}

@@ -1,0 +1,3 @@
+export type { BlobStore, FunctionLimitsOverride, FunctionRecord, FunctionStore } from './types.js';
+export { FileFunctionStore } from './file-function-store.js';
+export { sha256Digest } from './blob-store.js';
