@@ -1,0 +1,18 @@
+/** Test modules built from WAT source by the test setup (never committed binaries). */
+import { execFileSync } from 'node:child_process';
+import { mkdirSync } from 'node:fs';
+import { basename, join } from 'node:path';
+import { REPO_ROOT } from './engine-process.js';
+
+export const FIXTURE_OUT = join(REPO_ROOT, 'test', '.fixtures');
+export const EXAMPLES_WASM = join(REPO_ROOT, 'examples', 'build', 'wasm');
+export const EXAMPLES_OCI = join(REPO_ROOT, 'examples', 'build', 'oci');
+
+/** Compiles test/fixtures/<dir>/<name>.wat with wabt's wat2wasm; returns the .wasm path. */
+export function watFixture(dir: string, name: string): string {
+  mkdirSync(FIXTURE_OUT, { recursive: true });
+  const source = join(REPO_ROOT, 'test', 'fixtures', dir, `${name}.wat`);
+  const out = join(FIXTURE_OUT, `${basename(dir)}-${name}.wasm`);
+  execFileSync('wat2wasm', ['--enable-all', source, '-o', out]);
+  return out;
+}
