@@ -16,4 +16,6 @@ export interface FetchOptions {
 /** Fetches the one .wasm module an image reference names: registry, `oci:PATH[:tag]` or `file:PATH`. */
 export interface ImageFetcher {
   fetch(reference: string, options?: FetchOptions): Promise<FetchedModule>;
+  /** Releases pooled connections; optional so test doubles need not implement it. */
+  close?(): Promise<void>;
 }
