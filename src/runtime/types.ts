@@ -56,3 +56,31 @@ export interface InvocationResult {
   stderr: string;
   durationMs: number;
 }
+
+export interface RuntimeStats {
+  /** Live sandbox workers. */
+  workers: number;
+  /** Workers running an invocation. */
+  busy: number;
+  /** Invocations waiting for a worker. */
+  queued: number;
+  /** Compiled modules held (one per digest and memory limit). */
+  loadedModules: number;
+}
+
+/** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
+export interface FunctionRuntime {
+  /** Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE. */
+  load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void>;
+  /**
+   * Runs one invocation of a loaded module. Throws EngineError: INVALID_ARGS, FUNCTION_FAILED,
+   * FUNCTION_TIMEOUT, OVERLOADED. An aborted `signal` drops a call still queued (the promise then
+   * rejects with the signal's reason); a call already running finishes or times out.
+   */
+  invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult>;
+  /** Forgets every compiled form of the module. */
+  unload(digest: string): void;
+  stats(): RuntimeStats;
+  /** Lets in-flight invocations finish (bounded), then stops the workers. */
+  close(): Promise<void>;
+}

@@ -1,0 +1,18 @@
+/** The runtime's public surface: what the engine and its tests import. */
+export { analyzeModule, COMPONENTS_UNSUPPORTED, type AnalyzeOptions } from './analyze.js';
+export { normalizeArgs } from './args.js';
+export { runInvocation, type SandboxCall } from './sandbox.js';
+export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, type WorkerPoolOptions } from './pool/worker-pool.js';
+export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
+export { wasm, type WasmModule } from './wasm-api.js';
+export type {
+  Abi,
+  FunctionArgs,
+  FunctionRuntime,
+  InvocationLimits,
+  InvocationRequest,
+  InvocationResult,
+  ModuleAnalysis,
+  RuntimeStats,
+  ValType,
+} from './types.js';

@@ -1,0 +1,199 @@
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import type { Logger } from '../../src/logger.js';
+import { WorkerPoolRuntime, analyzeModule, type InvocationRequest, type WorkerPoolOptions } from '../../src/runtime/index.js';
+import { buildWorker, engineRejection, eventually, request, sleep, wat } from './support.js';
+
+let worker: ReturnType<typeof buildWorker>;
+const pools: WorkerPoolRuntime[] = [];
+
+beforeAll(() => {
+  worker = buildWorker();
+});
+afterEach(async () => {
+  await Promise.all(pools.splice(0).map((p) => p.close()));
+});
+afterAll(() => worker?.dispose());
+
+function pool(options: WorkerPoolOptions = {}): WorkerPoolRuntime {
+  const p = new WorkerPoolRuntime({ workers: 2, workerUrl: worker.url, closeTimeoutMs: 2_000, ...options });
+  pools.push(p);
+  return p;
+}
+
+/** Loads fixture `name` into the pool under digest `sha256:<name>` and returns a request maker. */
+async function deploy(p: WorkerPoolRuntime, name: string, functionName = name, memoryLimitMb = 128) {
+  const bytes = wat(name);
+  const digest = `sha256:${name}`;
+  await p.load(digest, bytes, memoryLimitMb);
+  const analysis = analyzeModule(bytes, { functionName });
+  return (args?: unknown, limits: Partial<InvocationRequest['limits']> = {}): InvocationRequest =>
+    request(analysis, args, { digest, limits: { memoryLimitMb, ...limits } });
+}
+
+/** A logger that records its lines. */
+function recordingLogger(): Logger & { lines: { level: string; msg?: string }[] } {
+  const lines: { level: string; msg?: string }[] = [];
+  const at = (level: string) => (_obj: object, msg?: string) => void lines.push({ level, ...(msg === undefined ? {} : { msg }) });
+  const logger = { lines, debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'), child: () => logger };
+  return logger;
+}
+
+describe('WorkerPoolRuntime', () => {
+  it('runs each ABI on its workers', async () => {
+    const p = pool();
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const echo = await deploy(p, 'string', 'echo');
+    const hello = await deploy(p, 'wasi-args');
+    expect((await p.invoke(gcd({ a: '12', b: '18' }))).output).toBe('6');
+    expect((await p.invoke(echo({ k: 'v' }))).output).toBe('{"k":"v"}');
+    expect((await p.invoke(hello(['x']))).output).toBe('1x\0');
+    expect(p.stats()).toMatchObject({ workers: 2, busy: 0, queued: 0, loadedModules: 3 });
+  });
+
+  it('passes env and stdin to WASI functions', async () => {
+    const p = pool();
+    const env = await deploy(p, 'wasi-env');
+    const stdin = await deploy(p, 'wasi-stdin');
+    expect((await p.invoke({ ...env(), env: { A: '1' } })).output).toBe('1A=1\0');
+    expect((await p.invoke({ ...stdin(), stdin: new TextEncoder().encode('body') })).output).toBe('body');
+  });
+
+  it('carries guest errors across as EngineErrors', async () => {
+    const p = pool();
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await engineRejection(p.invoke(gcd({ a: '1' })), 'INVALID_ARGS', /takes 2 arguments/);
+    await engineRejection(p.invoke((await deploy(p, 'traps', 'unreachable'))()), 'FUNCTION_FAILED', /unreachable/);
+    await engineRejection(p.invoke((await deploy(p, 'wasi-exit'))()), 'FUNCTION_FAILED', /exit code 3; stderr: something bad/);
+  });
+
+  it('isolates invocations: a counting module answers 1 every time', async () => {
+    const p = pool({ workers: 1 });
+    const counter = await deploy(p, 'counter');
+    const outputs: string[] = [];
+    for (let i = 0; i < 5; i++) outputs.push((await p.invoke(counter())).output);
+    outputs.push(...(await Promise.all(Array.from({ length: 5 }, () => p.invoke(counter())))).map((r) => r.output));
+    expect(outputs).toEqual(Array(10).fill('1'));
+  });
+
+  it('enforces the memory limit the module was loaded with', async () => {
+    const p = pool();
+    const grow = await deploy(p, 'grow', 'grow', 1);
+    expect((await p.invoke(grow(['15']))).output).toBe('1');
+    expect((await p.invoke(grow(['16']))).output).toBe('-1');
+    const roomy = await deploy(p, 'grow', 'grow', 2);
+    expect((await p.invoke(roomy(['16']))).output).toBe('1');
+  });
+
+  it('refuses at load a module that is invalid or whose initial memory exceeds the limit', async () => {
+    const p = pool();
+    await engineRejection(p.load('sha256:bad', new Uint8Array([0, 0x61, 0x73, 0x6d, 1, 0, 0, 0, 9]), 128), 'INVALID_FUNCTION_IMAGE');
+    await engineRejection(p.load('sha256:big', wat('big-memory'), 1), 'INVALID_FUNCTION_IMAGE', /exceeds its memory limit/);
+    expect(p.stats().loadedModules).toBe(0);
+  });
+
+  it('unloads modules, and refuses to invoke one that is not loaded', async () => {
+    const p = pool();
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    expect((await p.invoke(gcd(['4', '6']))).output).toBe('2');
+    p.unload('sha256:numeric');
+    expect(p.stats().loadedModules).toBe(0);
+    await engineRejection(p.invoke(gcd(['4', '6'])), 'INTERNAL', /not loaded/);
+    await p.load('sha256:numeric', wat('numeric'), 128);
+    expect((await p.invoke(gcd(['4', '6']))).output).toBe('2');
+  });
+
+  it('stops an infinite loop at its time limit while other calls still succeed', async () => {
+    const p = pool({ workers: 2 });
+    const spin = await deploy(p, 'spin');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const started = Date.now();
+    const spinning = engineRejection(p.invoke(spin(undefined, { timeoutMs: 300 })), 'FUNCTION_TIMEOUT', /time limit of 300 ms/);
+    const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => p.invoke(gcd([String(6 * i), '4']))));
+    expect(answers.map((a) => a.output)).toEqual(Array.from({ length: 20 }, (_, i) => (i === 0 ? '4' : String(i % 2 === 0 ? 4 : 2))));
+    await spinning;
+    expect(Date.now() - started).toBeLessThan(10_000);
+    // the terminated worker is replaced and serves again
+    await eventually(() => p.stats().workers === 2);
+    expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+  });
+
+  it('refuses with OVERLOADED at once past maxQueue, with a retry hint', async () => {
+    const p = pool({ workers: 1, maxQueue: 1 });
+    const spin = await deploy(p, 'spin');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await eventually(() => p.stats().workers === 1 && p.stats().busy === 0);
+    const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 1_000 })), 'FUNCTION_TIMEOUT');
+    await eventually(() => p.stats().busy === 1);
+    const queued = p.invoke(gcd(['9', '6']));
+    expect(p.stats().queued).toBe(1);
+    const err = await engineRejection(p.invoke(gcd(['9', '6'])), 'OVERLOADED', /too many invocations/);
+    expect(err.retryAfterSeconds).toBe(1);
+    await running;
+    expect((await queued).output).toBe('3');
+  });
+
+  it('drops a queued invocation whose signal is aborted', async () => {
+    const p = pool({ workers: 1, maxQueue: 5 });
+    const spin = await deploy(p, 'spin');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await eventually(() => p.stats().busy === 0 && p.stats().workers === 1);
+    const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 800 })), 'FUNCTION_TIMEOUT');
+    await eventually(() => p.stats().busy === 1);
+    const controller = new AbortController();
+    const queued = expect(p.invoke(gcd(['9', '6']), controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
+    expect(p.stats().queued).toBe(1);
+    controller.abort();
+    await queued;
+    expect(p.stats().queued).toBe(0);
+    // an already aborted signal never queues
+    await expect(p.invoke(gcd(['9', '6']), controller.signal)).rejects.toMatchObject({ name: 'AbortError' });
+    await running;
+  });
+
+  it('fails the call of a worker that crashes, and replaces the worker', async () => {
+    const logger = recordingLogger();
+    const p = pool({ workers: 1, workerUrl: new URL('./fixtures/crash-worker.mjs', import.meta.url), logger });
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await engineRejection(p.invoke(gcd(['1', '2'])), 'FUNCTION_FAILED', /the sandbox crashed/);
+    await eventually(() => p.stats().workers === 1);
+    await engineRejection(p.invoke(gcd(['1', '2'])), 'FUNCTION_FAILED', /the sandbox crashed/);
+    expect(logger.lines.filter((l) => l.level === 'warn')).toHaveLength(2);
+  });
+
+  it('does not respawn a worker that fails to start in a tight loop, and fails calls instead of hanging', async () => {
+    const logger = recordingLogger();
+    const p = pool({ workers: 1, workerUrl: new URL('./fixtures/broken-worker.mjs', import.meta.url), logger });
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const failures = (): number => logger.lines.filter((l) => l.level === 'error').length;
+    await eventually(() => failures() >= 1);
+    await engineRejection(p.invoke(gcd(['1', '2'])), 'INTERNAL', /no sandbox worker could start: .*broken on purpose/);
+    // it is retried…
+    await eventually(() => failures() >= 2, 10_000);
+    // …but with doubling delays (200 ms, 400 ms, 800 ms, …): a few attempts a second, not hundreds
+    const before = failures();
+    await sleep(1_000);
+    expect(failures() - before).toBeLessThanOrEqual(4);
+  });
+
+  it('close() lets in-flight calls finish, then refuses new ones and stops the workers', async () => {
+    const p = pool();
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const inFlight = Promise.all(Array.from({ length: 6 }, () => p.invoke(gcd(['8', '12']))));
+    const closing = p.close();
+    await engineRejection(p.invoke(gcd(['8', '12'])), 'OVERLOADED', /shutting down/);
+    expect((await inFlight).map((r) => r.output)).toEqual(Array(6).fill('4'));
+    await closing;
+    expect(p.stats().workers).toBe(0);
+  });
+
+  it('close() is bounded: a call still running at the bound is failed', async () => {
+    const p = pool({ workers: 1, closeTimeoutMs: 200 });
+    const spin = await deploy(p, 'spin');
+    const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 60_000 })), 'FUNCTION_FAILED', /shut down/);
+    await eventually(() => p.stats().busy === 1);
+    const started = Date.now();
+    await p.close();
+    expect(Date.now() - started).toBeLessThan(5_000);
+    await running;
+  });
+});
