@@ -2,6 +2,9 @@
 export { analyzeModule, COMPONENTS_UNSUPPORTED, type AnalyzeOptions } from './analyze.js';
 export { normalizeArgs } from './args.js';
 export { runInvocation, type SandboxCall } from './sandbox.js';
+export { toSandboxCall } from './abi/call.js';
+export { InstanceRunner, type RunnerStats } from './instance-runner.js';
+export { exposeState, type ExposedState } from './reuse/expose.js';
 export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, type WorkerPoolOptions } from './pool/worker-pool.js';
 export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
 export { wasm, type WasmModule } from './wasm-api.js';

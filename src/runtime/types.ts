@@ -66,6 +66,10 @@ export interface RuntimeStats {
   queued: number;
   /** Compiled modules held (one per digest and memory limit). */
   loadedModules: number;
+  /** Bytes of the binaries of the compiled modules held (what the cache's bound counts). */
+  loadedModuleBytes?: number;
+  /** Modules evicted from the compiled cache to keep within its bound, since start. */
+  evictedModules?: number;
 }
 
 /** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
@@ -75,7 +79,7 @@ export interface FunctionRuntime {
   /**
    * Runs one invocation of a loaded module. Throws EngineError: INVALID_ARGS, FUNCTION_FAILED,
    * FUNCTION_TIMEOUT, OVERLOADED. An aborted `signal` drops a call still queued (the promise then
-   * rejects with the signal's reason); a call already running finishes or times out.
+   * rejects with UNAVAILABLE, "invocation cancelled"); a call already running finishes or times out.
    */
   invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult>;
   /** Forgets every compiled form of the module. */

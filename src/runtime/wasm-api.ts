@@ -21,6 +21,17 @@ export interface WasmGlobal {
   readonly value: unknown;
 }
 
+/** An exported mutable global: its value can be set from JavaScript (instance reuse restores it). */
+export interface WasmMutableGlobal {
+  value: unknown;
+}
+
+export interface WasmTable {
+  readonly length: number;
+  get(index: number): unknown;
+  set(index: number, value: unknown): void;
+}
+
 export interface WasmInstance {
   readonly exports: Readonly<Record<string, unknown>>;
 }

@@ -87,9 +87,9 @@ const VAL_TYPES: Record<number, WasmValType> = {
 
 const EXTERN_KINDS: ExternKind[] = ['func', 'table', 'memory', 'global', 'tag'];
 
-const SECTION = { type: 1, import: 2, function: 3, memory: 5, global: 6, export: 7 } as const;
+export const SECTION = { type: 1, import: 2, function: 3, table: 4, memory: 5, global: 6, export: 7, element: 9, data: 11 } as const;
 
-interface SectionSpan {
+export interface SectionSpan {
   id: number;
   /** Offset of the id byte. */
   start: number;
@@ -99,7 +99,7 @@ interface SectionSpan {
 }
 
 /** Walks the section headers; each section's size is checked against the input. */
-function sections(bytes: Uint8Array): SectionSpan[] {
+export function sections(bytes: Uint8Array): SectionSpan[] {
   const r = new ByteReader(bytes, 8);
   const out: SectionSpan[] = [];
   while (!r.done) {
@@ -113,7 +113,7 @@ function sections(bytes: Uint8Array): SectionSpan[] {
   return out;
 }
 
-function valType(r: ByteReader): WasmValType {
+export function valType(r: ByteReader): WasmValType {
   const at = r.pos;
   const code = r.u8();
   const type = VAL_TYPES[code];
@@ -121,7 +121,7 @@ function valType(r: ByteReader): WasmValType {
   return type;
 }
 
-function limits(r: ByteReader): Limits {
+export function limits(r: ByteReader): Limits {
   const at = r.pos;
   const flags = r.u8();
   if (flags > 0x07) r.fail(`unsupported limits flags 0x${flags.toString(16)}`, at);
@@ -132,7 +132,7 @@ function limits(r: ByteReader): Limits {
   return { min, max, shared: (flags & 0x02) !== 0, is64 };
 }
 
-function globalType(r: ByteReader): GlobalType {
+export function globalType(r: ByteReader): GlobalType {
   const type = valType(r);
   const at = r.pos;
   const mut = r.u8();
@@ -140,13 +140,12 @@ function globalType(r: ByteReader): GlobalType {
   return { type, mutable: mut === 1 };
 }
 
-function tableType(r: ByteReader): void {
-  valType(r);
-  limits(r);
+export function tableType(r: ByteReader): { element: WasmValType; limits: Limits } {
+  return { element: valType(r), limits: limits(r) };
 }
 
 /** Skips a constant expression (global initialisers): the few opcodes allowed there, up to `end`. */
-function skipConstExpr(r: ByteReader): void {
+export function skipConstExpr(r: ByteReader): void {
   for (;;) {
     const at = r.pos;
     const op = r.u8();
@@ -244,13 +243,14 @@ function parseExports(r: ByteReader, m: ParsedModule): void {
 }
 
 /** Reads one section's body, requiring that the reader ends exactly at the section's end. */
-function readSection(bytes: Uint8Array, s: SectionSpan, read: (r: ByteReader) => void): void {
+export function readSection(bytes: Uint8Array, s: SectionSpan, read: (r: ByteReader) => void): void {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   read(r);
   if (!r.done) r.fail('section has trailing bytes');
 }
 
-function wrap<T>(what: () => T): T {
+/** Runs a binary reader; a MalformedBinary becomes INVALID_FUNCTION_IMAGE. */
+export function wrap<T>(what: () => T): T {
   try {
     return what();
   } catch (err) {

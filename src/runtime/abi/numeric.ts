@@ -3,10 +3,8 @@
  * WebAssembly JavaScript API gives them (i32 as a signed Number, i64 as a signed BigInt).
  */
 import { EngineError } from '../../errors.js';
-import { guestFailure } from '../traps.js';
 import type { FunctionArgs, ValType } from '../types.js';
-import { wasm, type WasmModule } from '../wasm-api.js';
-import type { AbiOutput, SandboxCall } from './call.js';
+import type { AbiOutput } from './call.js';
 
 const INTEGER = /^[+-]?\d+$/;
 const I32_MIN = -(2n ** 31n);
@@ -18,16 +16,20 @@ const U64_MAX = 2n ** 64n - 1n;
  * One argument as a value of `type`. Integers take the signed and the unsigned range alike
  * (-2^31 … 2^32-1 for i32; the JS API wraps the upper half to negative, as the bits mean);
  * floats take any JavaScript number text ("1.5", "1e3", "-Infinity", "NaN", "0x10").
- * `where` names the argument in messages, e.g. "argument b of gcd".
+ * `where` names the argument in messages, e.g. "argument b of gcd"; it is a function because it
+ * is needed only on the error path, and building it costs a JSON parse (argName).
  */
-export function parseArg(text: string, type: ValType, where: string): number | bigint {
-  const bad = (why: string): EngineError => new EngineError('INVALID_ARGS', `${where} ${why}: ${JSON.stringify(text)}`);
+export function parseArg(text: string, type: ValType, where: string | (() => string)): number | bigint {
+  const bad = (why: string): EngineError =>
+    new EngineError('INVALID_ARGS', `${typeof where === 'string' ? where : where()} ${why}: ${JSON.stringify(text)}`);
   const trimmed = text.trim();
   const number = Number(trimmed);
   // Number('') is 0 and Number('abc') NaN: refuse both unless NaN was asked for by name.
   if (trimmed === '' || (Number.isNaN(number) && !/^[+-]?NaN$/.test(trimmed))) throw bad('is not a number');
   if (type === 'f32' || type === 'f64') return number;
   if (!INTEGER.test(trimmed)) throw bad(`is not an integer (${type})`);
+  // The common case, a small integer, needs no BigInt.
+  if (type === 'i32' && Number.isSafeInteger(number) && number >= -2147483648 && number <= 4294967295) return number | 0;
   const value = BigInt(trimmed);
   const [min, max] = type === 'i32' ? [I32_MIN, U32_MAX] : [I64_MIN, U64_MAX];
   if (value < min || value > max) throw bad(`is out of the ${type} range ${min} … ${max}`);
@@ -59,7 +61,7 @@ export function parseNumericArgs(args: FunctionArgs, params: readonly ValType[],
       `${entrypoint} takes ${params.length} argument${params.length === 1 ? '' : 's'} (${params.join(', ')}), got ${values.length}`,
     );
   }
-  return values.map((text, i) => parseArg(text, params[i] as ValType, `argument ${argName(args, i)} of ${entrypoint}`));
+  return values.map((text, i) => parseArg(text, params[i] as ValType, () => `argument ${argName(args, i)} of ${entrypoint}`));
 }
 
 function formatResult(value: unknown): string {
@@ -67,17 +69,10 @@ function formatResult(value: unknown): string {
   throw new EngineError('INTERNAL', `unexpected result ${String(value)} from a numeric function`);
 }
 
-export function runNumeric(module: WasmModule, call: SandboxCall): AbiOutput {
-  const { entrypoint, params = [], results = [] } = call.analysis;
-  const values = parseNumericArgs(call.args, params, entrypoint);
-  let result: unknown;
-  try {
-    const instance = new wasm.Instance(module, {});
-    result = (instance.exports[entrypoint] as (...args: (number | bigint)[]) => unknown)(...values);
-  } catch (err) {
-    throw guestFailure(err);
-  }
+/** Calls the entry with parsed arguments; traps propagate to the caller (sandbox.ts maps them). */
+export function callNumeric(exports: Readonly<Record<string, unknown>>, entrypoint: string, values: readonly (number | bigint)[]): AbiOutput {
+  const result = (exports[entrypoint] as (...args: (number | bigint)[]) => unknown)(...values);
   // The JS API gives undefined for no result, the value for one, an array for several.
-  const list = results.length === 0 ? [] : results.length === 1 ? [result] : (result as unknown[]);
-  return { output: list.map(formatResult).join(' '), stderr: '' };
+  const output = result === undefined ? '' : Array.isArray(result) ? result.map(formatResult).join(' ') : formatResult(result);
+  return { output, stderr: '' };
 }

@@ -4,29 +4,38 @@ import { STDERR_TAIL_BYTES, guestFailure, withStderr } from '../traps.js';
 import type { FunctionArgs } from '../types.js';
 import { WASI_MODULE } from '../wasi/signatures.js';
 import { WasiHost } from '../wasi/host.js';
-import { wasm, type WasmMemory, type WasmModule } from '../wasm-api.js';
-import type { AbiOutput, SandboxCall } from './call.js';
+import type { WasmImportObject, WasmMemory } from '../wasm-api.js';
+import type { AbiOutput } from './call.js';
 
 const EMPTY = new Uint8Array(0);
+const NO_ENV: Record<string, string> = Object.freeze({}) as Record<string, string>;
 
 /** argv (SPEC §3a): the positional values, or exactly one string, the JSON text of args. */
 export function wasiArgv(args: FunctionArgs): string[] {
   return args.positional ?? [args.json];
 }
 
-export function runWasi(module: WasmModule, call: SandboxCall): AbiOutput {
-  const host = new WasiHost({
-    args: wasiArgv(call.args),
-    env: call.env ?? {},
-    stdin: call.stdin ?? EMPTY,
-    maxOutputBytes: call.limits.maxOutputBytes,
-  });
+export interface WasiCallInput {
+  argv: string[];
+  maxOutputBytes: number;
+  env?: Record<string, string>;
+  stdin?: Uint8Array;
+}
+
+/** A host for an instance about to be made; its imports go into the instance's import object. */
+export function wasiHost(): { host: WasiHost; imports: WasmImportObject } {
+  const host = new WasiHost({ args: [], env: NO_ENV, stdin: EMPTY, maxOutputBytes: 0 });
+  return { host, imports: { [WASI_MODULE]: host.imports } };
+}
+
+/** Runs `_start` with the call's argv, environment and stdin; never throws a raw trap. */
+export function callWasi(exports: Readonly<Record<string, unknown>>, host: WasiHost, call: WasiCallInput): AbiOutput {
+  host.reset({ args: call.argv, env: call.env ?? NO_ENV, stdin: call.stdin ?? EMPTY, maxOutputBytes: call.maxOutputBytes });
+  host.attach(exports['memory'] as WasmMemory);
   let thrown: unknown;
   let returned = false;
   try {
-    const instance = new wasm.Instance(module, { [WASI_MODULE]: host.imports });
-    host.attach(instance.exports['memory'] as WasmMemory);
-    (instance.exports['_start'] as () => void)();
+    (exports['_start'] as () => void)();
     returned = true;
   } catch (err) {
     thrown = err;
@@ -37,7 +46,7 @@ export function runWasi(module: WasmModule, call: SandboxCall): AbiOutput {
   if (host.budget.exceeded) {
     throw new EngineError(
       'FUNCTION_FAILED',
-      `output limit exceeded: the function wrote more than ${call.limits.maxOutputBytes} bytes to stdout and stderr`,
+      `output limit exceeded: the function wrote more than ${call.maxOutputBytes} bytes to stdout and stderr`,
     );
   }
   if (host.exitCode === undefined && !returned) throw guestFailure(thrown, tail);

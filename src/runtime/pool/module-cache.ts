@@ -2,18 +2,40 @@
  * The pool's compiled modules, keyed by digest and memory limit (the limit is baked into the
  * module's memory maximum, so two limits are two compilations). Compiles are memoised: concurrent
  * loads of one key share one compile, and a failed compile is not remembered.
+ *
+ * The cache is bounded in bytes, least recently used first out. A module evicted that way is not
+ * forgotten: the next call of it gets its bytes again through `fetch` (the engine reads them from
+ * its store) and compiles it anew. unload() forgets a module for good. The bound counts the size of
+ * the module's binary, which is what the cache can know; V8's machine code for it is of the same
+ * order (typically one to three times the binary).
  */
 import { EngineError } from '../../errors.js';
+import { exposeState, type ExposeResult, type ExposedState } from '../reuse/expose.js';
 import { wasm, type WasmModule } from '../wasm-api.js';
 import { withMemoryMaximum } from '../wasm-binary.js';
+import { WARM_UP_NUMERIC } from './warm-up.js';
 
 export interface LoadedModule {
   /** Small number naming the module in messages to workers. */
   id: number;
   digest: string;
   module: WasmModule;
-  /** Set by unload: workers must not keep it any longer. */
+  /** Size of the binary compiled: what the cache's bound counts. */
+  bytes: number;
+  /** Where the state is exported when instances may be reused; else why they may not. */
+  state: ExposedState | undefined;
+  noReuse: string | undefined;
+  /** Set by unload or eviction: workers must not keep it any longer. */
   unloaded?: boolean;
+}
+
+export interface ModuleCacheOptions {
+  /** Bytes of module binaries kept compiled (default: unbounded). */
+  maxBytes?: number;
+  /** Gets an evicted module's bytes again (default: none, and an evicted module is an error). */
+  fetch?: (digest: string) => Promise<Uint8Array>;
+  /** Called with the modules dropped to keep within the bound (the pool tells its workers). */
+  onEvict?: (evicted: LoadedModule[]) => void;
 }
 
 const PAGES_PER_MIB = 16;
@@ -22,17 +44,37 @@ const keyOf = (digest: string, memoryLimitMb: number): string => `${digest}|${me
 
 export class ModuleCache {
   private nextId = 1;
+  /** Least recently used first (a Map keeps insertion order; a use moves the entry to the end). */
   private readonly ready = new Map<string, LoadedModule>();
   private readonly pending = new Map<string, Promise<LoadedModule>>();
+  /** Keys evicted for room, that a call may bring back. */
+  private readonly evicted = new Set<string>();
+  private heldBytes = 0;
+  private evictions = 0;
+
+  constructor(private readonly options: ModuleCacheOptions = {}) {
+    // The binary rewrites on a tiny module, so that their code is compiled before the first deploy
+    // or restored module needs it (it would otherwise be interpreted through a cold start).
+    exposeState(withMemoryMaximum(new Uint8Array(Buffer.from(WARM_UP_NUMERIC, 'base64')), 16));
+  }
 
   get size(): number {
     return this.ready.size;
   }
 
+  get bytes(): number {
+    return this.heldBytes;
+  }
+
+  /** Modules dropped to keep within the bound, since the cache was made. */
+  get evictedCount(): number {
+    return this.evictions;
+  }
+
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<LoadedModule> {
     const key = keyOf(digest, memoryLimitMb);
     const done = this.ready.get(key);
-    if (done) return Promise.resolve(done);
+    if (done) return Promise.resolve(this.touch(key, done));
     let compiling = this.pending.get(key);
     if (!compiling) {
       compiling = this.compile(digest, bytes, memoryLimitMb).then(
@@ -40,7 +82,10 @@ export class ModuleCache {
           // An unload during the compile wins: keep nothing for a key no longer pending.
           if (this.pending.get(key) === compiling) {
             this.pending.delete(key);
+            this.evicted.delete(key);
             this.ready.set(key, loaded);
+            this.heldBytes += loaded.bytes;
+            this.trim(key);
           }
           return loaded;
         },
@@ -54,30 +99,96 @@ export class ModuleCache {
     return compiling;
   }
 
-  /** The loaded module, or a compile in progress, or undefined when it was never loaded. */
+  /**
+   * The loaded module, or a compile in progress (an evicted module is fetched and compiled again),
+   * or undefined when it was never loaded or was unloaded.
+   */
   get(digest: string, memoryLimitMb: number): LoadedModule | Promise<LoadedModule> | undefined {
     const key = keyOf(digest, memoryLimitMb);
-    return this.ready.get(key) ?? this.pending.get(key);
+    const done = this.ready.get(key);
+    if (done) return this.touch(key, done);
+    const compiling = this.pending.get(key);
+    if (compiling) return compiling;
+    const fetch = this.options.fetch;
+    if (!this.evicted.has(key) || !fetch) return undefined;
+    // Registered as pending at once, so that concurrent calls share one fetch and compile.
+    let reloading: Promise<LoadedModule> | undefined;
+    const started = fetch(digest).then((bytes) => {
+      if (this.pending.get(key) !== reloading) throw new EngineError('INTERNAL', `module ${digest} was unloaded while it was reloaded`);
+      this.pending.delete(key);
+      return this.load(digest, bytes, memoryLimitMb);
+    });
+    reloading = started.catch((err: unknown) => {
+      if (this.pending.get(key) === reloading) this.pending.delete(key);
+      throw err;
+    });
+    this.pending.set(key, reloading);
+    return reloading;
   }
 
-  /** Drops every compiled form of `digest`; returns the dropped ones. */
+  /** Drops every compiled form of `digest` for good; returns the dropped ones. */
   unload(digest: string): LoadedModule[] {
     const removed: LoadedModule[] = [];
     for (const [key, loaded] of this.ready) {
       if (loaded.digest === digest) {
-        this.ready.delete(key);
-        loaded.unloaded = true;
+        this.drop(key, loaded);
         removed.push(loaded);
       }
     }
-    for (const key of this.pending.keys()) if (key.startsWith(`${digest}|`)) this.pending.delete(key);
+    const prefix = `${digest}|`;
+    for (const key of [...this.pending.keys()]) if (key.startsWith(prefix)) this.pending.delete(key);
+    for (const key of [...this.evicted.keys()]) if (key.startsWith(prefix)) this.evicted.delete(key);
     return removed;
+  }
+
+  private touch(key: string, loaded: LoadedModule): LoadedModule {
+    this.ready.delete(key);
+    this.ready.set(key, loaded);
+    return loaded;
+  }
+
+  private drop(key: string, loaded: LoadedModule): void {
+    this.ready.delete(key);
+    this.heldBytes -= loaded.bytes;
+    loaded.unloaded = true;
+  }
+
+  /** Evicts least recently used modules (never `keep`, the one just loaded) while over the bound. */
+  private trim(keep: string): void {
+    const max = this.options.maxBytes;
+    if (max === undefined || this.heldBytes <= max) return;
+    const evicted: LoadedModule[] = [];
+    for (const [key, loaded] of this.ready) {
+      if (this.heldBytes <= max) break;
+      if (key === keep) continue;
+      this.drop(key, loaded);
+      this.evicted.add(key);
+      this.evictions++;
+      evicted.push(loaded);
+    }
+    if (evicted.length > 0) this.options.onEvict?.(evicted);
   }
 
   private async compile(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<LoadedModule> {
     const capped = withMemoryMaximum(bytes, Math.floor(memoryLimitMb * PAGES_PER_MIB));
+    let exposed: ExposeResult;
     try {
-      return { id: this.nextId++, digest, module: await wasm.compile(capped) };
+      exposed = exposeState(capped);
+    } catch (err) {
+      // Analysis and the memory cap have read this binary already: never refuse a module for this.
+      exposed = { reason: `its binary could not be read for reuse: ${err instanceof Error ? err.message : String(err)}` };
+    }
+    const binary = 'bytes' in exposed ? exposed.bytes : capped;
+    try {
+      const module = await wasm.compile(binary);
+      return {
+        id: this.nextId++,
+        digest,
+        module,
+        bytes: binary.byteLength,
+        state: 'state' in exposed ? exposed.state : undefined,
+        noReuse: 'reason' in exposed ? exposed.reason : undefined,
+      };
     } catch (err) {
       const reason = err instanceof Error ? err.message.replace(/^WebAssembly\.compile\(\): /, '') : String(err);
       throw new EngineError('INVALID_FUNCTION_IMAGE', `the module does not compile: ${reason}`, { cause: err });

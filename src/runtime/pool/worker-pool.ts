@@ -1,18 +1,28 @@
 /**
  * The runtime the engine uses: a fixed pool of worker threads, so guest code never runs on the
- * HTTP thread. Each worker runs one invocation at a time; a call past its deadline is preempted by
- * terminating its worker (the only way to stop a running WebAssembly loop), and a fresh worker
- * takes its place while every other call carries on. Invocations beyond the workers wait in a
- * bounded queue; past the bound they are refused at once with OVERLOADED.
+ * HTTP thread. A call past its deadline is preempted by terminating its worker (the only way to
+ * stop a running WebAssembly loop), and a fresh worker takes its place while every other call
+ * carries on. Invocations beyond the workers wait in a bounded queue; past the bound they are
+ * refused at once with OVERLOADED.
+ *
+ * Each worker is given up to PIPELINE_DEPTH calls at once: one runs, the next waits inside the
+ * worker, so that the worker starts it the moment the first ends instead of sleeping until the
+ * HTTP thread, busy with other requests, sends it. Waking a sleeping thread costs tens of
+ * microseconds here, more than a small function runs. A call waiting in a worker has not started:
+ * a shared cell per call (Atomics, see CellState) says whether the worker has taken it, and the
+ * pool can withdraw it as long as it has not: when its client goes away, when another worker is
+ * idle while it waits behind a call running for more than STEAL_AFTER_MS (so a call never waits
+ * long behind a slow one while a worker is free), or when its worker is terminated. The cell
+ * makes "withdrawn" and "started" exclusive, so a call never runs twice.
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
-import type { SandboxCall } from '../abi/call.js';
+import { toSandboxCall, type SandboxCall } from '../abi/call.js';
 import type { FunctionRuntime, InvocationRequest, InvocationResult, RuntimeStats } from '../types.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
-import type { FromWorker, InvokeMessage, ToWorker } from './protocol.js';
+import { CELLS_PER_WORKER, CellState, type FromWorker, type InvokeMessage, type ToWorker, type WorkerSettings } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
 
 export interface WorkerPoolOptions {
@@ -25,9 +35,30 @@ export interface WorkerPoolOptions {
   closeTimeoutMs?: number;
   /** The worker entry file (default: see worker-url.ts). */
   workerUrl?: URL;
+  /** Bytes of module binaries kept compiled, least recently used evicted first (default: unbounded). */
+  moduleCacheBytes?: number;
+  /**
+   * Gets the bytes of a module evicted from the compiled cache, to compile it again on its next
+   * call (the engine reads its store). Without it an evicted module cannot be invoked again.
+   */
+  fetchModule?: (digest: string) => Promise<Uint8Array>;
+  /** Restore and reuse instances where that is exact (default true); false: a fresh instance per call. */
+  reuseInstances?: boolean;
+  /** Guest memory each worker may keep in idle instances (default 64 MiB). */
+  instanceBytesPerWorker?: number;
+  /** An instance unused this long is dropped (default 60 s). */
+  idleInstanceMs?: number;
+  /** Calls a worker is given at once: one runs, the others wait in it (default 2; 1 turns this off). */
+  pipelineDepth?: number;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
+const DEFAULT_PIPELINE_DEPTH = 2;
+/**
+ * An idle worker takes over a call waiting behind one that has run this long. Sooner would move
+ * calls that were about to start anyway (a message and a thread wake-up each, for nothing).
+ */
+const STEAL_AFTER_MS = 2;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Respawn delays after a worker fails to start: doubling from the first to the last. */
 const RESPAWN_FIRST_MS = 100;
@@ -44,28 +75,47 @@ interface Call {
   reject: (err: unknown) => void;
   signal: AbortSignal | undefined;
   onAbort: (() => void) | undefined;
+  /** Where it waits or runs: in the pool queue (undefined), or sent to a worker. */
+  sent: Sent | undefined;
+  settled: boolean;
 }
 
-type SlotState = 'starting' | 'idle' | 'busy' | 'gone';
+/** A call as sent to one worker; kept until that worker acknowledges it (ran it, or skipped it). */
+interface Sent {
+  call: Call;
+  cell: number;
+  /** Taken back before the worker started it: the worker will skip it. */
+  withdrawn: boolean;
+}
+
+type SlotState = 'starting' | 'up' | 'gone';
 
 interface Slot {
   worker: Worker;
   state: SlotState;
   /** Ids of the modules this worker holds. */
   modules: Set<number>;
-  call: Call | undefined;
+  /** Calls sent and not yet acknowledged, in the order the worker takes them. */
+  sent: Sent[];
+  /** The call the deadline timer is for: the first of `sent` not withdrawn. */
+  running: Sent | undefined;
+  /** When `running` started (as far as the pool can tell: when the call before it was answered). */
+  runningSince: number;
   timer: NodeJS.Timeout | undefined;
+  cells: Int32Array;
+  cellsInUse: boolean[];
 }
 
 export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly size: number;
   private readonly maxQueue: number;
+  private readonly depth: number;
   private readonly logger: Logger;
   private readonly closeTimeoutMs: number;
   private readonly workerUrl: URL;
-  private readonly cache = new ModuleCache();
+  private readonly workerSettings: Omit<WorkerSettings, 'cells'>;
+  private readonly cache: ModuleCache;
   private readonly slots = new Set<Slot>();
-  private readonly idle: Slot[] = [];
   private readonly queue: Call[] = [];
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   private nextCallId = 1;
@@ -77,14 +127,50 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private stopped = false;
   /** Called whenever a call settles, for close() to notice the pool draining. */
   private onSettled: (() => void) | undefined;
+  /** A later look for calls to take over (see rebalance). */
+  private rebalanceTimer: NodeJS.Timeout | undefined;
+  /** Workers of the first generation that have not yet said ready or failed. */
+  private firstPending: number;
+  private firstStarted: (() => void)[] = [];
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
     this.maxQueue = Math.max(0, Math.floor(options.maxQueue ?? DEFAULT_MAX_QUEUE));
+    this.depth = Math.max(1, Math.min(CELLS_PER_WORKER / 2, Math.floor(options.pipelineDepth ?? DEFAULT_PIPELINE_DEPTH)));
     this.logger = options.logger ?? silentLogger;
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
     this.workerUrl = options.workerUrl ?? defaultWorkerUrl();
+    this.workerSettings = {
+      reuseInstances: options.reuseInstances ?? true,
+      instanceBytes: options.instanceBytesPerWorker ?? 64 * 1024 * 1024,
+      idleInstanceMs: options.idleInstanceMs ?? 60_000,
+    };
+    this.cache = new ModuleCache({
+      ...(options.moduleCacheBytes === undefined ? {} : { maxBytes: options.moduleCacheBytes }),
+      ...(options.fetchModule ? { fetch: options.fetchModule } : {}),
+      onEvict: (evicted) => {
+        this.logger.debug({ modules: evicted.map((m) => m.digest) }, 'compiled modules evicted from the cache');
+        this.evictFromWorkers(new Set(evicted.map((m) => m.id)));
+      },
+    });
+    this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
+  }
+
+  /**
+   * Resolves once every first worker has started (or failed to: this never hangs). A worker takes
+   * tens of milliseconds to start; an engine that waits for this before it listens does not make
+   * its first invocation wait for it.
+   */
+  ready(): Promise<void> {
+    if (this.firstPending <= 0) return Promise.resolve();
+    return new Promise((resolve) => this.firstStarted.push(resolve));
+  }
+
+  private firstDone(): void {
+    if (this.firstPending <= 0) return;
+    this.firstPending--;
+    if (this.firstPending === 0) for (const resolve of this.firstStarted.splice(0)) resolve();
   }
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
@@ -92,42 +178,59 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   unload(digest: string): void {
-    const ids = new Set(this.cache.unload(digest).map((m) => m.id));
-    if (ids.size === 0) return;
-    for (const slot of this.slots) {
-      const held = [...slot.modules].filter((id) => ids.has(id));
-      if (held.length === 0) continue;
-      for (const id of held) slot.modules.delete(id);
-      this.post(slot, { type: 'evict', moduleIds: held });
-    }
+    this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
   }
 
   stats(): RuntimeStats {
     let busy = 0;
-    for (const slot of this.slots) if (slot.state === 'busy') busy++;
-    return { workers: this.slots.size, busy, queued: this.queue.length, loadedModules: this.cache.size };
+    let waitingInWorkers = 0;
+    for (const slot of this.slots) {
+      if (slot.running) busy++;
+      for (const sent of slot.sent) if (!sent.withdrawn && sent !== slot.running) waitingInWorkers++;
+    }
+    return {
+      workers: this.slots.size,
+      busy,
+      queued: this.queue.length + waitingInWorkers,
+      loadedModules: this.cache.size,
+      loadedModuleBytes: this.cache.bytes,
+      evictedModules: this.cache.evictedCount,
+    };
   }
 
   invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult> {
     if (this.closing) return Promise.reject(shuttingDown());
-    if (signal?.aborted) return Promise.reject(signal.reason);
+    if (signal?.aborted) return Promise.reject(cancelled());
     const loaded = this.cache.get(req.digest, req.limits.memoryLimitMb);
     if (loaded === undefined) {
       return Promise.reject(new EngineError('INTERNAL', `module ${req.digest} is not loaded in the runtime`));
     }
     if (loaded instanceof Promise) return loaded.then(() => this.invoke(req, signal));
-    return this.enqueue(req, loaded, signal);
+    let sandbox: SandboxCall;
+    try {
+      // Numeric arguments are parsed here: a bad one is refused without a trip to a worker.
+      sandbox = toSandboxCall(req);
+    } catch (err) {
+      return Promise.reject(err);
+    }
+    return this.enqueue(req, sandbox, loaded, signal);
   }
 
-  private enqueue(req: InvocationRequest, loaded: LoadedModule, signal: AbortSignal | undefined): Promise<InvocationResult> {
+  async close(): Promise<void> {
+    this.closing ??= this.shutDown();
+    return this.closing;
+  }
+
+  private enqueue(req: InvocationRequest, sandbox: SandboxCall, loaded: LoadedModule, signal: AbortSignal | undefined): Promise<InvocationResult> {
     if (this.startError !== undefined && !this.anyWorkerUp()) {
       return Promise.reject(new EngineError('INTERNAL', `no sandbox worker could start: ${this.startError}`));
     }
     // Workers still starting will each take a call soon: those calls are not "queued beyond a bound".
     const starting = this.countState('starting');
-    if (this.idle.length === 0 && this.queue.length >= this.maxQueue + starting) {
+    const queued = this.stats().queued;
+    if (!this.anyIdle() && queued >= this.maxQueue + starting) {
       return Promise.reject(
-        new EngineError('OVERLOADED', `too many invocations: all ${this.size} sandboxes are busy and ${this.queue.length} calls are queued`, {
+        new EngineError('OVERLOADED', `too many invocations: all ${this.size} sandboxes are busy and ${queued} calls are queued`, {
           retryAfterSeconds: 1,
         }),
       );
@@ -136,33 +239,17 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       const call: Call = {
         id: this.nextCallId++,
         loaded,
-        // Only what the sandbox reads crosses to the worker (not the export list, not the digest).
-        sandbox: {
-          analysis: {
-            abi: req.analysis.abi,
-            entrypoint: req.analysis.entrypoint,
-            ...(req.analysis.params ? { params: req.analysis.params } : {}),
-            ...(req.analysis.results ? { results: req.analysis.results } : {}),
-          },
-          args: req.args,
-          limits: { maxOutputBytes: req.limits.maxOutputBytes },
-          ...(req.env && Object.keys(req.env).length > 0 ? { env: req.env } : {}),
-          ...(req.stdin && req.stdin.length > 0 ? { stdin: req.stdin } : {}),
-        },
+        sandbox,
         timeoutMs: req.limits.timeoutMs,
         resolve,
         reject,
         signal,
         onAbort: undefined,
+        sent: undefined,
+        settled: false,
       };
       if (signal) {
-        call.onAbort = () => {
-          const at = this.queue.indexOf(call);
-          if (at < 0) return; // already running: it finishes or times out
-          this.queue.splice(at, 1);
-          reject(signal.reason);
-          this.onSettled?.();
-        };
+        call.onAbort = () => this.abort(call);
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
       this.queue.push(call);
@@ -170,16 +257,24 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     });
   }
 
-  async close(): Promise<void> {
-    this.closing ??= this.shutDown();
-    return this.closing;
+  /** The client went away: a call that has not started is dropped; a running one finishes or times out. */
+  private abort(call: Call): void {
+    if (call.settled) return;
+    if (call.sent === undefined) {
+      const at = this.queue.indexOf(call);
+      if (at >= 0) this.queue.splice(at, 1);
+      this.settle(call, cancelled());
+      return;
+    }
+    const slot = this.slotOf(call.sent);
+    if (slot && call.sent !== slot.running && this.withdraw(slot, call.sent)) this.settle(call, cancelled());
   }
 
   private async shutDown(): Promise<void> {
     // Let queued and running calls finish, within the bound.
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        if (this.queue.length === 0 && this.countState('busy') === 0) done();
+        if (this.queue.length === 0 && this.stats().busy === 0) done();
       };
       const timer = setTimeout(() => done(), this.closeTimeoutMs);
       const done = (): void => {
@@ -191,22 +286,38 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       check();
     });
     this.stopped = true;
+    clearTimeout(this.rebalanceTimer);
+    for (const resolve of this.firstStarted.splice(0)) resolve();
     for (const timer of this.respawnTimers) clearTimeout(timer);
     this.respawnTimers.clear();
     for (const call of this.queue.splice(0)) this.settle(call, shuttingDown());
     const stopping: Promise<number>[] = [];
-    for (const slot of this.slots) {
-      const call = slot.call;
-      this.retire(slot);
-      if (call) this.settle(call, new EngineError('FUNCTION_FAILED', 'the engine shut down before the function finished'));
+    for (const slot of [...this.slots]) {
+      const sent = this.retire(slot);
+      for (const { call } of sent) this.settle(call, new EngineError('FUNCTION_FAILED', 'the engine shut down before the function finished'));
       stopping.push(slot.worker.terminate());
     }
     await Promise.allSettled(stopping);
     this.logger.debug({}, 'sandbox workers stopped');
   }
 
+  private evictFromWorkers(ids: Set<number>): void {
+    if (ids.size === 0) return;
+    for (const slot of this.slots) {
+      const held = [...slot.modules].filter((id) => ids.has(id));
+      if (held.length === 0) continue;
+      for (const id of held) slot.modules.delete(id);
+      this.post(slot, { type: 'evict', moduleIds: held });
+    }
+  }
+
   private anyWorkerUp(): boolean {
-    for (const slot of this.slots) if (slot.state === 'idle' || slot.state === 'busy') return true;
+    for (const slot of this.slots) if (slot.state === 'up') return true;
+    return false;
+  }
+
+  private anyIdle(): boolean {
+    for (const slot of this.slots) if (slot.state === 'up' && this.live(slot) === 0) return true;
     return false;
   }
 
@@ -216,19 +327,42 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return n;
   }
 
+  /** Calls the worker will run (sent, not withdrawn). */
+  private live(slot: Slot): number {
+    let n = 0;
+    for (const sent of slot.sent) if (!sent.withdrawn) n++;
+    return n;
+  }
+
+  private slotOf(sent: Sent): Slot | undefined {
+    for (const slot of this.slots) if (slot.sent.includes(sent)) return slot;
+    return undefined;
+  }
+
   private spawn(): void {
+    const cells = new Int32Array(new SharedArrayBuffer(CELLS_PER_WORKER * Int32Array.BYTES_PER_ELEMENT));
     let worker: Worker;
     try {
       // No environment for the sandbox thread, and no inherited CLI flags (some are process-wide
       // only and would make the Worker constructor throw).
-      worker = new Worker(this.workerUrl, { env: {}, execArgv: [] });
+      worker = new Worker(this.workerUrl, { env: {}, execArgv: [], workerData: { ...this.workerSettings, cells } satisfies WorkerSettings });
     } catch (err) {
       this.startFailed(err instanceof Error ? err.message : String(err));
       return;
     }
     // Idle workers must not keep the process alive; a running call's timer does.
     worker.unref();
-    const slot: Slot = { worker, state: 'starting', modules: new Set(), call: undefined, timer: undefined };
+    const slot: Slot = {
+      worker,
+      state: 'starting',
+      modules: new Set(),
+      sent: [],
+      running: undefined,
+      runningSince: 0,
+      timer: undefined,
+      cells,
+      cellsInUse: new Array<boolean>(CELLS_PER_WORKER).fill(false),
+    };
     this.slots.add(slot);
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
     worker.on('error', (err: Error) => this.onDeath(slot, err.message));
@@ -242,41 +376,72 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private onMessage(slot: Slot, msg: FromWorker): void {
     if (slot.state === 'gone') return;
     if (msg.type === 'ready') {
-      slot.state = 'idle';
+      this.firstDone();
+      slot.state = 'up';
       this.startFailures = 0;
       this.startError = undefined;
-      this.idle.push(slot);
       this.pump();
       return;
     }
-    const call = slot.call;
-    if (!call || call.id !== msg.id) return;
-    clearTimeout(slot.timer);
-    slot.call = undefined;
-    slot.timer = undefined;
-    slot.state = 'idle';
-    this.idle.push(slot);
-    if (msg.type === 'done') this.settle(call, undefined, msg.result);
-    else this.settle(call, new EngineError(msg.code, msg.message));
+    // The worker acknowledges calls in the order it was sent them.
+    const at = slot.sent.findIndex((s) => s.call.id === msg.id);
+    if (at < 0) return;
+    const [sent] = slot.sent.splice(at, 1) as [Sent];
+    slot.cellsInUse[sent.cell] = false;
+    if (sent === slot.running) this.startNext(slot);
+    if (!sent.withdrawn) {
+      if (msg.type === 'done') this.settle(sent.call, undefined, msg.result);
+      else if (msg.type === 'failed') this.settle(sent.call, new EngineError(msg.code, msg.message));
+      // 'skipped' for a call not withdrawn cannot happen: only the pool withdraws.
+    }
     this.pump();
+  }
+
+  /** The worker has moved on to its next call: that one's deadline runs from now. */
+  private startNext(slot: Slot): void {
+    clearTimeout(slot.timer);
+    slot.timer = undefined;
+    slot.running = slot.sent.find((s) => !s.withdrawn);
+    const running = slot.running;
+    if (!running) return;
+    slot.runningSince = performance.now();
+    const { call } = running;
+    // A running call is past cancelling: it finishes or times out.
+    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
+    slot.timer = setTimeout(() => this.onTimeout(slot), Math.min(call.timeoutMs, MAX_TIMER_MS));
+  }
+
+  /**
+   * Takes a sent call back if its worker has not started it. True when taken back: the worker
+   * will skip it (and acknowledge it as skipped).
+   */
+  private withdraw(slot: Slot, sent: Sent): boolean {
+    if (sent.withdrawn) return true;
+    if (Atomics.compareExchange(slot.cells, sent.cell, CellState.PENDING, CellState.WITHDRAWN) !== CellState.PENDING) return false;
+    sent.withdrawn = true;
+    sent.call.sent = undefined;
+    return true;
   }
 
   /** A worker died without being told to: its call fails, and a new worker replaces it. */
   private onDeath(slot: Slot, reason: string): void {
     if (slot.state === 'gone') return;
-    const { state, call } = slot;
+    const { state, running } = slot;
+    const requeue = this.takeBack(slot, running);
     this.retire(slot);
     if (state === 'starting') {
       this.startFailed(reason);
       return;
     }
-    this.logger.warn({ reason, busy: call !== undefined }, 'sandbox worker crashed; replacing it');
-    if (call) this.settle(call, new EngineError('FUNCTION_FAILED', 'the sandbox crashed while running the function'));
+    this.logger.warn({ reason, busy: running !== undefined }, 'sandbox worker crashed; replacing it');
+    if (running) this.settle(running.call, new EngineError('FUNCTION_FAILED', 'the sandbox crashed while running the function'));
     if (!this.stopped) this.spawn();
+    this.requeue(requeue);
   }
 
   /** A worker failed before it was ready: retried with a doubling delay, never in a tight loop. */
   private startFailed(reason: string): void {
+    this.firstDone();
     this.startFailures++;
     this.startError = reason;
     const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.startFailures - 1), RESPAWN_MAX_MS);
@@ -296,52 +461,131 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   private onTimeout(slot: Slot): void {
-    const call = slot.call;
-    if (!call || slot.state !== 'busy') return;
+    const running = slot.running;
+    if (!running || slot.state !== 'up') return;
+    // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
+    const requeue = this.takeBack(slot, running);
     this.retire(slot);
     void slot.worker.terminate();
+    const { call } = running;
     this.logger.warn({ timeoutMs: call.timeoutMs }, 'invocation timed out; its sandbox worker was terminated');
     this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
     if (!this.stopped) this.spawn();
+    this.requeue(requeue);
   }
 
-  /** Takes a slot out of service (its 'exit' event is then ignored). */
-  private retire(slot: Slot): void {
+  /**
+   * Before a worker is stopped: withdraws every call sent to it but `running`. Returns those that
+   * had not started (to run elsewhere); any that had (it began as the deadline fell) is failed.
+   */
+  private takeBack(slot: Slot, running: Sent | undefined): Call[] {
+    const back: Call[] = [];
+    for (const sent of slot.sent) {
+      if (sent === running || sent.withdrawn) continue;
+      if (this.withdraw(slot, sent)) back.push(sent.call);
+      else this.settle(sent.call, new EngineError('FUNCTION_FAILED', 'the sandbox was stopped while running the function'));
+    }
+    return back;
+  }
+
+  /** Puts calls that never started back at the head of the queue, in their order. */
+  private requeue(calls: Call[]): void {
+    const waiting = calls.filter((call) => !call.settled);
+    if (waiting.length === 0) return;
+    this.queue.unshift(...waiting);
+    this.pump();
+  }
+
+  /** Takes a slot out of service (its 'exit' event is then ignored); returns the calls it had. */
+  private retire(slot: Slot): Sent[] {
     clearTimeout(slot.timer);
     slot.state = 'gone';
-    slot.call = undefined;
     slot.timer = undefined;
+    slot.running = undefined;
     this.slots.delete(slot);
-    const at = this.idle.indexOf(slot);
-    if (at >= 0) this.idle.splice(at, 1);
+    return slot.sent.splice(0).filter((sent) => !sent.withdrawn);
   }
 
+  /**
+   * Gives queued calls to workers: idle workers first, then workers with room in their pipeline.
+   * A worker that is idle while another holds a call it has not started takes that call over.
+   */
   private pump(): void {
-    while (this.idle.length > 0 && this.queue.length > 0) {
-      this.run(this.idle.pop() as Slot, this.queue.shift() as Call);
+    if (this.stopped) return;
+    for (let level = 0; level < this.depth && this.queue.length > 0; level++) {
+      for (const slot of this.slots) {
+        if (this.queue.length === 0) break;
+        if (slot.state === 'up' && this.live(slot) === level) this.send(slot, this.queue.shift() as Call);
+      }
+    }
+    if (this.depth > 1 && this.queue.length === 0) this.rebalance();
+  }
+
+  private rebalance(): void {
+    const now = performance.now();
+    let soonest = Infinity;
+    for (const idle of this.slots) {
+      if (idle.state !== 'up' || this.live(idle) > 0) continue;
+      for (const busy of this.slots) {
+        if (busy === idle || busy.state !== 'up') continue;
+        const waiting = busy.sent.find((s) => !s.withdrawn && s !== busy.running);
+        if (!waiting) continue;
+        const ranFor = now - busy.runningSince;
+        if (ranFor < STEAL_AFTER_MS) {
+          soonest = Math.min(soonest, STEAL_AFTER_MS - ranFor);
+          continue;
+        }
+        if (this.withdraw(busy, waiting)) {
+          this.send(idle, waiting.call);
+          break;
+        }
+      }
+    }
+    if (soonest !== Infinity && this.rebalanceTimer === undefined) {
+      this.rebalanceTimer = setTimeout(() => {
+        this.rebalanceTimer = undefined;
+        this.pump();
+      }, Math.ceil(soonest));
+      this.rebalanceTimer.unref();
     }
   }
 
-  private run(slot: Slot, call: Call): void {
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    const msg: InvokeMessage = { type: 'invoke', id: call.id, moduleId: call.loaded.id, call: call.sandbox };
+  private send(slot: Slot, call: Call): void {
+    const cell = slot.cellsInUse.indexOf(false);
+    if (cell < 0) {
+      // Every cell is held by withdrawn calls not yet acknowledged: keep the call queued.
+      this.queue.unshift(call);
+      return;
+    }
+    slot.cellsInUse[cell] = true;
+    Atomics.store(slot.cells, cell, CellState.PENDING);
+    const sent: Sent = { call, cell, withdrawn: false };
+    call.sent = sent;
+    slot.sent.push(sent);
+    const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox };
     if (!slot.modules.has(call.loaded.id)) {
-      msg.module = call.loaded.module;
+      const { module, state, noReuse } = call.loaded;
+      msg.load = { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
       if (call.loaded.unloaded) msg.keep = false;
       else slot.modules.add(call.loaded.id);
     }
-    slot.state = 'busy';
-    slot.call = call;
-    slot.timer = setTimeout(() => this.onTimeout(slot), Math.min(call.timeoutMs, MAX_TIMER_MS));
+    if (!slot.running) this.startNext(slot);
     this.post(slot, msg);
   }
 
   private settle(call: Call, err: unknown, result?: InvocationResult): void {
+    if (call.settled) return;
+    call.settled = true;
     if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
     if (err === undefined) call.resolve(result as InvocationResult);
     else call.reject(err);
     this.onSettled?.();
   }
+}
+
+/** What a queued call whose client went away ends with (the engine's function gate says the same). */
+function cancelled(): EngineError {
+  return new EngineError('UNAVAILABLE', 'invocation cancelled: the client went away');
 }
 
 function shuttingDown(): EngineError {

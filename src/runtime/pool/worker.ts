@@ -1,37 +1,121 @@
 /**
- * A sandbox worker thread: keeps the compiled modules it was sent, and runs each invocation it is
- * given in a fresh instance (runInvocation). One invocation at a time; the pool preempts a call
- * past its deadline by terminating this whole thread.
+ * A sandbox worker thread: keeps the compiled modules it was sent and, per module and ABI, an
+ * InstanceRunner that decides which instance each call runs in (a restored one, or a fresh one).
+ * One invocation at a time, in the order sent; the pool may send the next before this one ends,
+ * and may take it back until this thread marks it started in its shared cell. The pool preempts a
+ * call past its deadline by terminating this whole thread. The answer is posted before the runner
+ * readies the next instance (settle), so the caller never waits for a restore or an instantiation.
  */
-import { parentPort } from 'node:worker_threads';
+import { parentPort, workerData } from 'node:worker_threads';
 import { toEngineError } from '../../errors.js';
-import { runInvocation } from '../sandbox.js';
-import type { WasmModule } from '../wasm-api.js';
-import type { FromWorker, InvokeMessage, ToWorker } from './protocol.js';
+import { InstanceRunner } from '../instance-runner.js';
+import { warmUp } from './warm-up.js';
+import { CellState, type FromWorker, type InvokeMessage, type ModuleTransfer, type ToWorker, type WorkerSettings } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the sandbox worker must run as a worker thread');
 
-const modules = new Map<number, WasmModule>();
+const DEFAULTS: WorkerSettings = {
+  reuseInstances: true,
+  instanceBytes: 64 * 1024 * 1024,
+  idleInstanceMs: 60_000,
+  cells: new Int32Array(new SharedArrayBuffer(64)),
+};
+const settings: WorkerSettings = { ...DEFAULTS, ...((workerData as Partial<WorkerSettings> | null) ?? {}) };
 
-function invoke(msg: InvokeMessage): FromWorker {
-  const module = msg.module ?? modules.get(msg.moduleId);
-  if (msg.module && msg.keep !== false) modules.set(msg.moduleId, msg.module);
-  if (!module) return { type: 'failed', id: msg.id, code: 'INTERNAL', message: `module ${msg.moduleId} was never sent to this worker` };
+const modules = new Map<number, ModuleTransfer>();
+/** Runners by `moduleId abi`, least recently used first (a Map keeps insertion order). */
+const runners = new Map<string, InstanceRunner>();
+
+function runnerFor(msg: InvokeMessage, transfer: ModuleTransfer): InstanceRunner {
+  const key = `${msg.moduleId} ${msg.call.abi}`;
+  let runner = runners.get(key);
+  if (runner) {
+    runners.delete(key);
+  } else {
+    const reuse = settings.reuseInstances ? transfer.state : undefined;
+    runner = new InstanceRunner(transfer.module, msg.call.abi, reuse, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
+  }
+  runners.set(key, runner);
+  return runner;
+}
+
+/** Drops the least recently used runners' instances until the idle ones fit the budget. */
+function trim(current: InstanceRunner): void {
+  let total = 0;
+  for (const runner of runners.values()) total += runner.memoryBytes;
+  for (const [key, runner] of runners) {
+    if (total <= settings.instanceBytes) break;
+    if (runner === current) continue;
+    total -= runner.memoryBytes;
+    runner.dispose();
+    runners.delete(key);
+  }
+}
+
+function dropModule(id: number): void {
+  modules.delete(id);
+  for (const key of [...runners.keys()]) {
+    if (key.startsWith(`${id} `)) {
+      runners.get(key)?.dispose();
+      runners.delete(key);
+    }
+  }
+}
+
+function invoke(msg: InvokeMessage): void {
+  const transfer = msg.load ?? modules.get(msg.moduleId);
+  if (msg.load && msg.keep !== false) modules.set(msg.moduleId, msg.load);
+  if (Atomics.compareExchange(settings.cells, msg.cell, CellState.PENDING, CellState.STARTED) !== CellState.PENDING) {
+    port!.postMessage({ type: 'skipped', id: msg.id } satisfies FromWorker);
+    return;
+  }
+  if (!transfer) {
+    port!.postMessage({ type: 'failed', id: msg.id, code: 'INTERNAL', message: `module ${msg.moduleId} was never sent to this worker` } satisfies FromWorker);
+    return;
+  }
+  let runner: InstanceRunner | undefined;
+  let reply: FromWorker;
   try {
-    return { type: 'done', id: msg.id, result: runInvocation(module, msg.call) };
+    runner = runnerFor(msg, transfer);
+    reply = { type: 'done', id: msg.id, result: runner.run(msg.call) };
   } catch (err) {
     const e = toEngineError(err);
-    return { type: 'failed', id: msg.id, code: e.code, message: e.message };
+    reply = { type: 'failed', id: msg.id, code: e.code, message: e.message };
   }
+  port!.postMessage(reply);
+  if (!runner) return;
+  if (msg.keep === false) {
+    dropModule(msg.moduleId);
+    return;
+  }
+  runner.settle();
+  trim(runner);
 }
 
 port.on('message', (msg: ToWorker) => {
   if (msg.type === 'evict') {
-    for (const id of msg.moduleIds) modules.delete(id);
+    for (const id of msg.moduleIds) dropModule(id);
     return;
   }
-  port.postMessage(invoke(msg));
+  invoke(msg);
 });
 
+// Idle functions should cost no guest memory: drop instances nobody called for a while.
+const sweep = setInterval(
+  () => {
+    const before = performance.now() - settings.idleInstanceMs;
+    for (const [key, runner] of runners) {
+      if (runner.lastUsed < before) {
+        runner.dispose();
+        runners.delete(key);
+      }
+    }
+  },
+  Math.max(1_000, Math.min(settings.idleInstanceMs, 30_000)),
+);
+sweep.unref();
+
+// Compile the call path before saying ready (see warm-up.ts); a failure only costs speed.
+warmUp();
 port.postMessage({ type: 'ready' } satisfies FromWorker);

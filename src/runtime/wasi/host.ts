@@ -2,7 +2,9 @@
  * The engine's own WASI preview1 host (node:wasi is not a sandbox, by Node's own documentation).
  * It grants exactly what SPEC §3a lists — args, environ, clocks, random, stdin/stdout/stderr —
  * and answers every other preview1 function with an errno: no host file, directory, socket or
- * process is reachable because none is ever opened. One host serves one invocation.
+ * process is reachable because none is ever opened. A host serves one invocation at a time: a
+ * reused instance keeps its host (its imports are bound at instantiation) and reset() gives it the
+ * next invocation's args, environment, stdin and empty output, as a new host would have.
  */
 import { randomFillSync } from 'node:crypto';
 import type { WasmMemory } from '../wasm-api.js';
@@ -64,31 +66,43 @@ const FDSTAT_SIZE = 24;
 const FILESTAT_SIZE = 64;
 const IOVEC_SIZE = 8;
 
+const NO_ENV = new StringTable([]);
+
 export class WasiHost {
-  readonly stdout: OutputBuffer;
-  readonly stderr: OutputBuffer;
-  readonly budget: OutputBudget;
+  stdout!: OutputBuffer;
+  stderr!: OutputBuffer;
+  budget!: OutputBudget;
   /** Set by proc_exit; kept even if the guest swallows the unwinding exception. */
   exitCode: number | undefined;
   readonly imports: WasiImports;
 
   private memory: WasmMemory | undefined;
-  private readonly args: StringTable;
-  private readonly env: StringTable;
-  private readonly stdin: Uint8Array;
+  private args!: StringTable;
+  private env!: StringTable;
+  private stdin!: Uint8Array;
   private stdinPos = 0;
   /** The standard streams still open (fd_close may close them). */
-  private readonly open = new Set<number>([STDIN, STDOUT, STDERR]);
-  private readonly clocks = new Clocks();
+  private readonly open = new Set<number>();
+  private clocks!: Clocks;
 
   constructor(options: WasiOptions) {
+    this.reset(options);
+    this.imports = this.guard(this.buildImports());
+  }
+
+  /** Starts a new invocation on this host: everything but the imports and memory is as new. */
+  reset(options: WasiOptions): void {
     this.args = new StringTable(options.args);
-    this.env = new StringTable(Object.entries(options.env).map(([k, v]) => `${k}=${v}`));
+    this.env = Object.keys(options.env).length === 0 ? NO_ENV : new StringTable(Object.entries(options.env).map(([k, v]) => `${k}=${v}`));
     this.stdin = options.stdin;
+    this.stdinPos = 0;
     this.budget = new OutputBudget(options.maxOutputBytes);
     this.stdout = new OutputBuffer(options.maxOutputBytes);
     this.stderr = new OutputBuffer(options.maxOutputBytes);
-    this.imports = this.guard(this.buildImports());
+    this.exitCode = undefined;
+    this.open.clear();
+    this.open.add(STDIN).add(STDOUT).add(STDERR);
+    this.clocks = new Clocks();
   }
 
   /** Gives the host the instance's memory (WASI modules export it as `memory`). */

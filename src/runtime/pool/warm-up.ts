@@ -1,0 +1,61 @@
+/**
+ * Runs each ABI once, on three tiny modules, when a sandbox worker starts, so that the code of the
+ * call path (InstanceRunner, the ABIs, the WASI host, snapshot and restore) is compiled before the
+ * first real invocation instead of during it: a cold start should cost the function's own
+ * instantiation, not the engine's JIT warm-up (several milliseconds in a fresh thread).
+ *
+ * The modules are embedded as bytes; their sources are test/fixtures/wat/warm-up-*.wat, and a test
+ * checks that the bytes are what those sources assemble to.
+ */
+import { toSandboxCall } from '../abi/call.js';
+import { normalizeArgs } from '../args.js';
+import { InstanceRunner } from '../instance-runner.js';
+import { exposeState } from '../reuse/expose.js';
+import type { Abi, ValType } from '../types.js';
+import { wasm } from '../wasm-api.js';
+
+/** (func (export "f") (param i32 i32) (result i32)) with a memory, a mutable global and a table. */
+export const WARM_UP_NUMERIC = 'AGFzbQEAAAABBwFgAn9/AX8DAgEABAQBcAABBQMBAAEGBgF/AUEACwcFAQFmAAAJBwEAQQALAQAKFwEVACMAQQFqJABBACAANgIAIAAgAWoL';
+/** String ABI: memory, __heap_base, f(ptr, len) answering its input. */
+export const WARM_UP_STRING = 'AGFzbQEAAAABCAFgAn9/An9/AwIBAAUDAQABBgcBfwBBgAgLBxwDBm1lbW9yeQIAC19faGVhcF9iYXNlAwABZgAACggBBgAgACABCw==';
+/** WASI command printing "ok". */
+export const WARM_UP_WASI = 'AGFzbQEAAAABDAJgBH9/f38Bf2AAAAIjARZ3YXNpX3NuYXBzaG90X3ByZXZpZXcxCGZkX3dyaXRlAAADAgEBBQMBAAEHEwIGbWVtb3J5AgAGX3N0YXJ0AAEKHQEbAEEAQRA2AgBBBEECNgIAQQFBAEEBQQgQABoLCwgBAEEQCwJvaw==';
+
+const CASES: { base64: string; abi: Abi; entrypoint: string; params?: ValType[]; args: unknown; expected: string }[] = [
+  { base64: WARM_UP_NUMERIC, abi: 'numeric', entrypoint: 'f', params: ['i32', 'i32'], args: ['2', '3'], expected: '5' },
+  { base64: WARM_UP_STRING, abi: 'string', entrypoint: 'f', args: { k: 'v' }, expected: '{"k":"v"}' },
+  { base64: WARM_UP_WASI, abi: 'wasi', entrypoint: '_start', args: {}, expected: 'ok' },
+];
+
+/**
+ * Returns what went wrong, or undefined when every ABI answered as expected (the worker starts
+ * either way: warming up is an optimisation, and a test asserts it succeeds).
+ */
+export function warmUp(rounds = 3): string | undefined {
+  try {
+    for (const c of CASES) {
+      const bytes = new Uint8Array(Buffer.from(c.base64, 'base64'));
+      const exposed = exposeState(bytes);
+      const runners =
+        'state' in exposed
+          ? [new InstanceRunner(new wasm.Module(exposed.bytes), c.abi, exposed.state), new InstanceRunner(new wasm.Module(bytes), c.abi, undefined)]
+          : [new InstanceRunner(new wasm.Module(bytes), c.abi, undefined)];
+      const call = toSandboxCall({
+        analysis: { abi: c.abi, entrypoint: c.entrypoint, exports: [], wasiCap: c.abi === 'wasi', ...(c.params ? { params: c.params, results: ['i32'] } : {}) },
+        args: normalizeArgs(c.args),
+        limits: { timeoutMs: 1000, memoryLimitMb: 1, maxOutputBytes: 1024 },
+      });
+      for (const runner of runners) {
+        for (let i = 0; i < rounds; i++) {
+          const { output } = runner.run(call);
+          if (output !== c.expected) return `${c.abi} warm-up answered ${JSON.stringify(output)}`;
+          runner.settle();
+        }
+        runner.dispose();
+      }
+    }
+    return undefined;
+  } catch (err) {
+    return err instanceof Error ? err.message : String(err);
+  }
+}

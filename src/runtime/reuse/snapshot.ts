@@ -1,0 +1,119 @@
+/**
+ * The state of a pristine instance — memory bytes and size, mutable globals, table entries — taken
+ * once, and written back after each call so that the next call sees exactly that state again.
+ *
+ * Memory is kept as runs: zero runs are restored with fill (memset, the cheapest write there is)
+ * and the others with a copy of their pristine bytes, which are all the snapshot holds. There is no
+ * way from JavaScript to learn which pages a call wrote, so every byte is written back: restore cost
+ * is proportional to the memory's size (about 15 µs per MiB here), which is why large memories are
+ * not reused (MAX_REUSED_ZERO_BYTES). Restore refuses (returns false) when the call changed something
+ * it cannot undo: the memory or a table grew. The caller then discards the instance.
+ */
+import type { WasmMemory, WasmMutableGlobal, WasmTable } from '../wasm-api.js';
+import type { ExposedState } from './expose.js';
+
+/** Granularity at which memory is classified as zero or not when the snapshot is taken. */
+const CHUNK = 4096;
+
+/**
+ * Zero bytes that may be rewritten per call before a fresh instance is cheaper: a fresh instance
+ * pays only for the pages a call touches, a restore for every byte of memory.
+ */
+export const MAX_REUSED_ZERO_BYTES = 4 * 1024 * 1024;
+
+interface Run {
+  start: number;
+  end: number;
+  /** The pristine bytes; undefined for a run of zeros. */
+  data: Uint8Array | undefined;
+}
+
+export interface Exports {
+  readonly [name: string]: unknown;
+}
+
+/**
+ * The pristine memory of a module's instances: taken once from the first instance and shared by
+ * the later ones, since instantiation is deterministic (data segments, then a start function that
+ * cannot reach any input: WASI calls made before the instance exists find no memory to answer in).
+ */
+export class MemoryImage {
+  private constructor(
+    readonly size: number,
+    readonly runs: readonly Run[],
+  ) {}
+
+  /** The image of a pristine instance's memory, or why reusing it would not pay. */
+  static take(exports: Exports, state: ExposedState): MemoryImage | { reason: string } {
+    const memory = state.memory === undefined ? undefined : (exports[state.memory] as WasmMemory);
+    const bytes = memory ? new Uint8Array(memory.buffer) : new Uint8Array(0);
+    // Memory is a whole number of 64 KiB pages, so 32-bit words cover it exactly.
+    const words = new Uint32Array(bytes.buffer, 0, bytes.length >>> 2);
+    const runs: Run[] = [];
+    let zeroBytes = 0;
+    for (let start = 0; start < bytes.length; start += CHUNK) {
+      const end = Math.min(start + CHUNK, bytes.length);
+      const zero = isZero(words, start >>> 2, end >>> 2);
+      if (zero) zeroBytes += end - start;
+      const last = runs[runs.length - 1];
+      if (last && (last.data === undefined) === zero) last.end = end;
+      else runs.push({ start, end, data: zero ? undefined : new Uint8Array(0) });
+    }
+    if (zeroBytes > MAX_REUSED_ZERO_BYTES) {
+      return { reason: `its memory holds ${zeroBytes} zero bytes to rewrite after each call (more than ${MAX_REUSED_ZERO_BYTES})` };
+    }
+    for (const run of runs) if (run.data) run.data = bytes.slice(run.start, run.end);
+    return new MemoryImage(bytes.length, runs);
+  }
+}
+
+/** One instance's pristine state: the shared memory image, and its own globals and table entries. */
+export class Snapshot {
+  private constructor(
+    private readonly memory: WasmMemory | undefined,
+    private readonly image: MemoryImage,
+    private readonly globals: { global: WasmMutableGlobal; value: unknown }[],
+    private readonly tables: { table: WasmTable; entries: unknown[] }[],
+  ) {}
+
+  /**
+   * Binds the image to a pristine instance and reads its globals and tables (these are its own:
+   * a funcref names this instance's functions).
+   */
+  static take(exports: Exports, state: ExposedState, image: MemoryImage): Snapshot {
+    const memory = state.memory === undefined ? undefined : (exports[state.memory] as WasmMemory);
+    const globals = state.globals.map((name) => {
+      const global = exports[name] as WasmMutableGlobal;
+      return { global, value: global.value };
+    });
+    const tables = state.tables.map((name) => {
+      const table = exports[name] as WasmTable;
+      return { table, entries: Array.from({ length: table.length }, (_, i) => table.get(i)) };
+    });
+    return new Snapshot(memory, image, globals, tables);
+  }
+
+  /** Writes the pristine state back; false when the call changed what cannot be undone (a size). */
+  restore(): boolean {
+    for (const { table, entries } of this.tables) if (table.length !== entries.length) return false;
+    if (this.memory) {
+      const buffer = this.memory.buffer;
+      if (buffer.byteLength !== this.image.size) return false;
+      const bytes = new Uint8Array(buffer);
+      for (const run of this.image.runs) {
+        if (run.data) bytes.set(run.data, run.start);
+        else bytes.fill(0, run.start, run.end);
+      }
+    }
+    for (const { table, entries } of this.tables) {
+      for (let i = 0; i < entries.length; i++) if (table.get(i) !== entries[i]) table.set(i, entries[i]);
+    }
+    for (const g of this.globals) g.global.value = g.value;
+    return true;
+  }
+}
+
+function isZero(words: Uint32Array, start: number, end: number): boolean {
+  for (let i = start; i < end; i++) if (words[i] !== 0) return false;
+  return true;
+}

@@ -1,0 +1,177 @@
+/**
+ * Instance reuse is exact (SPEC §3 isolation): no byte of one invocation's memory, no global and no
+ * table entry reaches the next, for all three ABIs. The probe fixtures (test/fixtures/wat/reuse-*)
+ * answer a fingerprint of the state they started from and then overwrite all of it; every call
+ * must answer the fingerprint a fresh instance answers, while the runner really reused instances.
+ */
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, expect, it } from 'vitest';
+import {
+  InstanceRunner,
+  analyzeModule,
+  exposeState,
+  runInvocation,
+  toSandboxCall,
+  wasm,
+  withMemoryMaximum,
+  type ExposedState,
+  type InvocationRequest,
+} from '../../src/runtime/index.js';
+import { engineError, request, wat } from './support.js';
+
+/** A runner as a pool worker makes it: the module compiled with its state exported. */
+function reusingRunner(name: string, functionName: string, memoryLimitMb = 128): { runner: InstanceRunner; req: (args?: unknown) => InvocationRequest } {
+  const bytes = wat(name);
+  const capped = withMemoryMaximum(bytes, memoryLimitMb * 16);
+  const exposed = exposeState(capped);
+  if (!('state' in exposed)) throw new Error(`not reusable: ${exposed.reason}`);
+  const analysis = analyzeModule(bytes, { functionName });
+  const runner = new InstanceRunner(new wasm.Module(exposed.bytes), analysis.abi, exposed.state);
+  return { runner, req: (args?: unknown) => request(analysis, args, { limits: { memoryLimitMb } }) };
+}
+
+/** Runs a call the way the worker does: answer first, then settle (restore or re-instantiate). */
+function runAndSettle(runner: InstanceRunner, req: InvocationRequest): string {
+  try {
+    return runner.run(toSandboxCall(req)).output;
+  } finally {
+    runner.settle();
+  }
+}
+
+/** What a fresh instance answers: the fingerprint of the pristine state. */
+function freshAnswer(name: string, functionName: string, args?: unknown): string {
+  const bytes = wat(name);
+  return runInvocation(new wasm.Module(withMemoryMaximum(bytes, 128 * 16)), request(analyzeModule(bytes, { functionName }), args)).output;
+}
+
+describe('instance reuse is exact', () => {
+  it('numeric ABI: memory, globals (unexported ones too) and table entries are put back', () => {
+    const pristine = freshAnswer('reuse-numeric', 'probe', ['1']);
+    const { runner, req } = reusingRunner('reuse-numeric', 'probe');
+    const outputs = [1, 2, 255, 0x7fffffff, 3].map((seed) => runAndSettle(runner, req([String(seed)])));
+    expect(outputs).toEqual(Array(5).fill(pristine));
+    expect(runner.reuseRefused).toBeUndefined();
+    // The first call made an instance, settle made the one reused from then on.
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(4);
+  });
+
+  it('string ABI: the pre-grown page and the input are part of the pristine state', () => {
+    const { runner, req } = reusingRunner('reuse-string', 'probe');
+    const inputs = ['a', 'bb', 'x'.repeat(500), 'c', 'bb'];
+    const outputs = inputs.map((v) => runAndSettle(runner, req({ k: v })));
+    // The input is left out of the fingerprint (so its length counts); all else must be pristine.
+    expect(outputs).toEqual(inputs.map((v) => freshAnswer('reuse-string', 'probe', { k: v })));
+    expect(outputs[0]).toMatch(/^[0-9a-f]{8}$/);
+    expect(outputs[0]).toBe(outputs[3]);
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
+  });
+
+  it('string ABI: an input that needs more pages than the pre-grown one still sees the initial state', () => {
+    const { runner, req } = reusingRunner('reuse-string', 'probe');
+    const big = 'y'.repeat(200_000);
+    const expected = freshAnswer('reuse-string', 'probe', { k: big });
+    expect(runAndSettle(runner, req({ k: 'small' }))).toBe(freshAnswer('reuse-string', 'probe', { k: 'small' }));
+    expect(runAndSettle(runner, req({ k: big }))).toBe(expected);
+    expect(runAndSettle(runner, req({ k: 'small' }))).toBe(freshAnswer('reuse-string', 'probe', { k: 'small' }));
+  });
+
+  it('WASI: the host is reset and the instance put back', () => {
+    const pristine = freshAnswer('reuse-wasi', 'reuse-wasi', { k: 'a' });
+    const { runner, req } = reusingRunner('reuse-wasi', 'reuse-wasi');
+    const outputs = ['a', 'bbbbbbbb', 'c'].map((v) => runAndSettle(runner, req({ k: v })));
+    expect(outputs).toEqual(Array(3).fill(pristine));
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(2);
+  });
+
+  it('an instance whose memory grew is discarded, not reused', () => {
+    const { runner, req } = reusingRunner('reuse-string', 'probe_grow');
+    const pristine = freshAnswer('reuse-string', 'probe_grow', { k: 'a' });
+    // Same input length each time, so the same fingerprint.
+    const outputs = ['a', 'b', 'c'].map((v) => runAndSettle(runner, req({ k: v })));
+    expect(outputs).toEqual(Array(3).fill(pristine));
+    expect(runner.stats.reused).toBe(0);
+
+    const numeric = reusingRunner('reuse-numeric', 'grow_memory');
+    const first = runAndSettle(numeric.runner, numeric.req(['5']));
+    expect(runAndSettle(numeric.runner, numeric.req(['6']))).toBe(first);
+    expect(numeric.runner.stats.reused).toBe(0);
+  });
+
+  it('an instance whose table grew is discarded, not reused', () => {
+    const { runner, req } = reusingRunner('reuse-numeric', 'grow_table');
+    const first = runAndSettle(runner, req(['5']));
+    expect(runAndSettle(runner, req(['6']))).toBe(first);
+    expect(first).toBe(freshAnswer('reuse-numeric', 'probe', ['1']));
+    expect(runner.stats.reused).toBe(0);
+  });
+
+  it('an instance whose call trapped is discarded: the next call sees the initial state', () => {
+    const bytes = wat('reuse-numeric');
+    const exposed = exposeState(withMemoryMaximum(bytes, 128 * 16)) as { bytes: Uint8Array; state: ExposedState };
+    const runner = new InstanceRunner(new wasm.Module(exposed.bytes), 'numeric', exposed.state);
+    const trap = request(analyzeModule(bytes, { functionName: 'dirty_trap' }), ['9']);
+    const probe = request(analyzeModule(bytes, { functionName: 'probe' }), ['1']);
+    const pristine = freshAnswer('reuse-numeric', 'probe', ['1']);
+    expect(runAndSettle(runner, probe)).toBe(pristine);
+    engineError(() => runAndSettle(runner, trap), 'FUNCTION_FAILED', /unreachable/);
+    expect(runAndSettle(runner, probe)).toBe(pristine);
+    expect(runAndSettle(runner, probe)).toBe(pristine);
+  });
+
+  it('a counting module answers 1 every time, reused', () => {
+    const { runner, req } = reusingRunner('counter', 'counter');
+    expect(Array.from({ length: 5 }, () => runAndSettle(runner, req()))).toEqual(Array(5).fill('1'));
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(4);
+  });
+
+  it('calls that are not settled between them still see the initial state', () => {
+    const { runner, req } = reusingRunner('reuse-numeric', 'probe');
+    const pristine = freshAnswer('reuse-numeric', 'probe', ['1']);
+    // run() settles a previous call itself when the caller did not.
+    expect([1, 2, 3].map((seed) => runner.run(toSandboxCall(req([String(seed)]))).output)).toEqual(Array(3).fill(pristine));
+  });
+});
+
+describe('exposeState', () => {
+  const module = (body: string): Uint8Array => watText(`(module ${body})`);
+
+  it('exports the memory, every mutable global and every table under reserved names', () => {
+    const exposed = exposeState(wat('reuse-numeric'));
+    expect('state' in exposed).toBe(true);
+    const { state, bytes } = exposed as { bytes: Uint8Array; state: ExposedState };
+    expect(state.globals).toHaveLength(4);
+    expect(state.tables).toHaveLength(2);
+    expect(state.memory).toBeDefined();
+    const exportNames = WebAssembly.Module.exports(new WebAssembly.Module(bytes)).map((e) => e.name);
+    expect(exportNames).toEqual(expect.arrayContaining(['probe', state.memory, ...state.globals, ...state.tables]));
+  });
+
+  it('refuses, with the reason, what cannot be reset exactly', () => {
+    expect(exposeState(module('(memory 1) (data "x")'))).toEqual({ reason: expect.stringMatching(/passive data segment/) });
+    expect(exposeState(module('(table 1 funcref) (func $f) (elem func $f)'))).toEqual({ reason: expect.stringMatching(/passive element segment/) });
+    expect(exposeState(module('(global (mut v128) (v128.const i32x4 0 0 0 0))'))).toEqual({ reason: expect.stringMatching(/v128/) });
+    expect(exposeState(module('(func (export "\\00wasm-engine:x"))'))).toEqual({ reason: expect.stringMatching(/reserved prefix/) });
+    expect(exposeState(module('(table 5000 funcref) (func (export "f"))'))).toEqual({ reason: expect.stringMatching(/5000 entries/) });
+  });
+
+  it('accepts active and declarative segments', () => {
+    const ok = exposeState(module('(memory 1) (data (i32.const 0) "x") (table 1 funcref) (func $f) (elem (i32.const 0) $f) (elem declare func $f) (func (export "g"))'));
+    expect('state' in ok).toBe(true);
+  });
+});
+
+/** Compiles WAT text with wabt. */
+function watText(text: string): Uint8Array {
+  const dir = mkdtempSync(join(tmpdir(), 'we-wat-'));
+  try {
+    writeFileSync(join(dir, 'm.wat'), text);
+    execFileSync('wat2wasm', ['--enable-all', join(dir, 'm.wat'), '-o', join(dir, 'm.wasm')]);
+    return new Uint8Array(readFileSync(join(dir, 'm.wasm')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
