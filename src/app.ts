@@ -2,14 +2,24 @@
  * The composition root: builds the store, image fetcher, runtime, engine and HTTP server from a
  * validated configuration, starts them, and stops them in order.
  */
+import { readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
+import { NAMESPACE } from './api/openfaas/mapping.js';
 import { buildServer } from './api/server.js';
+import { basicAuthCredentials } from './config/credentials.js';
+import { registryCredentialProvider } from './config/registry-settings.js';
 import type { EngineConfig } from './config/settings.js';
 import { Engine } from './core/engine.js';
+import { pruneLayerNotes, storeModuleCache } from './core/blob-cache.js';
+import { fanOut } from './core/events.js';
+import { FunctionLogs } from './logs/function-logs.js';
+import { EngineMetrics } from './metrics/engine-metrics.js';
 import { checkImageReference, createImageFetcher } from './registry/index.js';
 import { WorkerPoolRuntime } from './runtime/index.js';
 import { FileFunctionStore } from './store/index.js';
+import { FileLayerNotes } from './store/layer-notes.js';
 
 export interface RunningEngine {
   app: FastifyInstance;
@@ -28,17 +38,34 @@ const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 export async function startEngine(config: EngineConfig, logger: PinoLogger): Promise<RunningEngine> {
   const store = new FileFunctionStore(config.dataDir, logger.child({ component: 'store' }));
+  const layerNotes = new FileLayerNotes(config.dataDir);
   const runtime = new WorkerPoolRuntime({
     workers: config.workers,
     maxQueue: config.maxQueue,
     logger: logger.child({ component: 'runtime' }),
+    moduleCacheBytes: config.moduleCacheMb * 1024 * 1024,
+    // A module evicted from the compiled cache is compiled again from the store on its next call.
+    fetchModule: (digest) => store.readBlob(digest),
   });
-  const engine = new Engine({
+  const logs = new FunctionLogs({ linesPerFunction: config.functionLogLines, namespace: NAMESPACE, instance: hostname() });
+  const metrics: EngineMetrics = new EngineMetrics({
+    poolStats: () => runtime.stats(),
+    inflight: (): number => engine.inflightInvocations,
+    functions: (): number => engine.list().length,
+  });
+  const fetcher = createImageFetcher({
+    insecureRegistries: config.insecureRegistries,
+    logger: logger.child({ component: 'registry' }),
+    credentials: registryCredentialProvider(config, logger.child({ component: 'registry' })),
+    connectTimeoutMs: config.registryConnectTimeoutMs,
+    timeoutMs: config.registryTimeoutMs,
+    maxImageBytes: config.maxImageBytes,
+    retries: config.registryRetries,
+    cache: storeModuleCache(store, layerNotes),
+  });
+  const engine: Engine = new Engine({
     store,
-    fetcher: createImageFetcher({
-      insecureRegistries: config.insecureRegistries,
-      logger: logger.child({ component: 'registry' }),
-    }),
+    fetcher,
     runtime,
     defaults: {
       timeoutMs: config.timeoutMs,
@@ -47,19 +74,55 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
     },
     logger: logger.child({ component: 'engine' }),
     checkImageReference,
+    events: fanOut(metrics, logs),
+    scaling: {
+      // 0: two per worker, so that each worker can hold its next call while one runs (the pool's
+      // pipelining, runtime/pool/worker-pool.ts); with one per worker it would sleep between calls.
+      concurrencyPerReplica: config.concurrencyPerReplica === 0 ? config.workers * 2 : config.concurrencyPerReplica,
+      maxWaiting: config.maxQueuePerFunction,
+      maxWaitingTotal: config.maxQueue,
+    },
   });
   let restored: number;
   try {
     restored = await engine.restore();
+    await pruneLayerNotes(store, layerNotes, logger.child({ component: 'store' }));
   } catch (err) {
     await runtime.close();
     await store.close();
     throw err;
   }
   logger.info({ functions: restored, dataDir: config.dataDir }, `restored ${restored} functions from ${config.dataDir}`);
+  let compiling = true;
+  void engine.whenAllReady().then(() => {
+    compiling = false;
+  });
 
-  const app = buildServer({ engine, bodyLimitBytes: config.bodyLimitBytes, httpLogger: logger.child({ component: 'http' }) });
+  const credentials = basicAuthCredentials(config);
+  const app = buildServer({
+    engine,
+    bodyLimitBytes: config.bodyLimitBytes,
+    httpLogger: logger.child({ component: 'http' }),
+    platform: {
+      metrics,
+      logs,
+      ...(credentials ? { credentials } : {}),
+      authInvoke: config.authInvoke,
+      notReadyReason: () =>
+        engine.shuttingDown
+          ? 'shutting down'
+          : compiling
+            ? 'compiling restored functions'
+            : runtime.stats().workers === 0
+              ? 'no workers'
+              : undefined,
+      version: { release: packageVersion(), sha: process.env.WASM_ENGINE_GIT_SHA ?? 'unknown' },
+    },
+  });
   try {
+    // The sandbox workers take tens of milliseconds to start: listen once they have, so that the
+    // first invocation does not wait for them (it never hangs: a worker that fails counts too).
+    await runtime.ready();
     await app.listen({ port: config.port, host: config.host });
   } catch (err) {
     await runtime.close();
@@ -71,7 +134,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   logger.info({ url }, `WasmEngine listening on ${url}, waiting for requests...`);
-  if (!LOOPBACK.test(config.host)) {
+  if (!LOOPBACK.test(config.host) && !credentials) {
     logger.warn({ host: config.host }, 'listening on a non-loopback address: the management routes have no authentication');
   }
 
@@ -79,11 +142,35 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
   const stop = (): Promise<void> => {
     stopping ??= (async () => {
       const bound = new Promise<void>((resolve) => setTimeout(resolve, config.shutdownTimeoutMs).unref());
-      await Promise.race([app.close(), bound]);
+      // Keep listening while in-flight invocations finish, so that new requests get a clear 503
+      // (and /readyz says so) rather than a refused connection; then close.
+      engine.beginShutdown();
+      logs.endAll();
+      await Promise.race([engine.whenIdle(), bound]);
+      logs.endAll();
+      const closed = await Promise.race([app.close().then(() => true), bound.then(() => false)]);
+      // A pull still hanging on a slow registry must not keep the process alive: it fails now.
+      await fetcher.close();
+      if (!closed) {
+        // Past the bound, no connection may hold the process open (a deploy answered just now, a
+        // keep-alive client): a moment for those answers to leave, then every socket is closed.
+        await new Promise((resolve) => setTimeout(resolve, 200).unref());
+        app.server.closeAllConnections();
+      }
       await runtime.close();
       await store.close();
     })();
     return stopping;
   };
   return { app, engine, url, stop };
+}
+
+/** The release in package.json, for /system/info and the OpenAPI document. */
+function packageVersion(): string {
+  try {
+    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
+    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
+  } catch {
+    return 'unknown';
+  }
 }

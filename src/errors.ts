@@ -13,6 +13,7 @@ export const ERROR_CODES = [
   'INVALID_ARGS', // args do not fit the function's ABI
   'NOT_FOUND', // unknown route
   'METHOD_NOT_ALLOWED', // known route, wrong method
+  'UNAUTHORIZED', // Basic auth is on and the request's credentials are missing or wrong
   // upstream errors: the registry failed us
   'REGISTRY_AUTH_FAILED', // registry answered 401/403
   'REGISTRY_ERROR', // unreachable, TLS, bad answer, digest mismatch
@@ -20,6 +21,7 @@ export const ERROR_CODES = [
   'FUNCTION_FAILED', // trap or non-zero WASI exit
   'FUNCTION_TIMEOUT', // ran past its time limit
   'OVERLOADED', // too many invocations queued
+  'UNAVAILABLE', // the function is scaled to zero replicas, or the engine is shutting down
   // engine errors
   'INTERNAL', // anything unexpected: a bug
 ] as const;

@@ -2,9 +2,10 @@
  * The HTTP layer: routes of SPEC §2 translated to calls of the core Engine, and every failure
  * translated to the status and code name of §2. No engine logic lives here.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
+import { registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
@@ -14,6 +15,8 @@ export interface ServerOptions {
   bodyLimitBytes: number;
   /** pino logger for Fastify's own lines; silent when absent. */
   httpLogger?: FastifyBaseLogger;
+  /** The OpenFaaS provider, raw invocation and operations routes; only the historical routes when absent. */
+  platform?: PlatformOptions;
 }
 
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -22,7 +25,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   const { engine } = options;
   const app = Fastify({
     ...(options.httpLogger ? { loggerInstance: options.httpLogger } : { logger: false }),
-    disableRequestLogging: true,
+    // Per-request lines would cost the hot path; errors are still logged by the error handler.
+    logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
     return503OnClosing: true,
     ajv: {
@@ -52,6 +56,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.setNotFoundHandler((request, reply) =>
     sendError(request, reply, new EngineError('NOT_FOUND', `no route ${request.method} ${request.url}`)),
   );
+
+  if (options.platform) registerPlatform(app, engine, options.platform, translateError);
 
   app.post<{ Body: DeployBody }>('/function/deploy', { schema: { body: DeployBody } }, async (request, reply) => {
     const body = request.body;

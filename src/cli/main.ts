@@ -3,10 +3,12 @@
  * This is the only place that writes to the terminal.
  */
 import { parseArgs, type ParseArgsConfig } from 'node:util';
-import { startEngine, createLogger } from '../app.js';
-import { resolveConfig, SETTINGS } from '../config/settings.js';
+import { CONFIG_FLAG, loadConfig } from '../config/config-file.js';
+import { SETTINGS } from '../config/settings.js';
 import { isEngineError } from '../errors.js';
 import { callEngine, EngineUnreachable, type ApiAnswer } from './client.js';
+import { packCommand } from './pack.js';
+import { pushCommand } from './push.js';
 import { USAGE } from './usage.js';
 
 class UsageError extends Error {}
@@ -29,15 +31,19 @@ function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArg
 async function serve(argv: string[]): Promise<number> {
   const options: NonNullable<ParseArgsConfig['options']> = {};
   for (const setting of Object.values(SETTINGS)) options[setting.flag] = { type: 'string' };
+  options[CONFIG_FLAG] = { type: 'string' };
   const { values, positionals } = parse({ args: argv, options, allowPositionals: true, strict: true });
   if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
   let config;
   try {
-    config = resolveConfig(values as Record<string, string | undefined>, process.env);
+    config = loadConfig(values as Record<string, string | undefined>, process.env);
   } catch (e) {
     err(`wasm-engine: ${(e as Error).message}`);
     return 2;
   }
+  // Loaded here, not at the top: the engine's server, runtime and metrics take a few hundred
+  // milliseconds to import, which every client command (push, list, …) would pay for nothing.
+  const { startEngine, createLogger } = await import('../app.js');
   const logger = createLogger(config);
   let running;
   try {
@@ -180,6 +186,8 @@ export async function main(argv: string[]): Promise<number> {
   }
   try {
     if (command === 'serve') return await serve(rest);
+    if (command === 'push') return await pushCommand(rest);
+    if (command === 'pack') return await packCommand(rest);
     return await client(command, rest);
   } catch (e) {
     if (e instanceof UsageError) {

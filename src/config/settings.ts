@@ -7,6 +7,12 @@ import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
 import { EngineError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from './log-level.js';
+import {
+  defaultDockerConfig,
+  parseDockerConfigSetting,
+  parseRegistryCredentials,
+  type RegistryCredentialsFile,
+} from './registry-settings.js';
 
 export interface EngineConfig {
   port: number;
@@ -18,9 +24,23 @@ export interface EngineConfig {
   maxOutputBytes: number;
   workers: number;
   maxQueue: number;
+  maxQueuePerFunction: number;
+  moduleCacheMb: number;
   bodyLimitBytes: number;
   insecureRegistries: string[];
   shutdownTimeoutMs: number;
+  basicAuthUser: string;
+  basicAuthPassword: string;
+  secretMountPath: string;
+  authInvoke: boolean;
+  concurrencyPerReplica: number;
+  functionLogLines: number;
+  registryCredentials: RegistryCredentialsFile | null;
+  dockerConfig: string | null;
+  maxImageBytes: number;
+  registryConnectTimeoutMs: number;
+  registryTimeoutMs: number;
+  registryRetries: number;
 }
 
 type Parser<T> = (raw: string, setting: string) => T;
@@ -50,6 +70,16 @@ const integer =
 const text: Parser<string> = (raw, setting) => {
   if (raw.trim() === '') throw invalid(setting, raw, 'a non-empty value');
   return raw.trim();
+};
+
+/** May be empty (the setting is then off). */
+const optionalText: Parser<string> = (raw) => raw.trim();
+
+const bool: Parser<boolean> = (raw, setting) => {
+  const word = raw.trim().toLowerCase();
+  if (['true', '1', 'yes', 'on'].includes(word)) return true;
+  if (['false', '0', 'no', 'off'].includes(word)) return false;
+  throw invalid(setting, raw, 'true or false');
 };
 
 const list: Parser<string[]> = (raw) =>
@@ -122,6 +152,20 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     parse: integer(0, 1_000_000),
     default: () => 1024,
   },
+  maxQueuePerFunction: {
+    key: 'maxQueuePerFunction',
+    flag: 'max-queue-per-function',
+    env: ['WASM_ENGINE_MAX_QUEUE_PER_FUNCTION'],
+    parse: integer(0, 1_000_000),
+    default: () => 1024,
+  },
+  moduleCacheMb: {
+    key: 'moduleCacheMb',
+    flag: 'module-cache-mb',
+    env: ['WASM_ENGINE_MODULE_CACHE_MB'],
+    parse: integer(1, 1024 * 1024),
+    default: () => 512,
+  },
   bodyLimitBytes: {
     key: 'bodyLimitBytes',
     flag: 'body-limit-bytes',
@@ -143,16 +187,117 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     parse: integer(0, 600_000),
     default: () => 10_000,
   },
+  basicAuthUser: {
+    key: 'basicAuthUser',
+    flag: 'basic-auth-user',
+    env: ['WASM_ENGINE_BASIC_AUTH_USER'],
+    parse: optionalText,
+    default: () => '',
+  },
+  basicAuthPassword: {
+    key: 'basicAuthPassword',
+    flag: 'basic-auth-password',
+    env: ['WASM_ENGINE_BASIC_AUTH_PASSWORD'],
+    parse: optionalText,
+    default: () => '',
+  },
+  secretMountPath: {
+    key: 'secretMountPath',
+    flag: 'secret-mount-path',
+    env: ['WASM_ENGINE_SECRET_MOUNT_PATH'],
+    parse: optionalText,
+    default: () => '',
+  },
+  authInvoke: {
+    key: 'authInvoke',
+    flag: 'auth-invoke',
+    env: ['WASM_ENGINE_AUTH_INVOKE'],
+    parse: bool,
+    default: () => false,
+  },
+  concurrencyPerReplica: {
+    key: 'concurrencyPerReplica',
+    flag: 'concurrency-per-replica',
+    env: ['WASM_ENGINE_CONCURRENCY_PER_REPLICA'],
+    parse: integer(0, 100_000),
+    default: () => 0,
+  },
+  functionLogLines: {
+    key: 'functionLogLines',
+    flag: 'function-log-lines',
+    env: ['WASM_ENGINE_FUNCTION_LOG_LINES'],
+    parse: integer(0, 1_000_000),
+    default: () => 1000,
+  },
+  registryCredentials: {
+    key: 'registryCredentials',
+    flag: 'registry-credentials',
+    env: ['WASM_ENGINE_REGISTRY_CREDENTIALS'],
+    parse: parseRegistryCredentials,
+    default: () => null,
+  },
+  dockerConfig: {
+    key: 'dockerConfig',
+    flag: 'docker-config',
+    env: ['WASM_ENGINE_DOCKER_CONFIG', 'DOCKER_CONFIG'],
+    parse: parseDockerConfigSetting,
+    default: defaultDockerConfig,
+  },
+  maxImageBytes: {
+    key: 'maxImageBytes',
+    flag: 'max-image-bytes',
+    env: ['WASM_ENGINE_MAX_IMAGE_BYTES'],
+    parse: integer(1024, 64 * 1024 * MiB),
+    default: () => 256 * MiB,
+  },
+  registryConnectTimeoutMs: {
+    key: 'registryConnectTimeoutMs',
+    flag: 'registry-connect-timeout-ms',
+    env: ['WASM_ENGINE_REGISTRY_CONNECT_TIMEOUT_MS'],
+    parse: integer(1, 600_000),
+    default: () => 5_000,
+  },
+  registryTimeoutMs: {
+    key: 'registryTimeoutMs',
+    flag: 'registry-timeout-ms',
+    env: ['WASM_ENGINE_REGISTRY_TIMEOUT_MS'],
+    parse: integer(1, 3_600_000),
+    default: () => 60_000,
+  },
+  registryRetries: {
+    key: 'registryRetries',
+    flag: 'registry-retries',
+    env: ['WASM_ENGINE_REGISTRY_RETRIES'],
+    parse: integer(0, 10),
+    default: () => 3,
+  },
 };
+
+/** Settings read from a configuration file: its path (for messages) and its keys' values. */
+export interface ConfigFileValues {
+  path: string;
+  values: Record<string, unknown>;
+}
 
 /**
  * Resolves the configuration: for each setting the flag if given, else the first environment
- * variable set, else the default. `flags` maps flag names (without `--`) to their raw text.
+ * variable set, else the configuration file's value, else the default. `flags` maps flag names
+ * (without `--`) to their raw text; a file's keys are the flag names (or the camelCase keys).
  */
-export function resolveConfig(flags: Record<string, string | undefined>, env: NodeJS.ProcessEnv): EngineConfig {
+export function resolveConfig(
+  flags: Record<string, string | undefined>,
+  env: NodeJS.ProcessEnv,
+  file?: ConfigFileValues,
+): EngineConfig {
   const known = new Set(Object.values(SETTINGS).map((s) => s.flag));
   for (const name of Object.keys(flags)) {
     if (!known.has(name)) throw new EngineError('INVALID_REQUEST', `unknown setting --${name}`);
+  }
+  const fileValues = new Map<string, { key: string; value: unknown }>();
+  for (const [key, value] of Object.entries(file?.values ?? {})) {
+    const setting = Object.values(SETTINGS).find((s) => s.flag === key || s.key === key);
+    if (!setting) throw new EngineError('INVALID_REQUEST', `unknown setting ${key} in ${file!.path}`);
+    fileValues.set(setting.key, { key, value });
   }
   const pick = <K extends keyof EngineConfig>(setting: Setting<K>): EngineConfig[K] => {
     const flag = flags[setting.flag];
@@ -161,6 +306,11 @@ export function resolveConfig(flags: Record<string, string | undefined>, env: No
       const value = env[name];
       if (value !== undefined && value !== '') return setting.parse(value, name);
     }
+    const fromFile = fileValues.get(setting.key);
+    if (fromFile) {
+      const where = `${file!.path}: ${fromFile.key}`;
+      return setting.parse(fileValueText(fromFile.value, where), where);
+    }
     return setting.default();
   };
   const config = {} as Record<keyof EngineConfig, unknown>;
@@ -168,4 +318,12 @@ export function resolveConfig(flags: Record<string, string | undefined>, env: No
     config[key] = pick(SETTINGS[key] as Setting<typeof key>);
   }
   return config as EngineConfig;
+}
+
+/** A file value as the text a flag would carry: numbers and booleans as written, lists joined. */
+function fileValueText(value: unknown, where: string): string {
+  if (typeof value === 'string') return value;
+  if (typeof value === 'number' || typeof value === 'boolean') return String(value);
+  if (Array.isArray(value) && value.every((v) => typeof v === 'string')) return value.join(',');
+  throw new EngineError('INVALID_REQUEST', `invalid setting ${where}: expected a string, number, boolean or list of strings`);
 }

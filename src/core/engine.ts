@@ -2,14 +2,19 @@
  * The engine's operations — deploy, delete, list, query, invoke — over the store, the image
  * fetcher and the runtime. What the HTTP API and any other front end call; knows nothing of HTTP.
  */
-import { EngineError } from '../errors.js';
+import { EngineError, toEngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ImageFetcher } from '../registry/types.js';
 import { analyzeModule, normalizeArgs } from '../runtime/index.js';
-import type { FunctionRuntime, InvocationLimits, InvocationResult } from '../runtime/index.js';
+import type { FunctionArgs, FunctionRuntime, InvocationLimits, InvocationResult } from '../runtime/index.js';
 import { sha256Digest } from '../store/index.js';
 import type { FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
+import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
+import { FunctionGate } from './function-gate.js';
 import { checkFunctionName } from './function-name.js';
+import { rawInput, type RawInvokeRequest } from './raw-input.js';
+
+export type { RawInvokeRequest } from './raw-input.js';
 
 export interface DeployRequest {
   name: string;
@@ -19,6 +24,10 @@ export interface DeployRequest {
   entrypoint?: string;
   limits?: FunctionLimitsOverride;
   env?: Record<string, string>;
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** Desired replicas; omitted: 1 on deploy, unchanged on update. */
+  replicas?: number;
 }
 
 export interface InvokeRequest {
@@ -43,6 +52,50 @@ export interface EngineParts {
   logger: Logger;
   /** Checks an image reference's syntax before anything is fetched; throws INVALID_REQUEST. */
   checkImageReference: (reference: string) => void;
+  /** Where metrics and function logs hear of invocations, deploys and pulls; none when absent. */
+  events?: EngineEvents;
+  /** How replicas bound concurrency; unbounded when absent. */
+  scaling?: ScalingOptions;
+}
+
+export interface ScalingOptions {
+  /** Invocations of one function that may run at once per replica. */
+  concurrencyPerReplica: number;
+  /** Invocations of one function that may wait for a slot before OVERLOADED. */
+  maxWaiting: number;
+  /**
+   * Invocations that may wait in all, for a function's slot or for a worker (the runtime's queue),
+   * before OVERLOADED; unbounded when absent.
+   */
+  maxWaitingTotal?: number;
+}
+
+/** What the engine knows of a function at run time, besides its stored entry. */
+export interface FunctionRunState {
+  record: FunctionRecord;
+  replicas: number;
+  /** Replicas ready to run: all of them once the module is compiled, else 0. */
+  availableReplicas: number;
+  /** Invocations since the engine started (or the function was deployed). */
+  invocations: number;
+}
+
+export const MAX_REPLICAS = 1000;
+
+/** Per function name: its concurrency gate and counters; replaced when the function is deleted. */
+interface FunctionState {
+  gate: FunctionGate;
+  invocations: number;
+  removed: boolean;
+}
+
+/** Per module digest: invocations using it, so that an update or delete unloads it only when they end. */
+interface DigestUse {
+  inflight: number;
+  /** No function uses the digest any more: unload when inflight reaches 0. */
+  retired: boolean;
+  /** Has run once since it was loaded: the next invocation is not a cold start. */
+  warm: boolean;
 }
 
 export class Engine {
@@ -54,6 +107,19 @@ export class Engine {
   private readonly checkImageReference: (reference: string) => void;
   /** Per function: its module compiled and handed to the runtime (or being so). */
   private readonly ready = new Map<string, Promise<void>>();
+  /** Functions whose module is compiled (their replicas are available). */
+  private readonly loaded = new Set<string>();
+  private readonly events: EngineEvents;
+  private readonly scaling: ScalingOptions;
+  private readonly states = new Map<string, FunctionState>();
+  private readonly uses = new Map<string, DigestUse>();
+  /** Per function name: the update or scale in progress; the next one waits for it. */
+  private readonly changing = new Map<string, Promise<unknown>>();
+  private inflight = 0;
+  /** Invocations waiting for their function's slot, over all functions. */
+  private waiting = 0;
+  private closing = false;
+  private idleWaiters: (() => void)[] = [];
 
   constructor(parts: EngineParts) {
     this.store = parts.store;
@@ -62,6 +128,8 @@ export class Engine {
     this.defaults = parts.defaults;
     this.logger = parts.logger;
     this.checkImageReference = parts.checkImageReference;
+    this.events = parts.events ?? noEvents;
+    this.scaling = parts.scaling ?? { concurrencyPerReplica: Infinity, maxWaiting: Infinity };
   }
 
   /** Opens the store and starts compiling every restored function in the background. */
@@ -85,6 +153,11 @@ export class Engine {
     return this.store.list();
   }
 
+  /** The deployed function of that name, if any. */
+  find(name: string): FunctionRecord | undefined {
+    return this.store.get(name);
+  }
+
   query(name: string): FunctionRecord {
     const record = this.store.get(name);
     if (!record) throw new EngineError('FUNCTION_NOT_FOUND', `function ${name} is not deployed`);
@@ -96,13 +169,15 @@ export class Engine {
   }
 
   async deploy(request: DeployRequest): Promise<FunctionRecord> {
+    this.refuseWhenClosing();
     checkFunctionName(request.name);
     this.checkImageReference(request.image);
     const limits = checkLimits(request.limits ?? {});
+    const replicas = checkReplicas(request.replicas ?? 1);
     const release = this.store.reserve(request.name);
     const started = performance.now();
     try {
-      const fetched = await this.fetcher.fetch(request.image);
+      const fetched = await this.pull(request.image);
       const analysis = analyzeModule(fetched.bytes, {
         functionName: request.name,
         ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
@@ -119,46 +194,251 @@ export class Engine {
         analysis,
         limits,
         env: request.env ?? {},
+        ...metadata(request),
+        ...(replicas === 1 ? {} : { replicas }),
       };
       // Compile before persisting: a module the runtime refuses never becomes a deployed function.
       await this.runtime.load(digest, fetched.bytes, this.limitsOf(record).memoryLimitMb);
+      this.revive(digest);
       await this.store.insert(record, fetched.bytes);
       this.ready.set(record.name, Promise.resolve());
+      this.loaded.add(record.name);
       this.logger.info(
         { function: record.name, image: record.image, digest, abi: analysis.abi, ms: Math.round(performance.now() - started) },
         'function deployed',
       );
+      this.deployEvent('deploy', 'success', started);
       return record;
+    } catch (err) {
+      this.deployEvent('deploy', outcomeOf(err), started);
+      throw err;
     } finally {
       release();
     }
   }
 
+  /**
+   * Deploys a new version of a deployed function under the same name (OpenFaaS update): the new
+   * module is compiled before the stored entry is swapped atomically, invocations that started on
+   * the old version finish on it, and the old module is unloaded only when they have ended.
+   */
+  async update(request: DeployRequest): Promise<FunctionRecord> {
+    this.refuseWhenClosing();
+    checkFunctionName(request.name);
+    this.checkImageReference(request.image);
+    const limits = checkLimits(request.limits ?? {});
+    if (request.replicas !== undefined) checkReplicas(request.replicas);
+    this.query(request.name);
+    return this.exclusive(request.name, async () => {
+      const started = performance.now();
+      let loadedDigest: string | undefined;
+      try {
+        const fetched = await this.pull(request.image);
+        const analysis = analyzeModule(fetched.bytes, {
+          functionName: request.name,
+          ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
+          ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
+        });
+        const digest = sha256Digest(fetched.bytes);
+        // Read again after the pull: a scale that ran meanwhile must not be undone.
+        const current = this.query(request.name);
+        const replicas = request.replicas ?? current.replicas ?? 1;
+        const record: FunctionRecord = {
+          name: request.name,
+          image: request.image,
+          digest,
+          size: fetched.bytes.byteLength,
+          ...(fetched.manifestDigest === undefined ? {} : { manifestDigest: fetched.manifestDigest }),
+          deployedAt: new Date().toISOString(),
+          analysis,
+          limits,
+          env: request.env ?? {},
+          ...metadata(request),
+          ...(replicas === 1 ? {} : { replicas }),
+        };
+        await this.runtime.load(digest, fetched.bytes, this.limitsOf(record).memoryLimitMb);
+        loadedDigest = digest;
+        this.revive(digest);
+        const old = await this.store.replace(record, fetched.bytes);
+        this.ready.set(record.name, Promise.resolve());
+        this.loaded.add(record.name);
+        this.states.get(record.name)?.gate.setLimit(this.limitFor(replicas));
+        if (old.digest !== digest) this.retire(old.digest);
+        this.logger.info(
+          { function: record.name, image: record.image, digest, previous: old.digest, ms: Math.round(performance.now() - started) },
+          'function updated',
+        );
+        this.deployEvent('update', 'success', started);
+        return record;
+      } catch (err) {
+        // A new module compiled for an entry that was not stored (deleted meanwhile) is not kept.
+        if (loadedDigest !== undefined && this.store.get(request.name)?.digest !== loadedDigest) this.retire(loadedDigest);
+        this.deployEvent('update', outcomeOf(err), started);
+        throw err;
+      }
+    });
+  }
+
+  /** Sets a function's replicas: its concurrency bound, persisted; 0 pauses it. */
+  async scale(name: string, replicas: number): Promise<FunctionRecord> {
+    checkReplicas(replicas);
+    this.query(name);
+    return this.exclusive(name, async () => {
+      const current = this.query(name);
+      const record: FunctionRecord = { ...current };
+      if (replicas === 1) delete record.replicas;
+      else record.replicas = replicas;
+      if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
+      this.states.get(name)?.gate.setLimit(this.limitFor(replicas));
+      this.logger.info({ function: name, replicas }, 'function scaled');
+      return record;
+    });
+  }
+
+  /** The run-time view of a function (OpenFaaS FunctionStatus). */
+  runState(name: string): FunctionRunState {
+    const record = this.query(name);
+    const replicas = record.replicas ?? 1;
+    return {
+      record,
+      replicas,
+      availableReplicas: this.loaded.has(name) ? replicas : 0,
+      invocations: this.states.get(name)?.invocations ?? 0,
+    };
+  }
+
+  /** Invocations running or waiting for a slot, over all functions. */
+  get inflightInvocations(): number {
+    return this.inflight;
+  }
+
+  /** From now on invocations and deploys are refused with UNAVAILABLE; those running go on. */
+  beginShutdown(): void {
+    this.closing = true;
+  }
+
+  get shuttingDown(): boolean {
+    return this.closing;
+  }
+
+  /** Resolves when no invocation is running or waiting. */
+  whenIdle(): Promise<void> {
+    if (this.inflight === 0) return Promise.resolve();
+    return new Promise((resolve) => this.idleWaiters.push(resolve));
+  }
+
   async delete(name: string): Promise<FunctionRecord> {
     const record = await this.store.remove(name);
     this.ready.delete(name);
-    if (!this.store.list().some((r) => r.digest === record.digest)) this.runtime.unload(record.digest);
+    this.loaded.delete(name);
+    const state = this.states.get(name);
+    if (state) {
+      this.states.delete(name);
+      state.removed = true;
+      state.gate.rejectAll(new EngineError('FUNCTION_NOT_FOUND', `function ${name} was deleted`));
+    }
+    // Invocations already running finish on the module; it is unloaded when they end.
+    this.retire(record.digest);
+    this.events.functionRemoved(name);
     this.logger.info({ function: name }, 'function deleted');
     return record;
   }
 
   async invoke(request: InvokeRequest): Promise<InvocationResult> {
     const record = this.query(request.name);
-    const args = normalizeArgs(request.args);
-    await this.prepare(record);
-    const result = await this.runtime.invoke(
-      {
-        digest: record.digest,
-        analysis: record.analysis,
-        args,
-        limits: this.limitsOf(record),
-        env: record.env,
-        ...(request.stdin === undefined ? {} : { stdin: request.stdin }),
-      },
-      request.signal,
-    );
-    if (result.stderr !== '') this.logger.debug({ function: record.name, stderr: result.stderr }, 'function stderr');
-    return result;
+    let args: FunctionArgs;
+    try {
+      args = normalizeArgs(request.args);
+    } catch (err) {
+      this.events.invocation(record.name, outcomeOf(err), 0, false);
+      throw err;
+    }
+    return this.run(record, args, request.stdin, record.env, request.signal);
+  }
+
+  /** An invocation from the raw data plane: body, query and environment mean what raw-input.ts says. */
+  async invokeRaw(request: RawInvokeRequest): Promise<InvocationResult> {
+    const record = this.query(request.name);
+    let input;
+    try {
+      input = rawInput(record, request);
+    } catch (err) {
+      this.events.invocation(record.name, outcomeOf(err), 0, false);
+      throw err;
+    }
+    return this.run(record, input.args, input.stdin, input.env, request.signal);
+  }
+
+  private async run(
+    record: FunctionRecord,
+    args: FunctionArgs,
+    stdin: Uint8Array | undefined,
+    env: Record<string, string>,
+    signal: AbortSignal | undefined,
+  ): Promise<InvocationResult> {
+    const started = performance.now();
+    const state = this.stateOf(record);
+    if (this.closing) {
+      const err = new EngineError('UNAVAILABLE', 'the engine is shutting down', { retryAfterSeconds: 1 });
+      this.events.invocation(record.name, err.code, 0, false);
+      throw err;
+    }
+    state.invocations += 1;
+    const use = this.useOf(record.digest);
+    use.inflight += 1;
+    this.inflight += 1;
+    let entered = false;
+    let cold = false;
+    try {
+      entered = state.gate.tryEnter();
+      if (!entered) {
+        this.refuseWhenQueueFull();
+        this.waiting += 1;
+        try {
+          await state.gate.enter(signal);
+        } finally {
+          this.waiting -= 1;
+        }
+        entered = true;
+      }
+      await this.prepare(record);
+      cold = !use.warm;
+      use.warm = true;
+      const result = await this.runtime.invoke(
+        {
+          digest: record.digest,
+          analysis: record.analysis,
+          args,
+          limits: this.limitsOf(record),
+          env,
+          ...(stdin === undefined ? {} : { stdin }),
+        },
+        signal,
+      );
+      if (!state.removed) {
+        this.events.invocation(record.name, 'success', (performance.now() - started) / 1000, cold);
+        if (result.stderr !== '') this.events.functionStderr(record.name, result.stderr);
+      }
+      if (result.stderr !== '') this.logger.debug({ function: record.name, stderr: result.stderr }, 'function stderr');
+      return result;
+    } catch (err) {
+      if (!state.removed) {
+        this.events.invocation(record.name, outcomeOf(err), (performance.now() - started) / 1000, cold);
+        const stderr = stderrOf(err);
+        if (stderr !== '') this.events.functionStderr(record.name, stderr);
+      }
+      throw err;
+    } finally {
+      if (entered) state.gate.leave();
+      use.inflight -= 1;
+      if (use.retired && use.inflight === 0) this.unload(record.digest);
+      this.inflight -= 1;
+      if (this.inflight === 0 && this.idleWaiters.length > 0) {
+        const waiters = this.idleWaiters;
+        this.idleWaiters = [];
+        for (const resolve of waiters) resolve();
+      }
+    }
   }
 
   limitsOf(record: FunctionRecord): InvocationLimits {
@@ -175,13 +455,143 @@ export class Engine {
     if (!pending) {
       pending = this.store
         .readBlob(record.digest)
-        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb));
+        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb))
+        .then(() => {
+          if (this.store.get(record.name)?.digest === record.digest) this.loaded.add(record.name);
+        });
       // A failed load is retried by the next call rather than remembered forever.
       pending.catch(() => this.ready.delete(record.name));
       this.ready.set(record.name, pending);
     }
     return pending;
   }
+
+  private stateOf(record: FunctionRecord): FunctionState {
+    let state = this.states.get(record.name);
+    if (!state) {
+      state = {
+        gate: new FunctionGate(record.name, this.limitFor(record.replicas ?? 1), this.scaling.maxWaiting),
+        invocations: 0,
+        removed: false,
+      };
+      this.states.set(record.name, state);
+    }
+    return state;
+  }
+
+  private useOf(digest: string): DigestUse {
+    let use = this.uses.get(digest);
+    if (!use) {
+      use = { inflight: 0, retired: false, warm: false };
+      this.uses.set(digest, use);
+    }
+    return use;
+  }
+
+  private limitFor(replicas: number): number {
+    // 0 × Infinity would be NaN: zero replicas pause the function whatever the per-replica bound.
+    return replicas === 0 ? 0 : replicas * this.scaling.concurrencyPerReplica;
+  }
+
+  /** A digest loaded again (deployed anew) is no longer on its way out. */
+  private revive(digest: string): void {
+    const use = this.uses.get(digest);
+    if (use) use.retired = false;
+  }
+
+  /** Unloads a module no function uses any more, once the invocations running on it have ended. */
+  private retire(digest: string): void {
+    if (this.store.list().some((r) => r.digest === digest)) return;
+    const use = this.uses.get(digest);
+    if (use && use.inflight > 0) use.retired = true;
+    else this.unload(digest);
+  }
+
+  private unload(digest: string): void {
+    this.uses.delete(digest);
+    this.runtime.unload(digest);
+  }
+
+  private async pull(image: string): ReturnType<ImageFetcher['fetch']> {
+    const started = performance.now();
+    try {
+      const fetched = await this.fetcher.fetch(image);
+      this.events.pull('success', fetched.bytes.byteLength, (performance.now() - started) / 1000);
+      return fetched;
+    } catch (err) {
+      this.events.pull(outcomeOf(err), 0, (performance.now() - started) / 1000);
+      throw err;
+    }
+  }
+
+  /** Runs changes of one function's entry (update, scale) one after another. */
+  private exclusive<T>(name: string, task: () => Promise<T>): Promise<T> {
+    const previous = this.changing.get(name) ?? Promise.resolve();
+    const run = previous.then(task, task);
+    const settled = run.then(
+      () => {},
+      () => {},
+    );
+    this.changing.set(name, settled);
+    void settled.then(() => {
+      if (this.changing.get(name) === settled) this.changing.delete(name);
+    });
+    return run;
+  }
+
+  private deployEvent(operation: DeployOperation, outcome: Outcome, started: number): void {
+    this.events.deploy(operation, outcome, (performance.now() - started) / 1000);
+  }
+
+  /** The global bound: what waits for a slot and what waits for a worker, together. */
+  private refuseWhenQueueFull(): void {
+    const max = this.scaling.maxWaitingTotal;
+    if (max === undefined) return;
+    const queued = this.waiting + this.runtime.stats().queued;
+    if (queued >= max) {
+      throw new EngineError('OVERLOADED', `too many invocations are waiting (${queued})`, { retryAfterSeconds: 1 });
+    }
+  }
+
+  private refuseWhenClosing(): void {
+    if (this.closing) throw new EngineError('UNAVAILABLE', 'the engine is shutting down', { retryAfterSeconds: 1 });
+  }
+}
+
+function outcomeOf(err: unknown): Outcome {
+  return toEngineError(err).code;
+}
+
+/**
+ * The stderr a failed invocation carries: a `stderr` property when the error has one, else the
+ * tail the runtime appends to a guest failure's message (`…; stderr: TAIL`, runtime/traps.ts).
+ */
+function stderrOf(err: unknown): string {
+  const stderr = (err as { stderr?: unknown } | null)?.stderr;
+  if (typeof stderr === 'string') return stderr;
+  if (err instanceof EngineError && (err.code === 'FUNCTION_FAILED' || err.code === 'FUNCTION_TIMEOUT')) {
+    const at = err.message.indexOf(STDERR_MARK);
+    if (at >= 0) return err.message.slice(at + STDERR_MARK.length);
+  }
+  return '';
+}
+
+const STDERR_MARK = '; stderr: ';
+
+function metadata(request: DeployRequest): Pick<FunctionRecord, 'labels' | 'annotations'> {
+  return {
+    ...(request.labels === undefined || Object.keys(request.labels).length === 0 ? {} : { labels: { ...request.labels } }),
+    ...(request.annotations === undefined || Object.keys(request.annotations).length === 0
+      ? {}
+      : { annotations: { ...request.annotations } }),
+  };
+}
+
+function checkReplicas(replicas: number): number {
+  if (!Number.isInteger(replicas) || replicas < 0 || replicas > MAX_REPLICAS) {
+    throw new EngineError('INVALID_REQUEST', `invalid replicas ${replicas}: expected an integer from 0 to ${MAX_REPLICAS}`);
+  }
+  return replicas;
 }
 
 const LIMIT_RANGES: Record<keyof FunctionLimitsOverride, [number, number]> = {

@@ -3,38 +3,32 @@
  * layout, file), bounds the whole pull in time, and logs the outcome.
  */
 import { EngineError } from '../errors.js';
-import type { Logger } from '../logger.js';
-import { ChallengeAuthenticator, anonymousCredentials, type CredentialProvider } from './auth.js';
+import { createConnection, DEFAULT_CONNECT_TIMEOUT_MS, type ConnectionOptions } from './connection.js';
 import { readModuleFile } from './file-source.js';
 import { resolveModule, type ResolveLimits } from './image-resolver.js';
 import { OciLayoutSource } from './oci-layout.js';
+import { logTransferProgress } from './progress-log.js';
 import { parseImageReference } from './reference.js';
 import { RegistryImageSource } from './registry-source.js';
-import { RegistryTransport, readBodyLimited } from './transport.js';
-import type { FetchOptions, FetchedModule, ImageFetcher } from './types.js';
+import type { FetchOptions, FetchedModule, ImageFetcher, ModuleCache, TransferProgress } from './types.js';
 
-export interface ImageFetcherOptions {
-  logger: Logger;
-  /** Registries spoken to over plain HTTP: `host:port`, or `host` for any port. Loopback always is. */
-  insecureRegistries?: readonly string[];
-  /** Where registry credentials come from; anonymous by default. */
-  credentials?: CredentialProvider;
-  /** Time to establish a connection (default 5 s). */
-  connectTimeoutMs?: number;
-  /** Time for a whole pull, all requests included (default 60 s). */
+export interface ImageFetcherOptions extends ConnectionOptions {
+  /** Time for a whole pull, all requests and retries included (default 60 s). */
   timeoutMs?: number;
   /** Largest image: bytes downloaded, and separately bytes unpacked (default 256 MiB). */
   maxImageBytes?: number;
   /** Most files all tar layers together may hold (default 100 000). */
   maxTarEntries?: number;
+  /** Modules already stored: layers known to hold one are not downloaded again. */
+  cache?: ModuleCache;
+  /** Transfer progress; by default large downloads are logged at info level. */
+  onProgress?: (event: TransferProgress) => void;
 }
 
-export const DEFAULT_CONNECT_TIMEOUT_MS = 5_000;
+export { DEFAULT_CONNECT_TIMEOUT_MS };
 export const DEFAULT_TIMEOUT_MS = 60_000;
 export const DEFAULT_MAX_IMAGE_BYTES = 256 * 1024 * 1024;
 export const DEFAULT_MAX_TAR_ENTRIES = 100_000;
-/** Token answers are small JSON documents. */
-const MAX_TOKEN_BODY = 1024 * 1024;
 
 export interface ClosableImageFetcher extends ImageFetcher {
   close(): Promise<void>;
@@ -47,39 +41,20 @@ export function createImageFetcher(options: ImageFetcherOptions): ClosableImageF
     maxImageBytes: options.maxImageBytes ?? DEFAULT_MAX_IMAGE_BYTES,
     maxTarEntries: options.maxTarEntries ?? DEFAULT_MAX_TAR_ENTRIES,
   };
-  const transport = new RegistryTransport({
-    insecureRegistries: options.insecureRegistries ?? [],
-    connectTimeoutMs: options.connectTimeoutMs ?? DEFAULT_CONNECT_TIMEOUT_MS,
-    logger,
-  });
-  // One authenticator per fetcher: tokens are reused across pulls of the same repository.
-  const auth = new ChallengeAuthenticator({
-    credentials: options.credentials ?? anonymousCredentials,
-    allowsPlainHttp: (host) => transport.allowsPlainHttp(host),
-    logger,
-    requestToken: async (url, authorization, signal) => {
-      const init = { signal, peer: `token service ${url.host}` };
-      const response = await transport.request(url, { ...init, headers: authorization ? { authorization } : {} });
-      let body: Buffer | undefined;
-      try {
-        body = await readBodyLimited(response.body, MAX_TOKEN_BODY);
-      } catch (err) {
-        throw transport.failure(err, init);
-      }
-      if (!body) throw new EngineError('REGISTRY_ERROR', `token service ${url.host} answered with more than ${MAX_TOKEN_BODY} bytes`);
-      return { statusCode: response.statusCode, body };
-    },
-  });
+  // One connection per fetcher: tokens are reused across pulls of the same repository.
+  const { transport, auth } = createConnection(options);
+  const onProgress = options.onProgress ?? logTransferProgress(logger);
 
   async function pull(reference: string, signal: AbortSignal): Promise<FetchedModule> {
     const parsed = parseImageReference(reference);
+    const resolve = { limits, logger, signal, onProgress, ...(options.cache ? { cache: options.cache } : {}) };
     switch (parsed.kind) {
       case 'file':
         return readModuleFile(parsed, limits.maxImageBytes);
       case 'oci':
-        return resolveModule(new OciLayoutSource(parsed), limits, logger, signal);
+        return resolveModule(new OciLayoutSource(parsed), resolve);
       case 'registry':
-        return resolveModule(new RegistryImageSource(parsed, transport, auth), limits, logger, signal);
+        return resolveModule(new RegistryImageSource(parsed, transport, auth), resolve);
     }
   }
 
@@ -96,6 +71,8 @@ export function createImageFetcher(options: ImageFetcherOptions): ClosableImageF
             manifestDigest: fetched.manifestDigest,
             file: fetched.fileName,
             bytes: fetched.bytes.byteLength,
+            downloadedBytes: fetched.downloadedBytes,
+            reusedLayers: fetched.reusedLayers,
             ms: Math.round(performance.now() - started),
           },
           'image fetched',

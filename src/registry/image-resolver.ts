@@ -17,7 +17,8 @@ import {
   type ImageManifest,
   type Manifest,
 } from './manifest.js';
-import type { FetchedModule } from './types.js';
+import { cachedLayer, rememberLayer } from './layer-cache.js';
+import type { FetchedModule, ModuleCache, TransferProgress } from './types.js';
 import { COMPONENTS_UNSUPPORTED, checkCoreModule } from './wasm-binary.js';
 import { WASM_COMPONENT_LAYER } from './media-types.js';
 
@@ -52,6 +53,15 @@ export interface ResolveLimits {
   maxImageBytes: number;
   /** Upper bound on the tar entries of all layers. */
   maxTarEntries: number;
+}
+
+export interface ResolveOptions {
+  limits: ResolveLimits;
+  logger: Logger;
+  signal: AbortSignal;
+  /** Modules already stored, so a layer known to hold one is not downloaded again. */
+  cache?: ModuleCache;
+  onProgress?: (event: TransferProgress) => void;
 }
 
 /** Indexes nest (an index may point at an index); real images use one level, allow a few. */
@@ -113,16 +123,22 @@ async function readLayer(
   downloaded: Budget,
   limits: LayerLimits,
   signal: AbortSignal,
+  onProgress?: (event: TransferProgress) => void,
 ): Promise<LayerContent> {
   const reader = new LayerReader(layer, limits);
   const verifier = new StreamVerifier(layer.digest);
   let extractionError: unknown;
+  const progress = (phase: TransferProgress['phase']): void =>
+    onProgress?.({ direction: 'download', phase, digest: layer.digest, total: layer.size, done: verifier.bytes });
+  progress('start');
   for await (const chunk of await source.openBlob(layer, signal)) {
     verifier.update(chunk);
     if (verifier.bytes > layer.size) {
       throw corrupt(source, `blob ${shortDigest(layer.digest)} of ${source.image} is larger than its descriptor's ${layer.size} bytes`);
     }
+    // Counted as it streams: an oversized layer is refused here, before the rest is read.
     downloaded.take(chunk.byteLength);
+    progress('progress');
     if (extractionError === undefined) {
       try {
         await reader.write(chunk);
@@ -139,7 +155,9 @@ async function readLayer(
     throw corrupt(source, `blob of ${source.image} does not match its digest ${layer.digest} (got ${actual})`);
   }
   if (extractionError !== undefined) throw extractionError;
-  return reader.end();
+  const content = await reader.end();
+  progress('done');
+  return content;
 }
 
 interface Candidate {
@@ -148,12 +166,8 @@ interface Candidate {
 }
 
 /** Resolves `source` to its one module; `FetchedModule.manifestDigest` is the root digest. */
-export async function resolveModule(
-  source: ImageSource,
-  limits: ResolveLimits,
-  logger: Logger,
-  signal: AbortSignal,
-): Promise<FetchedModule> {
+export async function resolveModule(source: ImageSource, options: ResolveOptions): Promise<FetchedModule> {
+  const { limits, logger, signal, cache } = options;
   const root = await source.fetchRoot(signal);
   const manifest = await resolveImageManifest(source, root, signal);
   if (manifest.layers.length === 0) {
@@ -177,9 +191,18 @@ export async function resolveModule(
 
   const rawModules: Candidate[] = [];
   let tree: WasmTree = new Map();
+  let reused = 0;
   for (const layer of manifest.layers) {
-    const content = await readLayer(source, layer, downloaded, layerLimits, signal);
-    logger.debug({ image: source.image, layer: layer.digest, mediaType: layer.mediaType, content: content.kind }, 'layer read');
+    let content = cache ? await cachedLayer(cache, layer, logger) : undefined;
+    if (content) {
+      reused += 1;
+      options.onProgress?.({ direction: 'download', phase: 'skipped', digest: layer.digest, total: layer.size, done: 0 });
+      logger.debug({ image: source.image, layer: layer.digest, content: content.kind }, 'layer already stored, not downloaded');
+    } else {
+      content = await readLayer(source, layer, downloaded, layerLimits, signal, options.onProgress);
+      if (cache) await rememberLayer(cache, layer, content, logger);
+      logger.debug({ image: source.image, layer: layer.digest, mediaType: layer.mediaType, content: content.kind }, 'layer read');
+    }
     if (content.kind === 'module') {
       const title = layer.annotations?.['org.opencontainers.image.title'];
       rawModules.push({ fileName: title ?? `layer ${shortDigest(layer.digest)}`, bytes: content.bytes });
@@ -204,5 +227,5 @@ export async function resolveModule(
     );
   }
   checkCoreModule(only.bytes, `${only.fileName} in image ${source.image}`);
-  return { bytes: only.bytes, manifestDigest: root.digest, fileName: only.fileName };
+  return { bytes: only.bytes, manifestDigest: root.digest, fileName: only.fileName, downloadedBytes: downloaded.used, reusedLayers: reused };
 }

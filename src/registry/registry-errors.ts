@@ -45,26 +45,32 @@ export function summarizeErrorBody(body: Buffer | undefined): ErrorBodySummary {
   return { codes, text: printable(parts.join('; ')) };
 }
 
-/**
- * The error for a registry answer other than success. `what` names the thing asked for (e.g.
- * `image 127.0.0.1:5000/hello:v1`), `registry` the registry, `repository` the repository.
- */
-export function registryAnswerError(
-  status: number,
-  body: Buffer | undefined,
-  context: { registry: string; repository: string; what: string },
-): EngineError {
+export interface AnswerContext {
+  registry: string;
+  repository: string;
+  /** The thing asked for, e.g. `image 127.0.0.1:5000/hello:v1`. */
+  what: string;
+  /** What was sent, e.g. `no credentials` or `user "alice" from Docker config /x` (never a secret). */
+  credential?: string;
+  /** Where credentials were looked for, said when none were sent. */
+  sources?: string;
+}
+
+/** The error for a registry answer other than success. */
+export function registryAnswerError(status: number, body: Buffer | undefined, context: AnswerContext): EngineError {
   const { codes, text } = summarizeErrorBody(body);
   const detail = `HTTP ${status}${text ? `: ${text}` : ''}`;
-  const { registry, repository, what } = context;
+  const { registry, repository, what, credential } = context;
   if (status === 404 || codes.some((c) => NOT_FOUND_CODES.has(c))) {
     return new EngineError('IMAGE_NOT_FOUND', `${what} not found on registry ${registry} (${detail})`);
   }
   if (status === 401 || status === 403 || codes.includes('UNAUTHORIZED') || codes.includes('DENIED')) {
-    return new EngineError(
-      'REGISTRY_AUTH_FAILED',
-      `registry ${registry} refused access to repository ${repository} (${detail}); it may not exist, or it needs credentials`,
-    );
+    const anonymous = credential === undefined || credential === 'no credentials' || credential === 'an anonymous token';
+    const tried = credential === undefined ? '' : ` with ${credential}`;
+    const hint = anonymous
+      ? `; it may not exist, or it needs credentials${context.sources ? ` (none found in: ${context.sources})` : ''}`
+      : '; check the credentials and their access to this repository';
+    return new EngineError('REGISTRY_AUTH_FAILED', `registry ${registry} refused access to repository ${repository} (${detail})${tried}${hint}`);
   }
   if (status === 429 || codes.includes('TOOMANYREQUESTS')) {
     return new EngineError('REGISTRY_ERROR', `registry ${registry} is rate-limiting requests (${detail})`);

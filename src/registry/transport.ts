@@ -1,10 +1,14 @@
 /**
  * The HTTP transport to registries: which scheme a host gets (HTTPS, or plain HTTP for loopback and
- * configured insecure registries), one undici Agent with a connect timeout, bounded body reads,
- * and the translation of socket-level failures into REGISTRY_ERROR messages that say what went wrong.
- * undici's `request` is used rather than `fetch`, which refuses the Fetch standard's "bad ports".
+ * configured insecure registries — never a silent fall-back), one undici Agent with a connect
+ * timeout, bounded retries with exponential backoff (429, 5xx, reset or refused connections),
+ * bounded body reads, and the translation of socket-level failures into REGISTRY_ERROR messages
+ * that say what went wrong. undici's `request` is used rather than `fetch`, which refuses the Fetch
+ * standard's "bad ports".
  */
 import { isIPv4 } from 'node:net';
+import type { Readable } from 'node:stream';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { Agent, request, type Dispatcher } from 'undici';
 import { EngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
@@ -15,16 +19,65 @@ export interface TransportOptions {
   insecureRegistries: readonly string[];
   connectTimeoutMs: number;
   logger: Logger;
+  /** Retries after a first attempt that failed in a way worth retrying (default 3). */
+  retries?: number;
+  /** First backoff; doubled each retry, with jitter (default 250 ms). */
+  retryBaseDelayMs?: number;
 }
 
 export type HttpResponse = Dispatcher.ResponseData;
 
 export interface RequestInit {
-  method?: 'GET' | 'HEAD';
+  method?: 'GET' | 'HEAD' | 'POST' | 'PUT';
   headers?: Record<string, string>;
+  /** Sent as is. Only a Buffer or string can be sent again: a stream body needs `retry: false`. */
+  body?: Buffer | string | Readable;
   signal: AbortSignal;
   /** Names the server in messages, e.g. `registry 127.0.0.1:5000`. */
   peer: string;
+  /** Whether a failed attempt may be repeated (default: for GET and HEAD only). */
+  retry?: boolean;
+}
+
+export const DEFAULT_RETRIES = 3;
+const DEFAULT_RETRY_BASE_DELAY_MS = 250;
+/** Backoff and Retry-After are capped: the total deadline of a pull bounds the rest. */
+const MAX_RETRY_DELAY_MS = 10_000;
+/** A registry that stops sending mid-answer is given up on after this (then retried or resumed). */
+const STALL_TIMEOUT_MS = 30_000;
+/** Answers worth asking again: rate limiting and server-side trouble that is usually brief. */
+const RETRY_STATUSES: ReadonlySet<number> = new Set([429, 500, 502, 503, 504]);
+/** Network failures worth another attempt: the connection broke or the server was restarting. */
+const RETRY_CODES: ReadonlySet<string> = new Set([
+  'ECONNRESET',
+  'ECONNREFUSED',
+  'EPIPE',
+  'ETIMEDOUT',
+  'EAI_AGAIN',
+  'UND_ERR_SOCKET',
+  'UND_ERR_CONNECT_TIMEOUT',
+  'UND_ERR_HEADERS_TIMEOUT',
+  'UND_ERR_BODY_TIMEOUT',
+  'UND_ERR_CLOSED',
+]);
+
+function errorCode(err: unknown): string {
+  const error = err as { code?: unknown; cause?: { code?: unknown } } | null;
+  return String(error?.code ?? error?.cause?.code ?? '');
+}
+
+/** Whether a network failure (not an answer) is worth another attempt. */
+export function isRetryableNetworkError(err: unknown): boolean {
+  return RETRY_CODES.has(errorCode(err));
+}
+
+/** `Retry-After` in milliseconds (seconds or an HTTP date), if present and sane. */
+function retryAfterMs(headers: HttpResponse['headers']): number | undefined {
+  const value = headerValue(headers, 'retry-after');
+  if (value === undefined) return undefined;
+  if (/^\s*\d+\s*$/.test(value)) return Number(value) * 1000;
+  const date = Date.parse(value);
+  return Number.isNaN(date) ? undefined : Math.max(0, date - Date.now());
 }
 
 /** Docker Hub's API lives on another host than its name. */
@@ -90,9 +143,30 @@ export class RegistryTransport {
   private readonly agent: Agent;
   private readonly insecure: readonly string[];
 
+  readonly retries: number;
+  private readonly retryBaseDelayMs: number;
+
   constructor(private readonly options: TransportOptions) {
-    this.agent = new Agent({ connect: { timeout: options.connectTimeoutMs } });
+    this.agent = new Agent({
+      connect: { timeout: options.connectTimeoutMs },
+      headersTimeout: STALL_TIMEOUT_MS,
+      bodyTimeout: STALL_TIMEOUT_MS,
+    });
     this.insecure = options.insecureRegistries.map(normalizeInsecureEntry);
+    this.retries = options.retries ?? DEFAULT_RETRIES;
+    this.retryBaseDelayMs = options.retryBaseDelayMs ?? DEFAULT_RETRY_BASE_DELAY_MS;
+  }
+
+  /** Waits before retry number `attempt` (1-based): exponential with jitter, or what the server asked. */
+  async backoff(attempt: number, signal: AbortSignal, serverAskedMs?: number): Promise<void> {
+    const exponential = this.retryBaseDelayMs * 2 ** (attempt - 1);
+    // "Equal jitter" (half fixed, half random) keeps many engines from retrying in lock-step.
+    const delay = serverAskedMs ?? exponential / 2 + Math.random() * (exponential / 2);
+    try {
+      await sleep(Math.min(delay, MAX_RETRY_DELAY_MS), undefined, { signal });
+    } catch {
+      // Aborted: the caller sees the aborted signal and reports the deadline or the cancellation.
+    }
   }
 
   /** Whether `host` (`host[:port]`) may be spoken to over plain HTTP. */
@@ -108,33 +182,55 @@ export class RegistryTransport {
     return new URL(`${this.allowsPlainHttp(host) ? 'http' : 'https'}://${host}/`);
   }
 
+  /**
+   * One request, repeated up to `retries` times on a retryable status or network failure when the
+   * request may be repeated. The last answer is returned whatever its status; the caller judges it.
+   */
   async request(url: URL, init: RequestInit): Promise<HttpResponse> {
     const method = init.method ?? 'GET';
-    try {
-      const response = await request(url, {
-        method,
-        headers: init.headers ?? {},
-        signal: init.signal,
-        dispatcher: this.agent,
-      });
+    const replayable = init.body === undefined || typeof init.body === 'string' || Buffer.isBuffer(init.body);
+    const mayRetry = replayable && (init.retry ?? (method === 'GET' || method === 'HEAD'));
+    for (let attempt = 0; ; attempt += 1) {
+      const last = !mayRetry || attempt >= this.retries;
+      let response: HttpResponse;
+      try {
+        response = await request(url, {
+          method,
+          headers: init.headers ?? {},
+          ...(init.body === undefined ? {} : { body: init.body }),
+          signal: init.signal,
+          dispatcher: this.agent,
+        });
+      } catch (err) {
+        if (last || init.signal.aborted || !isRetryableNetworkError(err)) throw this.failure(err, init, attempt + 1);
+        this.options.logger.debug({ method, url: `${url.origin}${url.pathname}`, attempt: attempt + 1, error: errorCode(err) }, 'registry request failed, retrying');
+        await this.backoff(attempt + 1, init.signal);
+        if (init.signal.aborted) throw this.failure(err, init);
+        continue;
+      }
       this.options.logger.debug({ method, url: `${url.origin}${url.pathname}`, status: response.statusCode }, 'registry request');
-      return response;
-    } catch (err) {
-      throw this.failure(err, init);
+      if (last || !RETRY_STATUSES.has(response.statusCode)) return response;
+      const asked = retryAfterMs(response.headers);
+      await discardBody(response.body);
+      this.options.logger.debug({ method, url: `${url.origin}${url.pathname}`, status: response.statusCode, attempt: attempt + 1 }, 'registry answer worth retrying');
+      await this.backoff(attempt + 1, init.signal, asked);
+      if (init.signal.aborted) throw this.failure(new Error('aborted'), init);
     }
   }
 
   /** Maps an error thrown while talking to `peer` (also while reading a body) to REGISTRY_ERROR. */
-  failure(err: unknown, init: Pick<RequestInit, 'peer' | 'signal'>): EngineError {
+  failure(err: unknown, init: Pick<RequestInit, 'peer' | 'signal'>, attempts = 1): EngineError {
     if (err instanceof EngineError) return err;
     if (init.signal.aborted) return new EngineError('REGISTRY_ERROR', `request to ${init.peer} aborted`, { cause: err });
     const { reason, connecting } = describeNetworkError(err, this.options.connectTimeoutMs);
-    const message = connecting ? `cannot reach ${init.peer}: ${reason}` : `${init.peer} failed: ${reason}`;
+    const tries = attempts > 1 ? ` (${attempts} attempts)` : '';
+    const message = connecting ? `cannot reach ${init.peer}: ${reason}${tries}` : `${init.peer} failed: ${reason}${tries}`;
     return new EngineError('REGISTRY_ERROR', message, { cause: err });
   }
 
+  /** Releases every connection; requests still in flight fail (a stop must not wait on a slow registry). */
   async close(): Promise<void> {
-    await this.agent.close();
+    await this.agent.destroy();
   }
 }
 

@@ -111,6 +111,32 @@ export class FileFunctionStore implements FunctionStore {
     });
   }
 
+  async replace(record: FunctionRecord, bytes?: Uint8Array): Promise<FunctionRecord> {
+    return this.serialized(async () => {
+      const old = this.records.get(record.name);
+      if (!old) throw new EngineError('FUNCTION_NOT_FOUND', `function ${record.name} is not deployed`);
+      // Same order as insert then remove: new blob, index naming it, old blob; a crash in between
+      // leaves the old or the new entry whole, and at worst an unreferenced blob open() removes.
+      if (bytes === undefined) {
+        if (!(await this.blobs.has(record.digest))) {
+          throw new EngineError('INTERNAL', `no stored blob ${record.digest} for function ${record.name}`);
+        }
+      } else {
+        const digest = await this.blobs.put(bytes);
+        if (digest !== record.digest) {
+          throw new EngineError('INTERNAL', `blob digest ${digest} differs from the record's ${record.digest}`);
+        }
+      }
+      const next = new Map(this.records).set(record.name, record);
+      await this.writeIndex(next);
+      this.records.set(record.name, record);
+      if (old.digest !== record.digest && ![...this.records.values()].some((r) => r.digest === old.digest)) {
+        await this.blobs.remove(old.digest);
+      }
+      return old;
+    });
+  }
+
   async remove(name: string): Promise<FunctionRecord> {
     return this.serialized(async () => {
       const record = this.records.get(name);

@@ -23,6 +23,11 @@ export interface FunctionRecord {
   analysis: ModuleAnalysis;
   limits: FunctionLimitsOverride;
   env: Record<string, string>;
+  /** Free-form metadata given at deploy (the OpenFaaS API's labels and annotations), echoed back. */
+  labels?: Record<string, string>;
+  annotations?: Record<string, string>;
+  /** Desired replicas (OpenFaaS scale): bounds the function's concurrency; 0 pauses it. Absent: 1. */
+  replicas?: number;
 }
 
 export interface BlobStore {
@@ -48,6 +53,13 @@ export interface FunctionStore {
   reserve(name: string): () => void;
   /** Persists a new entry whose blob is already stored; atomic: after a crash it is whole or absent. */
   insert(record: FunctionRecord, bytes: Uint8Array): Promise<void>;
+  /**
+   * Replaces a deployed entry with a new version under the same name (update in place); atomic like
+   * insert. The old version's blob is removed when no entry uses it any more. `bytes` may be omitted
+   * when the record keeps a blob already stored (a change of settings only). Returns the old entry.
+   * Throws FUNCTION_NOT_FOUND.
+   */
+  replace(record: FunctionRecord, bytes?: Uint8Array): Promise<FunctionRecord>;
   /** Removes an entry and its blob when no other entry uses it. Throws FUNCTION_NOT_FOUND. */
   remove(name: string): Promise<FunctionRecord>;
   readBlob(digest: string): Promise<Uint8Array>;

@@ -1,3 +1,6 @@
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { parseLogLevel } from '../../src/config/log-level.js';
 import { resolveConfig } from '../../src/config/settings.js';
@@ -32,8 +35,46 @@ describe('resolveConfig', () => {
     [{ host: ' ' }, {}, 'invalid setting --host=" ": expected a non-empty value'],
     [{}, { LOG_LEVEL: 'loud' }, 'invalid setting LOG_LEVEL="loud"'],
     [{ colour: 'red' }, {}, 'unknown setting --colour'],
+    [{ 'max-image-bytes': '10' }, {}, 'invalid setting --max-image-bytes="10": expected an integer from 1024 to 68719476736'],
+    [{}, { WASM_ENGINE_MAX_IMAGE_BYTES: 'lots' }, 'invalid setting WASM_ENGINE_MAX_IMAGE_BYTES="lots"'],
+    [{ 'registry-connect-timeout-ms': '0' }, {}, 'invalid setting --registry-connect-timeout-ms="0": expected an integer from 1 to 600000'],
+    [{}, { WASM_ENGINE_REGISTRY_TIMEOUT_MS: '-5' }, 'invalid setting WASM_ENGINE_REGISTRY_TIMEOUT_MS="-5": expected an integer from 1 to 3600000'],
+    [{ 'registry-retries': '11' }, {}, 'invalid setting --registry-retries="11": expected an integer from 0 to 10'],
+    [{ 'registry-credentials': '/no/such/credentials.json' }, {}, 'invalid setting --registry-credentials="/no/such/credentials.json": no such file'],
+    [{ 'docker-config': '/no/such/docker' }, {}, 'invalid setting --docker-config="/no/such/docker": no such file or directory'],
+    [{}, { WASM_ENGINE_DOCKER_CONFIG: '/no/such/docker' }, 'invalid setting WASM_ENGINE_DOCKER_CONFIG="/no/such/docker"'],
   ])('names the bad setting: %o %o', (flags, env, message) => {
     expect(() => resolveConfig(flags, env)).toThrow(message);
+  });
+
+  it('registry settings: defaults, Docker\'s own DOCKER_CONFIG, and files checked at start', () => {
+    const dir = mkdtempSync(join(tmpdir(), 'we-settings-'));
+    try {
+      const config = resolveConfig({}, { HOME: '/home/x' });
+      expect(config).toMatchObject({ maxImageBytes: 256 * 1024 * 1024, registryConnectTimeoutMs: 5000, registryTimeoutMs: 60_000, registryRetries: 3, registryCredentials: null });
+      expect(config.dockerConfig).toMatch(/\.docker\/config\.json$/);
+      expect(resolveConfig({ 'docker-config': 'none' }, {}).dockerConfig).toBeNull();
+      // DOCKER_CONFIG names a directory, which `docker login` may not have filled yet.
+      expect(resolveConfig({}, { DOCKER_CONFIG: join(dir, 'later') }).dockerConfig).toBe(join(dir, 'later', 'config.json'));
+      expect(resolveConfig({ 'docker-config': dir }, {}).dockerConfig).toBe(join(dir, 'config.json'));
+
+      const good = join(dir, 'good.json');
+      writeFileSync(good, JSON.stringify({ auths: { 'reg.example': { auth: Buffer.from('u:topsecret').toString('base64') } } }));
+      const credentials = resolveConfig({ 'registry-credentials': good }, {}).registryCredentials;
+      expect(credentials?.data.auths['reg.example']).toBeDefined();
+      // Serialising the configuration (a log line, say) shows the file, not the secrets.
+      expect(JSON.stringify({ credentials })).toBe(JSON.stringify({ credentials: good }));
+
+      const bad = join(dir, 'bad.json');
+      writeFileSync(bad, '{"auths": []}');
+      expect(() => resolveConfig({ 'registry-credentials': bad }, {})).toThrow(
+        `invalid setting --registry-credentials="${bad}": expected a Docker config.json-style file, but "auths" is not an object`,
+      );
+      writeFileSync(join(dir, 'config.json'), '{not json');
+      expect(() => resolveConfig({}, { WASM_ENGINE_DOCKER_CONFIG: dir })).toThrow(`invalid setting WASM_ENGINE_DOCKER_CONFIG="${dir}": expected a Docker config.json-style file, but it is not valid JSON`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('splits the insecure registry list', () => {

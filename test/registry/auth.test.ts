@@ -7,6 +7,7 @@ import {
   staticCredentials,
   type AuthHttpResponse,
   type CredentialProvider,
+  type TokenRequest,
 } from '../../src/registry/auth.js';
 import { parseWwwAuthenticate } from '../../src/registry/www-authenticate.js';
 
@@ -57,8 +58,8 @@ function authenticator(
     allowsPlainHttp: (host) => host.startsWith('127.0.0.1'),
     logger: silentLogger,
     ...(options.now ? { now: options.now } : {}),
-    requestToken: async (url, authorization) => {
-      const call = { url, authorization };
+    requestToken: async (request) => {
+      const call = { url: request.url, authorization: request.headers.authorization };
       calls.push(call);
       return respond(call);
     },
@@ -169,5 +170,76 @@ describe('ChallengeAuthenticator', () => {
     const error = await authError(authenticator(() => ok({})).auth.respond([], 'reg.example', 'a', signal));
     expect(error.code).toBe('REGISTRY_AUTH_FAILED');
     expect(error.message).toMatch(/\(none\)/);
+  });
+});
+
+describe('ChallengeAuthenticator: push, identity tokens and what refusals say', () => {
+  function recording(respond: (request: TokenRequest) => AuthHttpResponse, credentials: CredentialProvider = anonymousCredentials) {
+    const requests: TokenRequest[] = [];
+    const auth = new ChallengeAuthenticator({
+      credentials,
+      allowsPlainHttp: () => false,
+      logger: silentLogger,
+      requestToken: async (request) => {
+        requests.push(request);
+        return respond(request);
+      },
+    });
+    return { auth, requests };
+  }
+
+  it('a push asks for pull and push up front, even when challenged for pull only', async () => {
+    const { auth, requests } = recording(() => ok({ token: 'P' }));
+    await auth.respond(bearer('repository:team/fn:pull'), 'reg.example', 'team/fn', signal, 'push');
+    expect(requests[0]?.url.searchParams.getAll('scope')).toEqual(['repository:team/fn:pull,push']);
+    // Remembered per access: a pull does not send the push token, and the reverse.
+    expect(auth.authorizationFor('reg.example', 'team/fn', 'push')).toBe('Bearer P');
+    expect(auth.authorizationFor('reg.example', 'team/fn', 'pull')).toBeUndefined();
+  });
+
+  it('trades an identity token with an OAuth2 refresh_token POST, never sending a password', async () => {
+    const credentials = staticCredentials({ 'reg.example': { username: '<token>', password: '', identityToken: 'refresh-1' } }, 'helper x');
+    const { auth, requests } = recording(() => ok({ access_token: 'A', expires_in: 300 }), credentials);
+    expect(await auth.respond(bearer('repository:a:pull'), 'reg.example', 'a', signal)).toBe('Bearer A');
+    const [request] = requests;
+    expect(request?.method).toBe('POST');
+    expect(request?.headers.authorization).toBeUndefined();
+    expect(Object.fromEntries(new URLSearchParams(request?.body))).toEqual({
+      grant_type: 'refresh_token',
+      refresh_token: 'refresh-1',
+      client_id: 'wasm-engine',
+      service: 'reg.example',
+      scope: 'repository:a:pull',
+    });
+  });
+
+  it('a refusal names the registry, the repository and the credentials tried, never the secret', async () => {
+    const credentials = staticCredentials({ 'reg.example': { username: 'alice', password: 'sup3rs3cret' } }, 'Docker config /x/config.json');
+    const { auth } = recording(() => ({ statusCode: 401, body: Buffer.from('{"details":"incorrect username or password"}') }), credentials);
+    const error = await authError(auth.respond(bearer('repository:team/fn:pull'), 'reg.example', 'team/fn', signal));
+    expect(error.code).toBe('REGISTRY_AUTH_FAILED');
+    expect(error.message).toBe(
+      'token service https://auth.example of registry reg.example refused a token for user "alice" from Docker config /x/config.json for repository team/fn (HTTP 401)',
+    );
+    expect(error.message).not.toContain('sup3rs3cret');
+  });
+
+  it('attempted() says what the last answer sent, for the registry\'s own refusals', async () => {
+    const credentials = staticCredentials({ 'reg.example': { username: 'bob', password: 'pw' } }, 'engine file');
+    const { auth } = recording(() => ok({ token: 'T' }), credentials);
+    expect(auth.attempted('reg.example', 'a')).toBe('no credentials');
+    await auth.respond(parseWwwAuthenticate('Basic realm="r"'), 'reg.example', 'a', signal);
+    expect(auth.attempted('reg.example', 'a')).toBe('user "bob" from engine file');
+    await auth.respond(bearer(), 'reg.example', 'b', signal);
+    expect(auth.attempted('reg.example', 'b')).toBe('a token for user "bob" from engine file');
+    expect(auth.sources).toBe('engine file');
+  });
+
+  it('Basic without credentials says where it looked', async () => {
+    const { auth } = recording(() => ok({}), staticCredentials({}, 'registry credentials file /etc/we.json, Docker config /h/.docker/config.json'));
+    const error = await authError(auth.respond(parseWwwAuthenticate('Basic realm="r"'), 'reg.example', 'team/fn', signal));
+    expect(error.message).toBe(
+      'registry reg.example requires credentials (Basic authentication) for repository team/fn and none were found (looked in: registry credentials file /etc/we.json, Docker config /h/.docker/config.json)',
+    );
   });
 });

@@ -251,7 +251,7 @@ function imageOf(layers: Array<{ bytes: Buffer; mediaType: string; annotations?:
 
 async function resolveError(source: ImageSource, maxImageBytes = 1 << 30): Promise<EngineError> {
   try {
-    await resolveModule(source, { maxImageBytes, maxTarEntries: 1000 }, silentLogger, new AbortController().signal);
+    await resolveModule(source, { limits: { maxImageBytes, maxTarEntries: 1000 }, logger: silentLogger, signal: new AbortController().signal });
   } catch (err) {
     expect(err).toBeInstanceOf(EngineError);
     return err as EngineError;
@@ -261,7 +261,7 @@ async function resolveError(source: ImageSource, maxImageBytes = 1 << 30): Promi
 
 describe('resolveModule (one .wasm across all layers)', () => {
   const resolve = (source: ImageSource) =>
-    resolveModule(source, { maxImageBytes: 1 << 30, maxTarEntries: 1000 }, silentLogger, new AbortController().signal);
+    resolveModule(source, { limits: { maxImageBytes: 1 << 30, maxTarEntries: 1000 }, logger: silentLogger, signal: new AbortController().signal });
 
   it('returns the single module with its path and the root manifest digest', async () => {
     const { blobs, manifest } = imageOf([

@@ -63,3 +63,21 @@ describe('registry error answers', () => {
     expect(error.message).toMatch(message);
   });
 });
+
+describe('refusals say what was tried', () => {
+  const base = { registry: 'r.example', repository: 'team/fn', what: 'image r.example/team/fn:v1' };
+
+  it('names the user and where the credentials came from', () => {
+    const error = registryAnswerError(401, Buffer.alloc(0), { ...base, credential: 'user "alice" from Docker config /h/.docker/config.json' });
+    expect(error.message).toBe(
+      'registry r.example refused access to repository team/fn (HTTP 401) with user "alice" from Docker config /h/.docker/config.json; check the credentials and their access to this repository',
+    );
+  });
+
+  it('says where it looked when nothing was sent', () => {
+    const error = registryAnswerError(403, Buffer.alloc(0), { ...base, credential: 'no credentials', sources: 'Docker config /h/.docker/config.json' });
+    expect(error.message).toBe(
+      'registry r.example refused access to repository team/fn (HTTP 403) with no credentials; it may not exist, or it needs credentials (none found in: Docker config /h/.docker/config.json)',
+    );
+  });
+});

@@ -19,6 +19,8 @@ export interface EngineProcess {
   output: string[];
   /** SIGTERM and wait; resolves with the exit code. */
   stop(): Promise<number | null>;
+  /** Resolves with the exit code when the process ends, whoever ended it. */
+  exited: Promise<number | null>;
   /** SIGKILL and wait: the crash case. */
   kill(): Promise<void>;
 }
@@ -67,6 +69,7 @@ export async function startEngineProcess(options: EngineProcessOptions = {}): Pr
     dataDir,
     child,
     output,
+    exited,
     async stop() {
       child.kill('SIGTERM');
       return exited;

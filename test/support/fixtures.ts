@@ -1,6 +1,6 @@
 /** Test modules built from WAT source by the test setup (never committed binaries). */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, renameSync } from 'node:fs';
 import { basename, join } from 'node:path';
 import { REPO_ROOT } from './engine-process.js';
 
@@ -14,5 +14,17 @@ export function watFixture(dir: string, name: string): string {
   const source = join(REPO_ROOT, 'test', 'fixtures', dir, `${name}.wat`);
   const out = join(FIXTURE_OUT, `${basename(dir)}-${name}.wasm`);
   execFileSync('wat2wasm', ['--enable-all', source, '-o', out]);
+  return out;
+}
+
+/** Compiles test/fixtures/<dir>/<name>.c for WASI with clang and Debian's wasi-libc; returns the .wasm path. */
+export function cFixture(dir: string, name: string): string {
+  mkdirSync(FIXTURE_OUT, { recursive: true });
+  const source = join(REPO_ROOT, 'test', 'fixtures', dir, `${name}.c`);
+  const out = join(FIXTURE_OUT, `${basename(dir)}-${name}.wasm`);
+  // Built under a private name and renamed: test files running in parallel may build the same one.
+  const tmp = `${out}.${process.pid}.tmp`;
+  execFileSync('clang', ['--target=wasm32-wasi', '--sysroot=/usr', '-O2', '-Wl,--strip-all', '-o', tmp, source]);
+  renameSync(tmp, out);
   return out;
 }

@@ -8,7 +8,7 @@ import { spawn, execFile, type ChildProcess } from 'node:child_process';
 import { X509Certificate, createHash, createPrivateKey, randomBytes, randomUUID, sign, type KeyObject } from 'node:crypto';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer as createHttpServer, type IncomingHttpHeaders } from 'node:http';
-import { createServer } from 'node:net';
+import { connect, createServer, type Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -27,6 +27,8 @@ export interface RunningRegistry {
   host: string;
   port: number;
   stop(): Promise<void>;
+  /** SIGKILL, as a crash: connections drop mid-answer. stop() still cleans up afterwards. */
+  kill(): Promise<void>;
 }
 
 /** Children still running, killed if the test process exits without stopping them. */
@@ -163,6 +165,10 @@ async function startOnce(opts: StartRegistryOptions): Promise<RunningRegistry> {
     return {
       host: `127.0.0.1:${port}`,
       port,
+      kill: async () => {
+        child.kill('SIGKILL');
+        await waitExit(child, 5_000);
+      },
       stop: () => {
         stopped ??= (async () => {
           await killChild(child);
@@ -294,11 +300,20 @@ export async function getManifest(
   return { bytes, digest: sha256(bytes), mediaType };
 }
 
+export interface TokenTiming {
+  /** The JWT's `exp`, in seconds from now (default 300). */
+  expSeconds: number;
+  /** The `expires_in` the answer claims (default 300): a lie here makes a client keep a dead token. */
+  expiresIn: number;
+}
+
 export interface TokenServer {
   /** Settings to pass as `startRegistry({ token })`. */
   auth: RegistryTokenAuth;
-  /** Every token request received: its query and Authorization header. */
-  requests: Array<{ service: string | null; scopes: string[]; authorization: string | undefined }>;
+  /** Every token request received: its query and Authorization header (GET) or grant (POST). */
+  requests: Array<{ service: string | null; scopes: string[]; authorization: string | undefined; method?: string; grant?: string }>;
+  /** Changes the lifetime of the tokens issued from now on. */
+  setTiming(timing: Partial<TokenTiming>): void;
   stop(): Promise<void>;
 }
 
@@ -306,14 +321,14 @@ function base64url(data: Buffer | string): string {
   return Buffer.from(data).toString('base64url');
 }
 
-function issueToken(key: KeyObject, certDer: Buffer, auth: RegistryTokenAuth, scopes: string[]): string {
+function issueToken(key: KeyObject, certDer: Buffer, auth: RegistryTokenAuth, scopes: string[], expSeconds: number): string {
   const header = { typ: 'JWT', alg: 'ES256', x5c: [certDer.toString('base64')] };
   const now = Math.floor(Date.now() / 1000);
   const access = scopes.flatMap((scope) => {
     const match = /^repository:(.+):([a-z,*]+)$/.exec(scope);
     return match ? [{ type: 'repository', name: match[1], actions: (match[2] ?? '').split(',') }] : [];
   });
-  const claims = { iss: auth.issuer, sub: '', aud: auth.service, exp: now + 300, nbf: now - 10, iat: now, jti: randomUUID(), access };
+  const claims = { iss: auth.issuer, sub: '', aud: auth.service, exp: now + expSeconds, nbf: now - 120, iat: now - 120, jti: randomUUID(), access };
   const signingInput = `${base64url(JSON.stringify(header))}.${base64url(JSON.stringify(claims))}`;
   const signature = sign('sha256', Buffer.from(signingInput), { key, dsaEncoding: 'ieee-p1363' });
   return `${signingInput}.${base64url(signature)}`;
@@ -321,9 +336,10 @@ function issueToken(key: KeyObject, certDer: Buffer, auth: RegistryTokenAuth, sc
 
 /**
  * A Docker token service on loopback (the distribution token protocol): issues ES256 JWTs granting
- * whatever scope is asked, anonymously, or only to `users` (Basic) when given.
+ * whatever scope is asked, anonymously, or only to `users` (Basic) when given; with `refreshToken`,
+ * also to an OAuth2 `refresh_token` POST carrying that token (Docker's identity tokens).
  */
-export async function startTokenServer(opts: { users?: RegistryAuth } = {}): Promise<TokenServer> {
+export async function startTokenServer(opts: { users?: RegistryAuth; refreshToken?: string } = {}): Promise<TokenServer> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'wasm-engine-token-'));
   const keyFile = path.join(dir, 'key.pem');
   const certFile = path.join(dir, 'cert.pem');
@@ -336,9 +352,28 @@ export async function startTokenServer(opts: { users?: RegistryAuth } = {}): Pro
   const requests: TokenServer['requests'] = [];
   const expected = opts.users ? `Basic ${Buffer.from(`${opts.users.user}:${opts.users.pass}`).toString('base64')}` : undefined;
   let auth: RegistryTokenAuth | undefined;
+  const timing: TokenTiming = { expSeconds: 300, expiresIn: 300 };
   const server = createHttpServer((req, res) => {
     const url = new URL(req.url ?? '/', 'http://token');
     const headers: IncomingHttpHeaders = req.headers;
+    if (req.method === 'POST') {
+      let body = '';
+      req.on('data', (chunk: Buffer) => {
+        body += chunk.toString('utf8');
+      });
+      req.on('end', () => {
+        const form = new URLSearchParams(body);
+        requests.push({ service: form.get('service'), scopes: (form.get('scope') ?? '').split(' ').filter(Boolean), authorization: headers.authorization, method: 'POST', grant: form.get('grant_type') ?? undefined });
+        if (url.pathname !== '/token' || !auth || opts.refreshToken === undefined || form.get('grant_type') !== 'refresh_token' || form.get('refresh_token') !== opts.refreshToken) {
+          res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"invalid refresh token"}');
+          return;
+        }
+        const token = issueToken(key, certDer, auth, (form.get('scope') ?? '').split(' ').filter(Boolean), timing.expSeconds);
+        res.writeHead(200, { 'content-type': 'application/json' });
+        res.end(JSON.stringify({ access_token: token, expires_in: timing.expiresIn }));
+      });
+      return;
+    }
     requests.push({ service: url.searchParams.get('service'), scopes: url.searchParams.getAll('scope'), authorization: headers.authorization });
     if (url.pathname !== '/token' || !auth) {
       res.writeHead(404).end();
@@ -348,9 +383,9 @@ export async function startTokenServer(opts: { users?: RegistryAuth } = {}): Pro
       res.writeHead(401, { 'content-type': 'application/json' }).end('{"details":"incorrect username or password"}');
       return;
     }
-    const token = issueToken(key, certDer, auth, url.searchParams.getAll('scope'));
+    const token = issueToken(key, certDer, auth, url.searchParams.getAll('scope'), timing.expSeconds);
     res.writeHead(200, { 'content-type': 'application/json' });
-    res.end(JSON.stringify({ token, access_token: token, expires_in: 300, issued_at: new Date().toISOString() }));
+    res.end(JSON.stringify({ token, access_token: token, expires_in: timing.expiresIn, issued_at: new Date().toISOString() }));
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
   const address = server.address();
@@ -359,10 +394,80 @@ export async function startTokenServer(opts: { users?: RegistryAuth } = {}): Pro
   return {
     auth,
     requests,
+    setTiming: (next) => Object.assign(timing, next),
     stop: async () => {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
       await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+export interface SlowProxy {
+  /** `127.0.0.1:PORT`: a loopback registry host, so plain HTTP. */
+  host: string;
+  /** Bytes passed from the registry to clients so far. */
+  forwarded(): number;
+  stop(): Promise<void>;
+}
+
+/**
+ * A TCP proxy in front of a registry that passes answers on at `bytesPerSecond`, so a test can act
+ * (kill the registry) while a download is under way. When either side closes, so does the other.
+ */
+export async function startSlowProxy(targetPort: number, bytesPerSecond: number): Promise<SlowProxy> {
+  let forwarded = 0;
+  const sockets = new Set<Socket>();
+  const server = createServer((client) => {
+    const upstream = connect(targetPort, '127.0.0.1');
+    sockets.add(client);
+    sockets.add(upstream);
+    const queue: Buffer[] = [];
+    let queued = 0;
+    const tick = setInterval(() => {
+      let budget = Math.ceil(bytesPerSecond / 20);
+      while (budget > 0 && queue.length > 0) {
+        const head = queue[0]!;
+        const piece = head.subarray(0, budget);
+        if (piece.length === head.length) queue.shift();
+        else queue[0] = head.subarray(piece.length);
+        budget -= piece.length;
+        queued -= piece.length;
+        forwarded += piece.length;
+        client.write(piece);
+      }
+      if (queued < 64 * 1024) upstream.resume();
+    }, 50);
+    const close = (): void => {
+      clearInterval(tick);
+      client.destroy();
+      upstream.destroy();
+      sockets.delete(client);
+      sockets.delete(upstream);
+    };
+    upstream.on('data', (chunk: Buffer) => {
+      queue.push(chunk);
+      queued += chunk.length;
+      // Back-pressure: the registry is really still sending while the client is being fed.
+      if (queued >= 64 * 1024) upstream.pause();
+    });
+    // A registry that dies (or closes) mid-answer: the client's connection drops at once, as the
+    // registry's own would have.
+    upstream.on('error', close);
+    upstream.on('close', close);
+    client.on('data', (chunk: Buffer) => upstream.write(chunk));
+    client.on('error', close);
+    client.on('close', close);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()));
+  const address = server.address();
+  const port = typeof address === 'object' && address ? address.port : 0;
+  return {
+    host: `127.0.0.1:${port}`,
+    forwarded: () => forwarded,
+    stop: async () => {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
     },
   };
 }

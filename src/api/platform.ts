@@ -1,0 +1,158 @@
+/**
+ * What makes the HTTP server an OpenFaaS provider an operator can run: the faas-provider routes,
+ * the raw data plane, probes, metrics, optional Basic auth, and the OpenAPI document generated from
+ * every route's schema. Registered by buildServer before the historical routes, so that the
+ * OpenAPI and auth hooks see every route.
+ */
+import { createHash, timingSafeEqual } from 'node:crypto';
+import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
+import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
+import swaggerUi from '@fastify/swagger-ui';
+import type { BasicCredentials } from '../config/credentials.js';
+import type { Engine } from '../core/engine.js';
+import { EngineError } from '../errors.js';
+import type { FunctionLogs } from '../logs/function-logs.js';
+import type { EngineMetrics } from '../metrics/engine-metrics.js';
+import { openFaasRoutes } from './openfaas/routes.js';
+import { opsRoutes } from './ops/routes.js';
+import type { ErrorTranslator } from './plain-reply.js';
+import { rawInvokeRoutes } from './raw-invoke.js';
+
+export interface PlatformOptions {
+  metrics: EngineMetrics;
+  logs: FunctionLogs;
+  /** Basic auth on /system/* and the management routes; off when absent. */
+  credentials?: BasicCredentials;
+  /** Basic auth on the invocation routes too. */
+  authInvoke: boolean;
+  notReadyReason: () => string | undefined;
+  version: { release: string; sha: string };
+}
+
+/** The historical routes of SPEC §2, documented here so that server.ts stays as it was. */
+const HISTORICAL: Record<string, { method: string; summary: string }> = {
+  '/function/deploy': { method: 'POST', summary: 'Deploy a function (historical API)' },
+  '/function/delete': { method: 'POST', summary: 'Delete a function (historical API)' },
+  '/function/list': { method: 'GET', summary: 'List functions (historical API)' },
+  '/function/query': { method: 'POST', summary: 'Query a function (historical API)' },
+  '/function/invoke': { method: 'POST', summary: 'Invoke a function with JSON args (historical API)' },
+};
+
+const HISTORICAL_ANSWER = {
+  description:
+    'text/plain `status code: 200, message: TEXT`; with Accept: application/json, `{"status": 200, "message": TEXT, ...}`',
+  type: 'string',
+} as const;
+
+const MANAGEMENT = new Set(['/function/deploy', '/function/delete', '/function/list', '/function/query']);
+const INVOCATION = new Set(['/function/invoke', '/function/:name', '/function/:name/*']);
+
+export function registerPlatform(app: FastifyInstance, engine: Engine, options: PlatformOptions, translateError: ErrorTranslator): void {
+  // Response schemas document the answers (for OpenAPI); they must not change them. Every answer
+  // is serialised as it was before they existed: JSON.stringify, nothing dropped or coerced.
+  app.setSerializerCompiler(() => (data) => JSON.stringify(data));
+
+  // server.ts declares the historical routes at the root right after this, before any plugin has
+  // loaded, so @fastify/swagger's own onRoute hook never sees them: they are captured here, from
+  // the same route options, and added to the document it generates.
+  const historical: RouteOptions[] = [];
+  app.addHook('onRoute', (route: RouteOptions) => {
+    if (documentHistorical(route)) historical.push(route);
+  });
+
+  void app.register(swagger, {
+    openapi: {
+      openapi: '3.0.3',
+      info: {
+        title: 'WasmEngine',
+        description:
+          'A WebAssembly function engine: the historical management and invocation API, the OpenFaaS provider API, the raw data plane and operations routes.',
+        version: options.version.release,
+      },
+      tags: [
+        { name: 'Historical API', description: 'The five seed-compatible routes (SPEC §2)' },
+        { name: 'OpenFaaS provider', description: 'The faas-provider routes and types' },
+        { name: 'Invocation', description: 'The raw data plane, as the OpenFaaS gateway calls it' },
+        { name: 'Operations', description: 'Probes and metrics' },
+      ],
+      components: { securitySchemes: { basicAuth: { type: 'http', scheme: 'basic' } } },
+      ...(options.credentials ? { security: [{ basicAuth: [] }] } : {}),
+    },
+    transformObject: ((document) =>
+      'openapiObject' in document ? withRoutes(document.openapiObject, historical) : document.swaggerObject) as SwaggerTransformObject,
+  });
+  void app.register(swaggerUi, { routePrefix: '/docs' });
+
+  if (options.credentials) {
+    const check = credentialChecker(options.credentials);
+    app.addHook('onRequest', async (request, reply) => {
+      const url = request.routeOptions.url;
+      if (url === undefined) return;
+      const guarded = url.startsWith('/system/') || MANAGEMENT.has(url) || (options.authInvoke && INVOCATION.has(url));
+      if (!guarded || check(request)) return;
+      reply.header('www-authenticate', 'Basic realm="wasm-engine", charset="UTF-8"');
+      throw new EngineError('UNAUTHORIZED', 'authentication required: wrong or missing Basic credentials');
+    });
+  }
+
+  const { metrics } = options;
+  app.addHook('onResponse', async (request, reply) => {
+    metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+  });
+
+  void app.register(opsRoutes, { metrics, notReadyReason: options.notReadyReason, translateError });
+  void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, translateError });
+  void app.register(rawInvokeRoutes, { engine });
+}
+
+/** Adds summary, tags and answers to a historical route; true when it is one worth documenting. */
+function documentHistorical(route: RouteOptions): boolean {
+  const doc = HISTORICAL[route.url];
+  if (!doc) return false;
+  // The 405 answers for other methods are not routes worth documenting.
+  if (route.method !== doc.method) {
+    route.schema = { ...route.schema, hide: true };
+    return false;
+  }
+  route.schema = {
+    ...route.schema,
+    tags: ['Historical API'],
+    summary: doc.summary,
+    response: { 200: HISTORICAL_ANSWER, '4xx': HISTORICAL_ANSWER, '5xx': HISTORICAL_ANSWER },
+  };
+  return true;
+}
+
+/** The OpenAPI operations of routes @fastify/swagger did not see, from their own schemas. */
+function withRoutes<D extends { paths?: unknown }>(document: D, routes: RouteOptions[]): D {
+  // JSON round trip: TypeBox schemas carry symbol keys that have no place in the document.
+  const plain = (schema: unknown): Record<string, unknown> => JSON.parse(JSON.stringify(schema)) as Record<string, unknown>;
+  const paths: Record<string, Record<string, unknown>> = { ...(document.paths as Record<string, Record<string, unknown>>) };
+  for (const route of routes) {
+    const method = String(route.method).toLowerCase();
+    const item = { ...(paths[route.url] ?? {}) };
+    if (item[method]) continue;
+    const schema = (route.schema ?? {}) as { summary?: string; tags?: string[]; body?: unknown };
+    const answer = { description: HISTORICAL_ANSWER.description, content: { 'text/plain': { schema: { type: 'string' } } } };
+    item[method] = {
+      summary: schema.summary,
+      tags: schema.tags,
+      ...(schema.body ? { requestBody: { required: true, content: { 'application/json': { schema: plain(schema.body) } } } } : {}),
+      responses: { 200: answer, '4XX': answer, '5XX': answer },
+    };
+    paths[route.url] = item;
+  }
+  return { ...document, paths };
+}
+
+/** Compares digests of fixed length in constant time: neither the password nor its length leaks. */
+function credentialChecker(credentials: BasicCredentials): (request: FastifyRequest) => boolean {
+  const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
+  const expected = digest(`${credentials.user}:${credentials.password}`);
+  return (request) => {
+    const header = request.headers.authorization;
+    if (header === undefined || !/^basic /i.test(header)) return false;
+    const given = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
+    return timingSafeEqual(digest(given), expected);
+  };
+}

@@ -1,0 +1,54 @@
+/**
+ * What the engine reports as it works, for metrics and function logs. The engine calls these on its
+ * hot path, so implementations must be cheap (O(1), no I/O) and must not throw.
+ */
+import type { ErrorCode } from '../errors.js';
+
+/** How an operation ended: `success`, or the code name of the error it ended with. */
+export type Outcome = 'success' | ErrorCode;
+
+export type DeployOperation = 'deploy' | 'update';
+
+export interface EngineEvents {
+  /** An invocation of a deployed function ended; `coldStart` when it was its version's first run. */
+  invocation(fn: string, outcome: Outcome, seconds: number, coldStart: boolean): void;
+  /** A function wrote to stderr (one invocation's whole text). */
+  functionStderr(fn: string, text: string): void;
+  deploy(operation: DeployOperation, outcome: Outcome, seconds: number): void;
+  /** An image pull ended; `bytes` is the module's size (0 when it failed). */
+  pull(outcome: Outcome, bytes: number, seconds: number): void;
+  /** A function was deleted: forget everything kept under its name. */
+  functionRemoved(fn: string): void;
+}
+
+const noop = (): void => {};
+
+export const noEvents: EngineEvents = {
+  invocation: noop,
+  functionStderr: noop,
+  deploy: noop,
+  pull: noop,
+  functionRemoved: noop,
+};
+
+/** Sends every event to each of `sinks`, in order. */
+export function fanOut(...sinks: EngineEvents[]): EngineEvents {
+  if (sinks.length === 1) return sinks[0]!;
+  return {
+    invocation: (fn, outcome, seconds, cold) => {
+      for (const s of sinks) s.invocation(fn, outcome, seconds, cold);
+    },
+    functionStderr: (fn, text) => {
+      for (const s of sinks) s.functionStderr(fn, text);
+    },
+    deploy: (op, outcome, seconds) => {
+      for (const s of sinks) s.deploy(op, outcome, seconds);
+    },
+    pull: (outcome, bytes, seconds) => {
+      for (const s of sinks) s.pull(outcome, bytes, seconds);
+    },
+    functionRemoved: (fn) => {
+      for (const s of sinks) s.functionRemoved(fn);
+    },
+  };
+}

@@ -1,0 +1,130 @@
+/**
+ * One function's concurrency bound (its OpenFaaS replicas times the concurrency of a replica): at
+ * most `limit` invocations run at once, the rest wait in FIFO order up to `maxWaiting`, beyond which
+ * they are refused with OVERLOADED rather than left hanging. A limit of 0 pauses the function: new
+ * invocations are refused with UNAVAILABLE and the waiting ones are released with the same error.
+ */
+import { EngineError } from '../errors.js';
+
+interface Waiter {
+  resolve: () => void;
+  reject: (err: EngineError) => void;
+  prev: Waiter | undefined;
+  next: Waiter | undefined;
+  /** Detaches the abort listener once the waiter leaves the queue. */
+  cleanup: (() => void) | undefined;
+}
+
+export class FunctionGate {
+  private running = 0;
+  private waitingCount = 0;
+  // A doubly linked list: a waiter whose client went away leaves from the middle in O(1).
+  private head: Waiter | undefined;
+  private tail: Waiter | undefined;
+
+  constructor(
+    private readonly name: string,
+    private limit: number,
+    private readonly maxWaiting: number,
+  ) {}
+
+  get active(): number {
+    return this.running;
+  }
+
+  get waiting(): number {
+    return this.waitingCount;
+  }
+
+  get paused(): boolean {
+    return this.limit === 0;
+  }
+
+  /** Takes a slot at once when one is free and nobody waits before us; the common, allocation-free path. */
+  tryEnter(): boolean {
+    if (this.running < this.limit && this.waitingCount === 0) {
+      this.running += 1;
+      return true;
+    }
+    return false;
+  }
+
+  /** Waits for a slot; rejects when paused, when too many wait already, or when `signal` aborts. */
+  enter(signal?: AbortSignal): Promise<void> {
+    if (this.limit === 0) return Promise.reject(this.pausedError());
+    if (this.waitingCount >= this.maxWaiting) {
+      return Promise.reject(
+        new EngineError('OVERLOADED', `too many invocations of ${this.name} are waiting (${this.waitingCount})`, {
+          retryAfterSeconds: 1,
+        }),
+      );
+    }
+    if (signal?.aborted) return Promise.reject(cancelled());
+    return new Promise<void>((resolve, reject) => {
+      const waiter: Waiter = { resolve, reject, prev: this.tail, next: undefined, cleanup: undefined };
+      if (this.tail) this.tail.next = waiter;
+      else this.head = waiter;
+      this.tail = waiter;
+      this.waitingCount += 1;
+      if (signal) {
+        const onAbort = (): void => {
+          this.unlink(waiter);
+          reject(cancelled());
+        };
+        signal.addEventListener('abort', onAbort, { once: true });
+        waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
+      }
+    });
+  }
+
+  /** Gives back a slot taken by tryEnter or enter. */
+  leave(): void {
+    this.running -= 1;
+    this.dispatch();
+  }
+
+  /** Changes the bound: a raise lets waiters in, 0 pauses and releases every waiter with UNAVAILABLE. */
+  setLimit(limit: number): void {
+    this.limit = limit;
+    if (limit === 0) this.rejectAll(this.pausedError());
+    else this.dispatch();
+  }
+
+  /** Releases every waiter with `err` (the function was deleted). */
+  rejectAll(err: EngineError): void {
+    while (this.head) {
+      const waiter = this.head;
+      this.unlink(waiter);
+      waiter.reject(err);
+    }
+  }
+
+  private dispatch(): void {
+    while (this.head && this.running < this.limit) {
+      const waiter = this.head;
+      this.unlink(waiter);
+      this.running += 1;
+      waiter.resolve();
+    }
+  }
+
+  private unlink(waiter: Waiter): void {
+    if (waiter.prev) waiter.prev.next = waiter.next;
+    else if (this.head === waiter) this.head = waiter.next;
+    else return; // already gone
+    if (waiter.next) waiter.next.prev = waiter.prev;
+    else this.tail = waiter.prev;
+    waiter.prev = undefined;
+    waiter.next = undefined;
+    this.waitingCount -= 1;
+    waiter.cleanup?.();
+  }
+
+  private pausedError(): EngineError {
+    return new EngineError('UNAVAILABLE', `function ${this.name} is scaled to zero replicas`, { retryAfterSeconds: 1 });
+  }
+}
+
+function cancelled(): EngineError {
+  return new EngineError('UNAVAILABLE', 'invocation cancelled: the client went away');
+}
