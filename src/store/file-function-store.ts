@@ -101,13 +101,8 @@ export class FileFunctionStore implements FunctionStore {
       if (this.records.has(record.name)) {
         throw new EngineError('FUNCTION_EXISTS', `function ${record.name} is already deployed`);
       }
-      const digest = await this.blobs.put(bytes);
-      if (digest !== record.digest) {
-        throw new EngineError('INTERNAL', `blob digest ${digest} differs from the record's ${record.digest}`);
-      }
-      const next = new Map(this.records).set(record.name, record);
-      await this.writeIndex(next);
-      this.records.set(record.name, record);
+      await this.putBlobOf(record, bytes);
+      await this.commit(record);
     });
   }
 
@@ -122,14 +117,9 @@ export class FileFunctionStore implements FunctionStore {
           throw new EngineError('INTERNAL', `no stored blob ${record.digest} for function ${record.name}`);
         }
       } else {
-        const digest = await this.blobs.put(bytes);
-        if (digest !== record.digest) {
-          throw new EngineError('INTERNAL', `blob digest ${digest} differs from the record's ${record.digest}`);
-        }
+        await this.putBlobOf(record, bytes);
       }
-      const next = new Map(this.records).set(record.name, record);
-      await this.writeIndex(next);
-      this.records.set(record.name, record);
+      await this.commit(record);
       if (old.digest !== record.digest && ![...this.records.values()].some((r) => r.digest === old.digest)) {
         await this.blobs.remove(old.digest);
       }
@@ -164,6 +154,19 @@ export class FileFunctionStore implements FunctionStore {
     await this.writeChain.catch(() => {});
     await this.unlock?.();
     this.unlock = undefined;
+  }
+
+  private async putBlobOf(record: FunctionRecord, bytes: Uint8Array): Promise<void> {
+    const digest = await this.blobs.put(bytes);
+    if (digest !== record.digest) {
+      throw new EngineError('INTERNAL', `blob digest ${digest} differs from the record's ${record.digest}`);
+    }
+  }
+
+  /** Writes the index with `record` in it, then makes it the in-memory state. */
+  private async commit(record: FunctionRecord): Promise<void> {
+    await this.writeIndex(new Map(this.records).set(record.name, record));
+    this.records.set(record.name, record);
   }
 
   private async writeIndex(records: Map<string, FunctionRecord>): Promise<void> {

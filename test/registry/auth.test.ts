@@ -1,5 +1,4 @@
 import { describe, expect, it } from 'vitest';
-import { EngineError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import {
   ChallengeAuthenticator,
@@ -10,6 +9,7 @@ import {
   type TokenRequest,
 } from '../../src/registry/auth.js';
 import { parseWwwAuthenticate } from '../../src/registry/www-authenticate.js';
+import { refusal } from './fixtures.js';
 
 describe('parseWwwAuthenticate', () => {
   it('parses Docker Hub\'s Bearer challenge with a comma inside the quoted scope', () => {
@@ -72,16 +72,6 @@ const signal = new AbortController().signal;
 const bearer = (scope?: string) =>
   parseWwwAuthenticate(`Bearer realm="https://auth.example/token",service="reg.example"${scope ? `,scope="${scope}"` : ''}`);
 
-async function authError(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
-}
-
 describe('ChallengeAuthenticator', () => {
   it('fetches an anonymous token with service and scope, and remembers it for the repository', async () => {
     const { auth, calls } = authenticator(() => ok({ token: 'T1', expires_in: 300 }));
@@ -132,24 +122,24 @@ describe('ChallengeAuthenticator', () => {
   });
 
   it('a token service refusing is REGISTRY_AUTH_FAILED; a broken one is REGISTRY_ERROR', async () => {
-    const refused = await authError(authenticator(() => ({ statusCode: 401, body: Buffer.alloc(0) })).auth.respond(bearer(), 'reg.example', 'a', signal));
+    const refused = await refusal(authenticator(() => ({ statusCode: 401, body: Buffer.alloc(0) })).auth.respond(bearer(), 'reg.example', 'a', signal));
     expect(refused.code).toBe('REGISTRY_AUTH_FAILED');
     expect(refused.message).toMatch(/token service https:\/\/auth.example of registry reg.example refused an anonymous token/);
 
-    const html = await authError(authenticator(() => ({ statusCode: 200, body: Buffer.from('<html>') })).auth.respond(bearer(), 'reg.example', 'a', signal));
+    const html = await refusal(authenticator(() => ({ statusCode: 200, body: Buffer.from('<html>') })).auth.respond(bearer(), 'reg.example', 'a', signal));
     expect(html.code).toBe('REGISTRY_ERROR');
     expect(html.message).toMatch(/not JSON/);
 
-    const empty = await authError(authenticator(() => ok({ nothing: true })).auth.respond(bearer(), 'reg.example', 'a', signal));
+    const empty = await refusal(authenticator(() => ok({ nothing: true })).auth.respond(bearer(), 'reg.example', 'a', signal));
     expect(empty.message).toMatch(/without a token/);
 
-    const down = await authError(authenticator(() => ({ statusCode: 503, body: Buffer.alloc(0) })).auth.respond(bearer(), 'reg.example', 'a', signal));
+    const down = await refusal(authenticator(() => ({ statusCode: 503, body: Buffer.alloc(0) })).auth.respond(bearer(), 'reg.example', 'a', signal));
     expect(down.code).toBe('REGISTRY_ERROR');
   });
 
   it('refuses a plain-HTTP token realm on a host that is neither loopback nor insecure', async () => {
     const { auth, calls } = authenticator(() => ok({ token: 'T' }));
-    const error = await authError(auth.respond(parseWwwAuthenticate('Bearer realm="http://evil.example/token"'), 'reg.example', 'a', signal));
+    const error = await refusal(auth.respond(parseWwwAuthenticate('Bearer realm="http://evil.example/token"'), 'reg.example', 'a', signal));
     expect(error.code).toBe('REGISTRY_ERROR');
     expect(calls).toHaveLength(0);
     await expect(auth.respond(parseWwwAuthenticate('Bearer realm="http://127.0.0.1:1/token"'), 'reg.example', 'a', signal)).resolves.toBe('Bearer T');
@@ -157,7 +147,7 @@ describe('ChallengeAuthenticator', () => {
 
   it('Basic: refuses without credentials, answers with them', async () => {
     const basic = parseWwwAuthenticate('Basic realm="test"');
-    const none = await authError(authenticator(() => ok({})).auth.respond(basic, 'reg.example', 'a', signal));
+    const none = await refusal(authenticator(() => ok({})).auth.respond(basic, 'reg.example', 'a', signal));
     expect(none.code).toBe('REGISTRY_AUTH_FAILED');
     expect(none.message).toMatch(/registry reg.example requires credentials/);
 
@@ -167,7 +157,7 @@ describe('ChallengeAuthenticator', () => {
   });
 
   it('refuses a 401 without a usable challenge', async () => {
-    const error = await authError(authenticator(() => ok({})).auth.respond([], 'reg.example', 'a', signal));
+    const error = await refusal(authenticator(() => ok({})).auth.respond([], 'reg.example', 'a', signal));
     expect(error.code).toBe('REGISTRY_AUTH_FAILED');
     expect(error.message).toMatch(/\(none\)/);
   });
@@ -216,7 +206,7 @@ describe('ChallengeAuthenticator: push, identity tokens and what refusals say', 
   it('a refusal names the registry, the repository and the credentials tried, never the secret', async () => {
     const credentials = staticCredentials({ 'reg.example': { username: 'alice', password: 'sup3rs3cret' } }, 'Docker config /x/config.json');
     const { auth } = recording(() => ({ statusCode: 401, body: Buffer.from('{"details":"incorrect username or password"}') }), credentials);
-    const error = await authError(auth.respond(bearer('repository:team/fn:pull'), 'reg.example', 'team/fn', signal));
+    const error = await refusal(auth.respond(bearer('repository:team/fn:pull'), 'reg.example', 'team/fn', signal));
     expect(error.code).toBe('REGISTRY_AUTH_FAILED');
     expect(error.message).toBe(
       'token service https://auth.example of registry reg.example refused a token for user "alice" from Docker config /x/config.json for repository team/fn (HTTP 401)',
@@ -237,7 +227,7 @@ describe('ChallengeAuthenticator: push, identity tokens and what refusals say', 
 
   it('Basic without credentials says where it looked', async () => {
     const { auth } = recording(() => ok({}), staticCredentials({}, 'registry credentials file /etc/we.json, Docker config /h/.docker/config.json'));
-    const error = await authError(auth.respond(parseWwwAuthenticate('Basic realm="r"'), 'reg.example', 'team/fn', signal));
+    const error = await refusal(auth.respond(parseWwwAuthenticate('Basic realm="r"'), 'reg.example', 'team/fn', signal));
     expect(error.message).toBe(
       'registry reg.example requires credentials (Basic authentication) for repository team/fn and none were found (looked in: registry credentials file /etc/we.json, Docker config /h/.docker/config.json)',
     );

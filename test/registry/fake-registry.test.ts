@@ -2,89 +2,27 @@
  * What a real registry cannot be made to do, played by a small loopback HTTP server: wrong bytes,
  * lying headers, non-JSON errors, a Bearer token service, blob redirects, hangs and cut connections.
  */
-import { createHash } from 'node:crypto';
-import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EngineError } from '../../src/errors.js';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { createImageFetcher, type ClosableImageFetcher, type ImageFetcherOptions } from '../../src/registry/index.js';
-import { ADD_WAT, buildWasm, sameBytes } from './fixtures.js';
+import { cleanupAfterEach, type Handler, type Served } from './fake-server.js';
+import { ADD_WAT, OCI_MANIFEST, buildWasm, refusal, sameBytes, sha256, wasmManifest } from './fixtures.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-
-type Handler = (req: IncomingMessage, res: ServerResponse, url: URL) => void;
-
-interface Served {
-  host: string;
-  port: number;
-  requests: Array<{ method: string; path: string; headers: IncomingMessage['headers'] }>;
-  close(): Promise<void>;
-}
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function serve(handler: Handler, port = 0): Promise<Served> {
-  const requests: Served['requests'] = [];
-  const server = createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://x');
-    requests.push({ method: req.method ?? 'GET', path: url.pathname, headers: req.headers });
-    handler(req, res, url);
-  });
-  await new Promise<void>((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(port, '127.0.0.1', () => resolve());
-  });
-  const address = server.address();
-  const actual = typeof address === 'object' && address ? address.port : 0;
-  const served: Served = {
-    host: `127.0.0.1:${actual}`,
-    port: actual,
-    requests,
-    close: () =>
-      new Promise((resolve) => {
-        server.closeAllConnections();
-        server.close(() => resolve());
-      }),
-  };
-  cleanups.push(served.close);
-  return served;
-}
+const { defer, serve } = cleanupAfterEach();
 
 function fetcherFor(options: Partial<ImageFetcherOptions> = {}): ClosableImageFetcher {
   const fetcher = createImageFetcher({ logger: silentLogger, ...options });
-  cleanups.push(() => fetcher.close());
+  defer(() => fetcher.close());
   return fetcher;
 }
 
-async function refusal(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
-}
-
 let module: Buffer;
-let config: Buffer;
 let manifest: Buffer;
 
 beforeAll(async () => {
   module = (await buildWasm('fake-registry-add', ADD_WAT)).bytes;
-  config = Buffer.from('{}');
-  manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/wasm', digest: sha256(module), size: module.length }],
-    }),
-  );
+  manifest = wasmManifest(module);
 });
 
 interface Behaviour {

@@ -4,11 +4,14 @@
  * entry types, whiteouts and paths exactly.
  */
 import { execFile } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import { mkdir, readFile, rename, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { gzipSync } from 'node:zlib';
+import { expect } from 'vitest';
+import { EngineError } from '../../src/errors.js';
 
 const run = promisify(execFile);
 
@@ -83,7 +86,35 @@ export function gzip(bytes: Uint8Array): Buffer {
   return gzipSync(bytes);
 }
 
+export const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
+
+export const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
+
+/** The OCI manifest of an image whose one layer is `module` (application/wasm), with the empty config `{}`. */
+export function wasmManifest(module: Uint8Array): Buffer {
+  const config = Buffer.from('{}');
+  return Buffer.from(
+    JSON.stringify({
+      schemaVersion: 2,
+      mediaType: OCI_MANIFEST,
+      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
+      layers: [{ mediaType: 'application/wasm', digest: sha256(module), size: module.length }],
+    }),
+  );
+}
+
 /** Byte equality for Uint8Array and Buffer alike. */
 export function sameBytes(a: Uint8Array, b: Uint8Array): boolean {
   return Buffer.compare(a, b) === 0;
+}
+
+/** The EngineError `promise` rejects with; fails the test when it resolves or rejects with anything else. */
+export async function refusal(promise: Promise<unknown>): Promise<EngineError> {
+  try {
+    await promise;
+  } catch (err) {
+    expect(err).toBeInstanceOf(EngineError);
+    return err as EngineError;
+  }
+  throw new Error('expected a refusal');
 }

@@ -10,7 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { promisify } from 'node:util';
 import { gunzipSync } from 'node:zlib';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EngineError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import {
@@ -25,8 +25,8 @@ import {
   type TransferProgress,
 } from '../../src/registry/index.js';
 import { getManifest, startRegistry, startTokenServer, type RunningRegistry, type TokenServer } from '../support/registry.js';
-import { bodyOf, serve, type Served } from './fake-server.js';
-import { ADD_WAT, COMPONENT_BYTES, SUB_WAT, buildWasm, sameBytes } from './fixtures.js';
+import { bodyOf, cleanupAfterEach, type Served } from './fake-server.js';
+import { ADD_WAT, COMPONENT_BYTES, SUB_WAT, buildWasm, refusal, sameBytes } from './fixtures.js';
 
 const run = promisify(execFile);
 const DOCKER_V2 = 'application/vnd.docker.distribution.manifest.v2+json';
@@ -37,31 +37,18 @@ let add: Buffer;
 let sub: Buffer;
 let plain: RunningRegistry;
 
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
+const { defer, serve } = cleanupAfterEach();
 
 function pusher(options: Partial<ImagePusherOptions> = {}) {
   const p = createImagePusher({ logger: silentLogger, retryBaseDelayMs: 10, ...options });
-  cleanups.push(() => p.close());
+  defer(() => p.close());
   return p;
 }
 
 function fetcher(credentials?: CredentialProvider) {
   const f = createImageFetcher({ logger: silentLogger, ...(credentials ? { credentials } : {}) });
-  cleanups.push(() => f.close());
+  defer(() => f.close());
   return f;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
 }
 
 beforeAll(async () => {
@@ -368,7 +355,6 @@ describe('push retries', () => {
         res.writeHead(404).end();
       })();
     });
-    cleanups.push(registry.close);
     const image = buildImage(add, { format: 'docker', fileName: 'add.wasm' });
     await pusher().push(image, `${registry.host}/fn:v1`);
     expect(sameBytes(stored.get(image.layers[0]!.digest)!, image.layers[0]!.bytes)).toBe(true);

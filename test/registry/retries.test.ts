@@ -2,42 +2,18 @@
  * Bounded retries with backoff (429 with Retry-After, 5xx, reset connections) and downloads that
  * resume with a Range request after a cut, against a loopback server that misbehaves on purpose.
  */
-import { createHash } from 'node:crypto';
-import { afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { EngineError } from '../../src/errors.js';
+import { beforeAll, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { createImageFetcher, type ClosableImageFetcher, type ImageFetcherOptions } from '../../src/registry/index.js';
-import { serve, type Handler, type Served } from './fake-server.js';
-import { buildWasm, sameBytes } from './fixtures.js';
+import { cleanupAfterEach, type Handler, type Served } from './fake-server.js';
+import { OCI_MANIFEST, buildWasm, refusal, sameBytes, sha256, wasmManifest } from './fixtures.js';
 
-const OCI_MANIFEST = 'application/vnd.oci.image.manifest.v1+json';
-const sha256 = (bytes: Uint8Array): string => `sha256:${createHash('sha256').update(bytes).digest('hex')}`;
-
-const cleanups: Array<() => Promise<void>> = [];
-afterEach(async () => {
-  while (cleanups.length > 0) await cleanups.pop()?.();
-});
-
-async function server(handler: Handler): Promise<Served> {
-  const served = await serve(handler);
-  cleanups.push(served.close);
-  return served;
-}
+const { defer, serve } = cleanupAfterEach();
 
 function fetcherFor(options: Partial<ImageFetcherOptions> = {}): ClosableImageFetcher {
   const fetcher = createImageFetcher({ logger: silentLogger, retryBaseDelayMs: 10, ...options });
-  cleanups.push(() => fetcher.close());
+  defer(() => fetcher.close());
   return fetcher;
-}
-
-async function refusal(promise: Promise<unknown>): Promise<EngineError> {
-  try {
-    await promise;
-  } catch (err) {
-    expect(err).toBeInstanceOf(EngineError);
-    return err as EngineError;
-  }
-  throw new Error('expected a refusal');
 }
 
 let module: Buffer;
@@ -47,15 +23,7 @@ beforeAll(async () => {
   // ~300 KB, so a download arrives in several chunks and can be cut in the middle.
   const data = '\\2a'.repeat(300_000);
   module = (await buildWasm('retries-big', `(module (memory 5) (data (i32.const 0) "${data}") (func (export "f") (result i32) i32.const 1))`)).bytes;
-  const config = Buffer.from('{}');
-  manifest = Buffer.from(
-    JSON.stringify({
-      schemaVersion: 2,
-      mediaType: OCI_MANIFEST,
-      config: { mediaType: 'application/vnd.oci.empty.v1+json', digest: sha256(config), size: config.length },
-      layers: [{ mediaType: 'application/wasm', digest: sha256(module), size: module.length }],
-    }),
-  );
+  manifest = wasmManifest(module);
 });
 
 /** Serves `fn:v1`; `manifest` and `blob` may take over, counting calls from 1. */
@@ -84,7 +52,7 @@ const manifestRequests = (s: Served): number => s.requests.filter((r) => r.path 
 
 describe('retries', () => {
   it('retries 503 and 500 answers, then succeeds', async () => {
-    const registry = await server(
+    const registry = await serve(
       image({
         manifest: (n, res) => {
           if (n > 2) return false;
@@ -100,7 +68,7 @@ describe('retries', () => {
   });
 
   it('waits as long as a 429 Retry-After asks', async () => {
-    const registry = await server(
+    const registry = await serve(
       image({
         manifest: (n, res) => {
           if (n > 1) return false;
@@ -117,7 +85,7 @@ describe('retries', () => {
   });
 
   it('retries a connection reset before any answer', async () => {
-    const registry = await server(
+    const registry = await serve(
       image({
         manifest: (n, res) => {
           if (n > 1) return false;
@@ -130,7 +98,7 @@ describe('retries', () => {
   });
 
   it('gives up after the configured number of retries with the last answer', async () => {
-    const registry = await server((_req, res) => {
+    const registry = await serve((_req, res) => {
       res.writeHead(502);
       res.end('bad gateway');
     });
@@ -139,7 +107,7 @@ describe('retries', () => {
     expect(error.message).toMatch(/answered HTTP 502: bad gateway/);
     expect(registry.requests).toHaveLength(3);
 
-    const once = await server((_req, res) => {
+    const once = await serve((_req, res) => {
       res.writeHead(503);
       res.end();
     });
@@ -148,7 +116,7 @@ describe('retries', () => {
   });
 
   it('does not retry answers that will not change (404, 401)', async () => {
-    const registry = await server((_req, res) => {
+    const registry = await serve((_req, res) => {
       res.writeHead(404);
       res.end();
     });
@@ -157,7 +125,7 @@ describe('retries', () => {
   });
 
   it('connection refused is retried, then reported', async () => {
-    const gone = await server(() => {});
+    const gone = await serve(() => {});
     const host = gone.host;
     await gone.close();
     const started = Date.now();
@@ -171,7 +139,7 @@ describe('resuming a cut download', () => {
   it('goes on from where the cut happened with a Range request', async () => {
     let calls = 0;
     const ranges: Array<string | undefined> = [];
-    const registry = await server(
+    const registry = await serve(
       image({
         blob: (req, res) => {
           calls += 1;
@@ -196,7 +164,7 @@ describe('resuming a cut download', () => {
 
   it('copes with a server that ignores Range and sends everything again', async () => {
     let calls = 0;
-    const registry = await server(
+    const registry = await serve(
       image({
         blob: (_req, res) => {
           calls += 1;
@@ -215,7 +183,7 @@ describe('resuming a cut download', () => {
 
   it('refuses a 206 for the wrong range', async () => {
     let calls = 0;
-    const registry = await server(
+    const registry = await serve(
       image({
         blob: (_req, res) => {
           calls += 1;
