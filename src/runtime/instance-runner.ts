@@ -16,12 +16,14 @@
  * Rust's allocator on wasm32-unknown-unknown grows memory on its first allocation in every fresh
  * instance, so string-ABI modules built that way are discarded after every call: exactness leaves
  * no other choice (a reused instance would start the next call with a larger memory, which the
- * guest can see). They still gain from instantiation being moved after the answer.
+ * guest can see). They still gain from instantiation being moved after the answer. Since taking a
+ * snapshot is not free (reading a funcref table makes a JavaScript function for every entry), a
+ * runner whose instances keep growing stops taking snapshots, and tries again now and then.
  */
 import { EngineError } from '../errors.js';
 import { callNumeric } from './abi/numeric.js';
 import { callString, prepareString, type StringInstance } from './abi/string-abi.js';
-import { callWasi, wasiHost } from './abi/wasi.js';
+import { callWasi, releaseWasiHost, wasiHost } from './abi/wasi.js';
 import type { AbiOutput, SandboxCall } from './abi/call.js';
 import type { ExposedState } from './reuse/expose.js';
 import { MemoryImage, Snapshot } from './reuse/snapshot.js';
@@ -31,9 +33,16 @@ import type { WasiHost } from './wasi/host.js';
 import { ProcExit } from './wasi/exit.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
+/** Discards in a row, for growth, after which new instances are made without a snapshot. */
+const GROWTH_STREAK = 4;
+/** While they are, one instance in this many gets a snapshot again, in case the calls changed. */
+const PROBE_EVERY = 32;
+
 /** One instance and what its ABI keeps beside it. */
 interface Slot {
   exports: Readonly<Record<string, unknown>>;
+  /** The instance's memory, exported or not (reuse exports it under a reserved name). */
+  memory: WasmMemory | undefined;
   string: StringInstance | undefined;
   host: WasiHost | undefined;
   snapshot: Snapshot | undefined;
@@ -56,6 +65,9 @@ export class InstanceRunner {
   private image: MemoryImage | undefined;
   /** Why instances are not reused; undefined while they are (or may be). */
   private noReuse: string | undefined;
+  /** Successful calls in a row whose instance could not be restored because it grew. */
+  private growthStreak = 0;
+  private sinceProbe = 0;
   readonly stats: RunnerStats = { reused: 0, instantiated: 0 };
   lastUsed = 0;
 
@@ -75,10 +87,7 @@ export class InstanceRunner {
 
   /** Bytes of guest memory this runner keeps alive between calls. */
   get memoryBytes(): number {
-    const slot = this.ready ?? this.used;
-    if (!slot) return 0;
-    const memory = (slot.string?.memory ?? slot.exports['memory']) as { buffer: ArrayBuffer } | undefined;
-    return memory?.buffer.byteLength ?? 0;
+    return (this.ready ?? this.used)?.memory?.buffer.byteLength ?? 0;
   }
 
   /** Runs one call. Throws EngineError: FUNCTION_FAILED, INVALID_ARGS, or INTERNAL for an engine bug. */
@@ -114,10 +123,15 @@ export class InstanceRunner {
   settle(): void {
     const used = this.used;
     this.used = undefined;
-    if (used && this.clean && used.snapshot?.restore()) {
-      this.ready = used;
-      this.stats.reused++;
-      return;
+    if (used && this.clean && used.snapshot) {
+      if (used.snapshot.restore()) {
+        if (used.host) releaseWasiHost(used.host);
+        this.growthStreak = 0;
+        this.ready = used;
+        this.stats.reused++;
+        return;
+      }
+      this.growthStreak++;
     }
     if (this.ready) return;
     try {
@@ -151,9 +165,12 @@ export class InstanceRunner {
     }
     this.stats.instantiated++;
     const exports = instance.exports;
-    const slot: Slot = { exports, string: undefined, host, snapshot: undefined };
+    const memoryName = this.state?.memory ?? 'memory';
+    const memory = exports[memoryName] as WasmMemory | undefined;
+    const slot: Slot = { exports, memory, string: undefined, host, snapshot: undefined };
     if (this.abi === 'string') slot.string = prepareString(exports);
-    if (this.noReuse === undefined && this.state) {
+    const snapshotPays = this.growthStreak < GROWTH_STREAK || ++this.sinceProbe % PROBE_EVERY === 0;
+    if (this.noReuse === undefined && this.state && snapshotPays) {
       if (!this.image && takeImage) {
         const image = MemoryImage.take(exports, this.state);
         if ('reason' in image) this.noReuse = image.reason;

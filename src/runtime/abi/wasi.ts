@@ -28,6 +28,11 @@ export function wasiHost(): { host: WasiHost; imports: WasmImportObject } {
   return { host, imports: { [WASI_MODULE]: host.imports } };
 }
 
+/** Lets go of a finished call's output and input, so that an idle instance holds none of it. */
+export function releaseWasiHost(host: WasiHost): void {
+  host.reset({ args: [], env: NO_ENV, stdin: EMPTY, maxOutputBytes: 0 });
+}
+
 /** Runs `_start` with the call's argv, environment and stdin; never throws a raw trap. */
 export function callWasi(exports: Readonly<Record<string, unknown>>, host: WasiHost, call: WasiCallInput): AbiOutput {
   host.reset({ args: call.argv, env: call.env ?? NO_ENV, stdin: call.stdin ?? EMPTY, maxOutputBytes: call.maxOutputBytes });

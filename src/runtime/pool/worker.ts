@@ -27,12 +27,17 @@ const modules = new Map<number, ModuleTransfer>();
 /** Runners by `moduleId abi`, least recently used first (a Map keeps insertion order). */
 const runners = new Map<string, InstanceRunner>();
 
+/** Calls since the budget was last checked; it is checked on a new runner and every TRIM_EVERY calls. */
+let sinceTrim = 0;
+const TRIM_EVERY = 32;
+
 function runnerFor(msg: InvokeMessage, transfer: ModuleTransfer): InstanceRunner {
   const key = `${msg.moduleId} ${msg.call.abi}`;
   let runner = runners.get(key);
   if (runner) {
     runners.delete(key);
   } else {
+    sinceTrim = TRIM_EVERY;
     const reuse = settings.reuseInstances ? transfer.state : undefined;
     runner = new InstanceRunner(transfer.module, msg.call.abi, reuse, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
   }
@@ -90,7 +95,11 @@ function invoke(msg: InvokeMessage): void {
     return;
   }
   runner.settle();
-  trim(runner);
+  // Summing every runner's memory per call would cost more than the calls of small functions.
+  if (++sinceTrim >= TRIM_EVERY) {
+    sinceTrim = 0;
+    trim(runner);
+  }
 }
 
 port.on('message', (msg: ToWorker) => {

@@ -1,0 +1,108 @@
+// Starting and stopping the processes the bench measures: WasmEngine (`wasm-engine serve`, as a
+// user runs it) and workerd; their resident memory from /proc.
+import { spawn } from 'node:child_process';
+import { copyFileSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { request } from 'undici';
+
+export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+export const EXAMPLES_WASM = join(ROOT, 'examples', 'build', 'wasm');
+
+export function freePort() {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address();
+      server.close(() => resolve(port));
+    });
+  });
+}
+
+/** Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now() marks. */
+export function startEngine(dataDir, args = []) {
+  const spawned = performance.now();
+  const child = spawn(process.execPath, [join(ROOT, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, ...args], {
+    cwd: ROOT,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const output = [];
+  return new Promise((resolve, reject) => {
+    let buffered = '';
+    const onData = (chunk) => {
+      buffered += chunk;
+      const lines = buffered.split('\n');
+      buffered = lines.pop();
+      for (const line of lines) {
+        output.push(line);
+        const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(line);
+        if (match) resolve({ child, url: match[1], spawned, listening: performance.now(), output });
+      }
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => reject(new Error(`engine exited ${code}:\n${output.join('\n')}`)));
+  });
+}
+
+export function kill(child, signal = 'SIGKILL') {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((resolve) => {
+    child.once('exit', resolve);
+    child.kill(signal);
+  });
+}
+
+export async function post(url, path, body) {
+  const answer = await request(`${url}${path}`, { method: 'POST', body: JSON.stringify(body) });
+  const text = await answer.body.text();
+  if (answer.statusCode !== 200) throw new Error(`${path}: ${answer.statusCode} ${text}`);
+  return text;
+}
+
+export const deploy = (url, name, image, extra = {}) => post(url, '/function/deploy', { function_name: name, function_image: image, ...extra });
+export const invoke = (url, name, args) => post(url, '/function/invoke', { function_name: name, args });
+
+/** Resident memory of a process (all its threads), from /proc/PID/status. */
+export function rssBytes(pid) {
+  const kb = /^VmRSS:\s+(\d+) kB$/m.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+  return kb ? Number(kb[1]) * 1024 : NaN;
+}
+
+export const tempDir = (prefix) => mkdtempSync(join(tmpdir(), prefix));
+
+/** Starts workerd with bench/workerd/ (the worker and the examples' .wasm) on a free port. */
+export async function startWorkerd() {
+  const bin = join(ROOT, 'node_modules', '.bin', 'workerd');
+  const dir = tempDir('we-bench-workerd-');
+  const port = await freePort();
+  for (const file of ['gcd.wasm', 'authentication.wasm']) copyFileSync(join(EXAMPLES_WASM, file), join(dir, file));
+  copyFileSync(join(ROOT, 'bench', 'workerd', 'worker.js'), join(dir, 'worker.js'));
+  const template = readFileSync(join(ROOT, 'bench', 'workerd', 'config.capnp.template'), 'utf8');
+  writeFileSync(join(dir, 'config.capnp'), template.replace('@ADDRESS@', `127.0.0.1:${port}`));
+  const child = spawn(bin, ['serve', join(dir, 'config.capnp')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = [];
+  child.stdout.on('data', (c) => output.push(String(c)));
+  child.stderr.on('data', (c) => output.push(String(c)));
+  const exited = new Promise((resolve) => child.once('exit', (code, signal) => resolve(`exited with ${code ?? signal}`)));
+  const url = `http://127.0.0.1:${port}`;
+  for (let i = 0; i < 200; i++) {
+    const gone = await Promise.race([exited, new Promise((r) => setTimeout(() => r(undefined), 50))]);
+    if (gone) {
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`workerd ${gone}: ${output.join('').trim()}`);
+    }
+    try {
+      await invoke(url, 'gcd', { a: '12', b: '18' });
+      child.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+      return { child, url };
+    } catch {
+      // not listening yet
+    }
+  }
+  await kill(child);
+  rmSync(dir, { recursive: true, force: true });
+  throw new Error(`workerd did not answer: ${output.join('').trim()}`);
+}

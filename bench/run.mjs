@@ -1,0 +1,221 @@
+// `npm run bench`: WasmEngine measured against raw V8 and against Cloudflare's workerd, printed as
+// ONE table at the end of one run. Never part of `npm test`; nothing here asserts a timing.
+//
+//   npm run bench                      full run (about six minutes)
+//   npm run bench -- --quick           short durations and fewer trials (about two minutes)
+//   options: --http-seconds N (10)  --load-seconds N (30)  --load-connections N (1000)
+//            --trials N (10, cold start)  --functions N (20, memory)  --no-workerd
+//
+// Needs `npm run build` and `npm run examples` (the npm script runs both), wrk (Debian package),
+// and workerd (a devDependency). Progress goes to stderr, the table to stdout.
+import { readFileSync, rmSync } from 'node:fs';
+import { cpus, totalmem } from 'node:os';
+import { join } from 'node:path';
+import { coldStart } from './lib/cold-start.mjs';
+import { wrk } from './lib/http.mjs';
+import { AUTH_ARGS, inProcess } from './lib/in-process.mjs';
+import { load } from './lib/load.mjs';
+import { memory } from './lib/memory.mjs';
+import { writePadded } from './lib/pad-module.mjs';
+import { EXAMPLES_WASM, deploy, kill, startEngine, startWorkerd, tempDir } from './lib/processes.mjs';
+import { fmtMiB, fmtMs, fmtRate, fmtUs } from './lib/stats.mjs';
+
+const argv = process.argv.slice(2);
+const flag = (name) => argv.includes(`--${name}`);
+const option = (name, fallback) => {
+  const at = argv.indexOf(`--${name}`);
+  return at >= 0 && argv[at + 1] !== undefined ? Number(argv[at + 1]) : fallback;
+};
+const quick = flag('quick');
+const settings = {
+  httpSeconds: option('http-seconds', quick ? 3 : 10),
+  loadSeconds: option('load-seconds', quick ? 6 : 30),
+  loadConnections: option('load-connections', 1000),
+  trials: option('trials', quick ? 3 : 10),
+  functions: option('functions', quick ? 5 : 20),
+  workerd: !flag('no-workerd'),
+};
+const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
+
+const rows = [];
+const row = (section, measure, engine, peer = '', ratio = '', target = '', met = '', notes = '') =>
+  rows.push([section, measure, engine, peer, ratio, target, met, notes]);
+const yes = (ok) => (ok ? 'yes' : 'NO');
+const times = (x) => `${x.toFixed(x < 10 ? 2 : 1)}×`;
+
+// ---- 1. in-process -------------------------------------------------------------------------
+log('1/5 in-process per-invocation cost');
+for (const r of await inProcess({ examplesDir: EXAMPLES_WASM, quick, log })) {
+  const speedup = r.raw / r.sandbox;
+  const memoryBearing = r.name !== 'gcd';
+  const target = memoryBearing ? '≥ 3× faster than raw' : 'within 1.5× of raw';
+  const met = memoryBearing ? speedup >= 3 : r.sandbox <= 1.5 * r.raw;
+  row(
+    '1 in-process µs/call',
+    r.name,
+    fmtUs(r.sandbox),
+    `raw V8 ${fmtUs(r.raw)}`,
+    `${times(speedup)} faster`,
+    target,
+    yes(met),
+    `${r.reused ? 'instance reused, restored after each call' : r.why}; reuse off ${fmtUs(r.fresh)}; ` +
+      `through the pool: 1 in flight ${fmtUs(r.pool.latency2)}, 64 in flight ${fmtUs(r.pool.throughput2)}/call ` +
+      `(no pipelining ${fmtUs(r.pool.throughput1)}); wasmtime published ${fmtUs(r.wasmtimeUs)} (other machine)`,
+  );
+}
+
+// ---- 2. HTTP -------------------------------------------------------------------------------
+log('2/5 HTTP: WasmEngine and workerd under wrk');
+{
+  const dataDir = tempDir('we-bench-http-');
+  const engine = await startEngine(dataDir);
+  let peer;
+  let peerError;
+  try {
+    await deploy(engine.url, 'gcd', `file:${join(EXAMPLES_WASM, 'gcd.wasm')}`);
+    await deploy(engine.url, 'authentication', `file:${join(EXAMPLES_WASM, 'authentication.wasm')}`);
+    if (settings.workerd) {
+      try {
+        peer = await startWorkerd();
+      } catch (err) {
+        peerError = err instanceof Error ? err.message : String(err);
+        log(`workerd could not run: ${peerError}`);
+      }
+    } else {
+      peerError = 'skipped (--no-workerd)';
+    }
+    for (const fn of ['gcd', 'authentication']) {
+      // warm both up (JIT, connections) before measuring
+      await wrk(engine.url, { fn, connections: 32, seconds: 2 });
+      if (peer) await wrk(peer.url, { fn, connections: 32, seconds: 2 });
+      for (const connections of [32, 256]) {
+        log(`  ${fn}, ${connections} connections`);
+        const e = await wrk(engine.url, { fn, connections, seconds: settings.httpSeconds });
+        const w = peer ? await wrk(peer.url, { fn, connections, seconds: settings.httpSeconds }) : undefined;
+        const errors = (x) => (x.non2xx + x.socketErrors > 0 ? `; errors: ${x.non2xx} non-2xx, ${x.socketErrors} socket` : '');
+        if (w) {
+          const ratio = e.rps / w.rps;
+          row('2 HTTP req/s', `${fn}, ${connections} conns`, fmtRate(e.rps), `workerd ${fmtRate(w.rps)}`, times(ratio), '≥ 2× workerd', yes(ratio >= 2), `${errors(e)}${errors(w)}`.replace(/^; /, ''));
+          row(
+            '2 HTTP p50 / p99',
+            `${fn}, ${connections} conns`,
+            `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`,
+            `workerd ${fmtMs(w.p50)} / ${fmtMs(w.p99)}`,
+            `p99 ${times(e.p99 / w.p99)}`,
+            'p99 no worse',
+            yes(e.p99 <= w.p99),
+          );
+        } else {
+          row('2 HTTP req/s', `${fn}, ${connections} conns`, fmtRate(e.rps), `workerd: ${peerError}`, '', '≥ 2× workerd', 'n/a', errors(e).replace(/^; /, ''));
+          row('2 HTTP p50 / p99', `${fn}, ${connections} conns`, `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`, '', '', 'p99 no worse', 'n/a');
+        }
+      }
+    }
+  } finally {
+    await kill(engine.child);
+    if (peer) await kill(peer.child);
+    rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+// ---- 3. cold start -------------------------------------------------------------------------
+log('3/5 cold start');
+{
+  const dir = tempDir('we-bench-2mb-');
+  const big = join(dir, 'authentication-2mb.wasm');
+  const bigSize = writePadded(join(EXAMPLES_WASM, 'authentication.wasm'), big);
+  const small = join(EXAMPLES_WASM, 'gcd.wasm');
+  const cases = [
+    { label: `gcd (${readFileSync(small).length} B)`, name: 'gcd', image: `file:${small}`, args: { a: '12', b: '18' } },
+    { label: `authentication, 2 MB (${(bigSize / 1048576).toFixed(2)} MiB)`, name: 'authentication', image: `file:${big}`, args: AUTH_ARGS, big: true },
+  ];
+  for (const c of cases) {
+    log(`  ${c.label}, ${settings.trials} trials`);
+    const r = await coldStart({ ...c, trials: settings.trials });
+    row('3 cold start p50', `${c.label}: deploy answered → first invoke answered`, fmtMs(r.deploy), '', '', '', '', `${r.trials} trials`);
+    row(
+      '3 cold start p50',
+      `${c.label}: restart (engine listening) → first invoke answered`,
+      fmtMs(r.listen),
+      '',
+      '',
+      c.big ? '≤ 5 ms' : '',
+      c.big ? yes(r.listen <= 5) : '',
+      `process spawn after kill -9 → first invoke ${fmtMs(r.spawn)} (Node.js start-up and imports)`,
+    );
+  }
+  rmSync(dir, { recursive: true, force: true });
+}
+
+// ---- 4. load -------------------------------------------------------------------------------
+log(`4/5 load: ${settings.loadConnections} connections for ${settings.loadSeconds} s`);
+{
+  const r = await load({ connections: settings.loadConnections, seconds: settings.loadSeconds });
+  const statuses = Object.entries(r.statuses)
+    .map(([k, v]) => `${k}: ${v}`)
+    .join(', ');
+  row(
+    '4 load',
+    `authentication, ${r.connections} conns × ${r.seconds} s: answers`,
+    `${fmtRate(r.rps)}, p50 ${fmtMs(r.p50)}, p99 ${fmtMs(r.p99)}`,
+    '',
+    '',
+    'errors 0 or OVERLOADED only',
+    yes(r.other === 0 && r.socketErrors === 0),
+    `${statuses || 'no answers counted'}; socket errors ${r.socketErrors}`,
+  );
+  row(
+    '4 load',
+    'engine RSS: before / peak 1st half / peak 2nd half / end / 5 s later',
+    `${fmtMiB(r.before)} / ${fmtMiB(r.firstHalf)} / ${fmtMiB(r.secondHalf)} / ${fmtMiB(r.end)} / ${fmtMiB(r.after)}`,
+    '',
+    '',
+    'levels off',
+    yes(r.secondHalf <= r.firstHalf * 1.1),
+  );
+}
+
+// ---- 5. memory -----------------------------------------------------------------------------
+log(`5/5 memory: idle engine, ${settings.functions} functions deployed`);
+{
+  const r = await memory({ functions: settings.functions });
+  row('5 memory', 'idle engine RSS (no function)', fmtMiB(r.idle), '', '', 'reported', 'yes');
+  row(
+    '5 memory',
+    'RSS per deployed-but-idle function',
+    fmtMiB(r.perDeployed),
+    '',
+    '',
+    'reported',
+    'yes',
+    `${r.functions} distinct ${(r.moduleBytes / 1024).toFixed(0)} KB modules, compiled, never invoked; ${fmtMiB(r.perInvoked)} each once invoked (an instance kept per worker, dropped after 60 s idle)`,
+  );
+  row(
+    '5 memory',
+    'compiled-module cache',
+    'byte bound, LRU',
+    '',
+    '',
+    'bounded, LRU',
+    'yes',
+    '--module-cache-mb (512 MiB default); evicted modules recompile from the store on their next call (test/runtime/pool.test.ts)',
+  );
+}
+
+// ---- the table ------------------------------------------------------------------------------
+const cpu = cpus();
+const machine = `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${fmtMiB(totalmem())} RAM, Node.js ${process.version}, ${readFileSync('/proc/version', 'utf8').split(' ').slice(0, 3).join(' ')}`;
+const header = ['section', 'measure', 'WasmEngine', 'baseline / peer', 'ratio', 'target', 'met', 'notes'];
+const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+const out = [
+  `WasmEngine bench — ${new Date().toISOString()}${quick ? ' (quick)' : ''}`,
+  `machine: ${machine}`,
+  `settings: wrk 2 threads, ${settings.httpSeconds} s per HTTP run; load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
+  'in-process: engine = InstanceRunner run + settle on one thread (all the CPU a worker spends per call); raw = new WebAssembly.Instance(module) + the call',
+  '',
+  line(header),
+  line(widths.map((w) => '-'.repeat(w))),
+  ...rows.map(line),
+];
+process.stdout.write(`${out.join('\n')}\n`);
