@@ -177,30 +177,12 @@ export class Engine {
     const release = this.store.reserve(request.name);
     const started = performance.now();
     try {
-      const fetched = await this.pull(request.image);
-      const analysis = analyzeModule(fetched.bytes, {
-        functionName: request.name,
-        ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
-        ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
-      });
-      const digest = sha256Digest(fetched.bytes);
-      const record: FunctionRecord = {
-        name: request.name,
-        image: request.image,
-        digest,
-        size: fetched.bytes.byteLength,
-        ...(fetched.manifestDigest === undefined ? {} : { manifestDigest: fetched.manifestDigest }),
-        deployedAt: new Date().toISOString(),
-        analysis,
-        limits,
-        env: request.env ?? {},
-        ...metadata(request),
-        ...(replicas === 1 ? {} : { replicas }),
-      };
+      const { record, bytes } = await this.buildVersion(request, limits, () => replicas);
+      const { digest, analysis } = record;
       // Compile before persisting: a module the runtime refuses never becomes a deployed function.
-      await this.runtime.load(digest, fetched.bytes, this.limitsOf(record).memoryLimitMb);
+      await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
       this.revive(digest);
-      await this.store.insert(record, fetched.bytes);
+      await this.store.insert(record, bytes);
       this.ready.set(record.name, Promise.resolve());
       this.loaded.add(record.name);
       this.logger.info(
@@ -233,33 +215,14 @@ export class Engine {
       const started = performance.now();
       let loadedDigest: string | undefined;
       try {
-        const fetched = await this.pull(request.image);
-        const analysis = analyzeModule(fetched.bytes, {
-          functionName: request.name,
-          ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
-          ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
-        });
-        const digest = sha256Digest(fetched.bytes);
-        // Read again after the pull: a scale that ran meanwhile must not be undone.
-        const current = this.query(request.name);
-        const replicas = request.replicas ?? current.replicas ?? 1;
-        const record: FunctionRecord = {
-          name: request.name,
-          image: request.image,
-          digest,
-          size: fetched.bytes.byteLength,
-          ...(fetched.manifestDigest === undefined ? {} : { manifestDigest: fetched.manifestDigest }),
-          deployedAt: new Date().toISOString(),
-          analysis,
-          limits,
-          env: request.env ?? {},
-          ...metadata(request),
-          ...(replicas === 1 ? {} : { replicas }),
-        };
-        await this.runtime.load(digest, fetched.bytes, this.limitsOf(record).memoryLimitMb);
+        // Replicas are read after the pull: a scale that ran meanwhile must not be undone.
+        const { record, bytes } = await this.buildVersion(request, limits, () => request.replicas ?? this.query(request.name).replicas ?? 1);
+        const { digest } = record;
+        const replicas = record.replicas ?? 1;
+        await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
         loadedDigest = digest;
         this.revive(digest);
-        const old = await this.store.replace(record, fetched.bytes);
+        const old = await this.store.replace(record, bytes);
         this.ready.set(record.name, Promise.resolve());
         this.loaded.add(record.name);
         this.states.get(record.name)?.gate.setLimit(this.limitFor(replicas));
@@ -277,6 +240,35 @@ export class Engine {
         throw err;
       }
     });
+  }
+
+  /** Pulls and analyses an image and builds the entry it would be stored as (deploy and update). */
+  private async buildVersion(
+    request: DeployRequest,
+    limits: FunctionLimitsOverride,
+    replicasOf: () => number,
+  ): Promise<{ record: FunctionRecord; bytes: Uint8Array }> {
+    const fetched = await this.pull(request.image);
+    const analysis = analyzeModule(fetched.bytes, {
+      functionName: request.name,
+      ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
+      ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
+    });
+    const replicas = replicasOf();
+    const record: FunctionRecord = {
+      name: request.name,
+      image: request.image,
+      digest: sha256Digest(fetched.bytes),
+      size: fetched.bytes.byteLength,
+      ...(fetched.manifestDigest === undefined ? {} : { manifestDigest: fetched.manifestDigest }),
+      deployedAt: new Date().toISOString(),
+      analysis,
+      limits,
+      env: request.env ?? {},
+      ...metadata(request),
+      ...(replicas === 1 ? {} : { replicas }),
+    };
+    return { record, bytes: fetched.bytes };
   }
 
   /** Sets a function's replicas: its concurrency bound, persisted; 0 pauses it. */

@@ -27,7 +27,9 @@ export interface AnalyzeOptions {
   entrypoint?: string;
 }
 
-export const COMPONENTS_UNSUPPORTED = 'WebAssembly components are not supported yet (only core modules are)';
+import { COMPONENTS_UNSUPPORTED } from '../wasm-preamble.js';
+
+export { COMPONENTS_UNSUPPORTED };
 
 const NUMERIC: ReadonlySet<string> = new Set<ValType>(['i32', 'i64', 'f32', 'f64']);
 
@@ -92,6 +94,8 @@ function checkValid(bytes: Uint8Array): void {
   switch (wasmBinaryKind(bytes)) {
     case 'component':
       throw refuse(`the binary is a component: ${COMPONENTS_UNSUPPORTED}`);
+    case 'unknown-version':
+      throw refuse('the file is a WebAssembly binary of an unsupported version');
     case 'not-wasm':
       throw refuse('the file is not a WebAssembly module (no \\0asm header)');
     case 'module':

@@ -5,6 +5,7 @@
  * length or count and fails with INVALID_FUNCTION_IMAGE on anything it cannot read. The code
  * section is skipped by its size: instruction validation is WebAssembly.validate's job.
  */
+import { wasmBinaryKind } from '../wasm-preamble.js';
 import { EngineError } from '../errors.js';
 import { ByteReader, MalformedBinary, encodeU32 } from './byte-reader.js';
 import { WASM_MAX_PAGES } from './wasm-api.js';
@@ -60,20 +61,7 @@ export interface ParsedModule {
   exports: WasmExport[];
 }
 
-export type WasmBinaryKind = 'module' | 'component' | 'not-wasm';
-
-const MAGIC = [0x00, 0x61, 0x73, 0x6d];
-const CORE_VERSION = [0x01, 0x00, 0x00, 0x00];
-
-/**
- * Tells a core module from a component: both start with `\0asm`; core modules then have version
- * 01 00 00 00, components a pre-release version and layer 1 (e.g. 0d 00 01 00). Any other version
- * is treated as a component too, since that is the only other WebAssembly binary in use.
- */
-export function wasmBinaryKind(bytes: Uint8Array): WasmBinaryKind {
-  if (bytes.length < 8 || !MAGIC.every((b, i) => bytes[i] === b)) return 'not-wasm';
-  return CORE_VERSION.every((b, i) => bytes[4 + i] === b) ? 'module' : 'component';
-}
+export { wasmBinaryKind, type WasmBinaryKind } from '../wasm-preamble.js';
 
 const VAL_TYPES: Record<number, WasmValType> = {
   0x7f: 'i32',

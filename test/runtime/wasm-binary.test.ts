@@ -39,7 +39,7 @@ describe('wasmBinaryKind', () => {
   it('tells modules, components and other files apart', () => {
     expect(wasmBinaryKind(wat('numeric'))).toBe('module');
     expect(wasmBinaryKind(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x0d, 0x00, 0x01, 0x00]))).toBe('component');
-    expect(wasmBinaryKind(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x02, 0x00, 0x00, 0x00]))).toBe('component');
+    expect(wasmBinaryKind(new Uint8Array([0x00, 0x61, 0x73, 0x6d, 0x02, 0x00, 0x00, 0x00]))).toBe('unknown-version');
     expect(wasmBinaryKind(new TextEncoder().encode('hello world'))).toBe('not-wasm');
     expect(wasmBinaryKind(new Uint8Array([0x00, 0x61, 0x73]))).toBe('not-wasm');
   });
