@@ -4,17 +4,17 @@
 #   - building the examples: clang + wasm-ld + wasi-libc + the wasm32 compiler-rt builtins (C),
 #     Debian's rustc + the wasm32 Rust std (Rust), wabt/binaryen (inspecting, stripping)
 #   - tests: umoci (OCI layouts), skopeo + docker-registry + htpasswd (a local registry, with auth)
-#   - benchmarks: wrk, hyperfine
+#   - benchmarks: wrk, hyperfine; tests also run curl (the README lines) and openssl (a token issuer key)
 # Quiet and fast (builtins only) when everything is present. When something is missing: as root it
 # installs the packages with apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
 PACKAGES=(docker-registry skopeo umoci wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32
-  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine)
+  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl)
 
 # Commands looked up on PATH, and files (globs allowed) that must exist.
 COMMANDS=(clang wasm-ld umoci skopeo docker-registry wat2wasm wasm-objdump wasm-strip wasm-opt
-  htpasswd wrk hyperfine)
+  htpasswd wrk hyperfine curl openssl)
 FILES=(
   /usr/bin/rustc                                   # Debian's rustc (never ~/.cargo/bin/rustc)
   /usr/lib/rustlib/wasm32-unknown-unknown/lib      # Rust std for wasm32-unknown-unknown
