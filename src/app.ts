@@ -3,6 +3,7 @@
  * validated configuration, starts them, and stops them in order.
  */
 import { readFileSync } from 'node:fs';
+import { request as httpRequest } from 'node:http';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
@@ -97,6 +98,8 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
   void engine.whenAllReady().then(() => {
     compiling = false;
   });
+  // Requests the engine makes to itself before it says it listens: not counted in the metrics.
+  let warmingUp = false;
 
   const credentials = basicAuthCredentials(config);
   const app = buildServer({
@@ -117,13 +120,26 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
               ? 'no workers'
               : undefined,
       version: { release: packageVersion(), sha: process.env.WASM_ENGINE_GIT_SHA ?? 'unknown' },
+      warmingUp: () => warmingUp,
     },
   });
   try {
     // The sandbox workers take tens of milliseconds to start: listen once they have, so that the
     // first invocation does not wait for them (it never hangs: a worker that fails counts too).
     await runtime.ready();
+    await runtime.warmUp();
     await app.listen({ port: config.port, host: config.host });
+    // Cold starts: the first request through Fastify compiles its route, hooks and serialisers;
+    // do that now on cheap requests, and let restored functions finish compiling and reach the
+    // workers (preloadRestored), before saying the engine listens. /readyz answers meanwhile.
+    warmingUp = true;
+    try {
+      const bound = app.server.address();
+      await warmUpHttp(app, config.host, typeof bound === 'object' && bound ? bound.port : config.port);
+    } finally {
+      warmingUp = false;
+    }
+    await engine.preloadRestored();
   } catch (err) {
     await runtime.close();
     await store.close();
@@ -163,6 +179,49 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
     return stopping;
   };
   return { app, engine, url, stop };
+}
+
+/**
+ * One cheap request per route family, so that Node's HTTP stack and Fastify's routes, hooks and
+ * serialisers are compiled before the first real request: through app.inject, then once over a
+ * real loopback connection (the socket and HTTP parser path). A missing function for the
+ * invocation routes and the historical query, the probes: none changes any state. Failures are
+ * ignored (a warm-up only costs speed).
+ */
+async function warmUpHttp(app: FastifyInstance, host: string, port: number): Promise<void> {
+  // No function can have this name (it starts with '_'), so none runs.
+  const missing = '_wasm-engine-warm-up';
+  const invoke = JSON.stringify({ function_name: missing, args: {} });
+  const requests = [
+    { method: 'POST', url: '/function/invoke', payload: invoke },
+    { method: 'POST', url: `/function/${missing}`, payload: '{}' },
+    { method: 'POST', url: '/function/query', payload: JSON.stringify({ function_name: missing }) },
+    { method: 'GET', url: '/healthz' },
+  ] as const;
+  for (const request of requests) {
+    try {
+      await app.inject({ ...request, headers: { 'content-type': 'application/json' } });
+    } catch {
+      // Only speed is at stake.
+    }
+  }
+  const loopback = host === '0.0.0.0' ? '127.0.0.1' : host === '::' ? '::1' : host;
+  await new Promise<void>((resolve) => {
+    const req = httpRequest(
+      { host: loopback, port, method: 'POST', path: '/function/invoke', agent: false, headers: { 'content-type': 'application/json' }, timeout: 1_000 },
+      (res) => {
+        res.resume();
+        res.on('end', resolve);
+        res.on('error', () => resolve());
+      },
+    );
+    req.on('error', () => resolve());
+    req.on('timeout', () => {
+      req.destroy();
+      resolve();
+    });
+    req.end(invoke);
+  });
 }
 
 /** The release in package.json, for /system/info and the OpenAPI document. */

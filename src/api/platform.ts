@@ -27,6 +27,8 @@ export interface PlatformOptions {
   authInvoke: boolean;
   notReadyReason: () => string | undefined;
   version: { release: string; sha: string };
+  /** True while the engine warms its HTTP path up before it says it listens: those requests are not counted. */
+  warmingUp?: () => boolean;
 }
 
 /** The historical routes of SPEC §2, documented here so that server.ts stays as it was. */
@@ -95,8 +97,9 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
     });
   }
 
-  const { metrics } = options;
+  const { metrics, warmingUp } = options;
   app.addHook('onResponse', async (request, reply) => {
+    if (warmingUp?.()) return;
     metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 

@@ -149,6 +149,25 @@ export class Engine {
     await Promise.allSettled([...this.ready.values()]);
   }
 
+  /**
+   * Once every restored function is compiled, hands their modules to the sandboxes ahead of their
+   * first call (when the runtime can), so that a first invocation neither waits for a module to
+   * cross to a worker nor for its first instance. Never throws.
+   */
+  async preloadRestored(): Promise<void> {
+    await this.whenAllReady();
+    if (!this.runtime.preload) return;
+    const modules = this.store
+      .list()
+      .filter((record) => this.loaded.has(record.name))
+      .map((record) => ({ digest: record.digest, memoryLimitMb: this.limitsOf(record).memoryLimitMb, abi: record.analysis.abi }));
+    try {
+      await this.runtime.preload(modules);
+    } catch (err) {
+      this.logger.warn({ err }, 'restored functions could not be preloaded in the sandboxes');
+    }
+  }
+
   list(): FunctionRecord[] {
     return this.store.list();
   }

@@ -73,6 +73,13 @@ export interface RuntimeStats {
 }
 
 /** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
+/** A loaded module to hand to the sandboxes ahead of its first call (FunctionRuntime.preload). */
+export interface PreloadRequest {
+  digest: string;
+  memoryLimitMb: number;
+  abi: Abi;
+}
+
 export interface FunctionRuntime {
   /** Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE. */
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void>;
@@ -84,6 +91,11 @@ export interface FunctionRuntime {
   invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult>;
   /** Forgets every compiled form of the module. */
   unload(digest: string): void;
+  /**
+   * Optional: hands modules already loaded to the sandboxes ahead of their first call (and readies
+   * an instance of each); resolves when done. Never compiles; modules not loaded are skipped.
+   */
+  preload?(modules: PreloadRequest[]): Promise<void>;
   stats(): RuntimeStats;
   /** Lets in-flight invocations finish (bounded), then stops the workers. */
   close(): Promise<void>;

@@ -77,6 +77,30 @@ describe('WorkerPoolRuntime', () => {
     expect(outputs).toEqual(Array(10).fill('1'));
   });
 
+  it('preloads loaded modules into every worker ahead of their first call, and its warm-up leaves nothing loaded', async () => {
+    const p = pool({ workers: 2, moduleCacheBytes: 1024 * 1024 });
+    await p.ready();
+    await p.warmUp();
+    expect(p.stats()).toMatchObject({ loadedModules: 0, loadedModuleBytes: 0, evictedModules: 0 });
+    const counter = await deploy(p, 'counter');
+    const echo = await deploy(p, 'string', 'echo');
+    await p.preload([
+      { digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' },
+      { digest: 'sha256:string', memoryLimitMb: 128, abi: 'string' },
+      // Not loaded: skipped, never compiled.
+      { digest: 'sha256:missing', memoryLimitMb: 128, abi: 'numeric' },
+    ]);
+    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' }]);
+    expect(p.stats()).toMatchObject({ loadedModules: 2, evictedModules: 0 });
+    const outputs = (await Promise.all(Array.from({ length: 6 }, () => p.invoke(counter())))).map((r) => r.output);
+    expect(outputs).toEqual(Array(6).fill('1'));
+    expect((await p.invoke(echo({ k: 'v' }))).output).toBe('{"k":"v"}');
+    // An unloaded module is not preloaded, and stays refused.
+    p.unload('sha256:counter');
+    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' }]);
+    await expect(p.invoke(counter())).rejects.toThrow(/not loaded/);
+  });
+
   for (const reuseInstances of [true, false]) {
     it(`answers every call from the initial state, for all three ABIs (instance reuse ${reuseInstances ? 'on' : 'off'})`, async () => {
       const p = pool({ workers: 1, reuseInstances });

@@ -60,7 +60,8 @@ export function parsePrometheus(text: string): PromText {
     const valueText = parts[0];
     if (valueText === undefined || parts.length > 2) throw new Error(`line ${i + 1}: bad value: ${line}`);
     const value = valueText === '+Inf' ? Infinity : valueText === '-Inf' ? -Infinity : Number(valueText);
-    if (Number.isNaN(value) && valueText !== 'NaN') throw new Error(`line ${i + 1}: bad value ${valueText}`);
+    // Prometheus reads NaN in any case; prom-client writes `Nan` for a gauge with no samples yet.
+    if (Number.isNaN(value) && valueText.toLowerCase() !== 'nan') throw new Error(`line ${i + 1}: bad value ${valueText}`);
     samples.push({ name, labels, value });
   }
   return { samples, types };

@@ -126,6 +126,11 @@ export class ModuleCache {
     return reloading;
   }
 
+  /** The module if it is compiled and held now, without counting this as a use. */
+  peek(digest: string, memoryLimitMb: number): LoadedModule | undefined {
+    return this.ready.get(keyOf(digest, memoryLimitMb));
+  }
+
   /** Drops every compiled form of `digest` for good; returns the dropped ones. */
   unload(digest: string): LoadedModule[] {
     const removed: LoadedModule[] = [];

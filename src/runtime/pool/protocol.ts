@@ -2,7 +2,7 @@
 import type { ErrorCode } from '../../errors.js';
 import type { SandboxCall } from '../abi/call.js';
 import type { ExposedState } from '../reuse/expose.js';
-import type { InvocationResult } from '../types.js';
+import type { Abi, InvocationResult } from '../types.js';
 import type { WasmModule } from '../wasm-api.js';
 
 /** A compiled module as a worker receives it, once. */
@@ -43,14 +43,25 @@ export interface EvictMessage {
   moduleIds: number[];
 }
 
-export type ToWorker = InvokeMessage | EvictMessage;
+/**
+ * Modules sent ahead of their first call (restored functions, before the engine says it listens):
+ * the worker keeps each and readies an instance for its ABI, then answers 'preloaded' with `id`.
+ */
+export interface PreloadMessage {
+  type: 'preload';
+  id: number;
+  modules: { moduleId: number; load: ModuleTransfer; abi: Abi }[];
+}
+
+export type ToWorker = InvokeMessage | EvictMessage | PreloadMessage;
 
 export type FromWorker =
   | { type: 'ready' }
   | { type: 'done'; id: number; result: InvocationResult }
   | { type: 'failed'; id: number; code: ErrorCode; message: string }
   /** The call was withdrawn before the worker reached it. */
-  | { type: 'skipped'; id: number };
+  | { type: 'skipped'; id: number }
+  | { type: 'preloaded'; id: number };
 
 /** What the pool tells a worker when it starts (worker_threads workerData). */
 export interface WorkerSettings {

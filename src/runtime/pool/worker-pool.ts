@@ -20,9 +20,20 @@ import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { toSandboxCall, type SandboxCall } from '../abi/call.js';
-import type { FunctionRuntime, InvocationRequest, InvocationResult, RuntimeStats } from '../types.js';
+import type { FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
+import { normalizeArgs } from '../args.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
-import { CELLS_PER_WORKER, CellState, type FromWorker, type InvokeMessage, type ToWorker, type WorkerSettings } from './protocol.js';
+import { WARM_UP_STRING } from './warm-up.js';
+import {
+  CELLS_PER_WORKER,
+  CellState,
+  type FromWorker,
+  type InvokeMessage,
+  type ModuleTransfer,
+  type PreloadMessage,
+  type ToWorker,
+  type WorkerSettings,
+} from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
 
 export interface WorkerPoolOptions {
@@ -104,6 +115,8 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
   cells: Int32Array;
   cellsInUse: boolean[];
+  /** Preloads posted to this worker and not yet acknowledged (resolved when it goes, too). */
+  preloads: Map<number, () => void>;
 }
 
 export class WorkerPoolRuntime implements FunctionRuntime {
@@ -132,6 +145,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** Workers of the first generation that have not yet said ready or failed. */
   private firstPending: number;
   private firstStarted: (() => void)[] = [];
+  private nextPreloadId = 1;
+  private readonly moduleCacheBytes: number | undefined;
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -153,6 +168,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         this.evictFromWorkers(new Set(evicted.map((m) => m.id)));
       },
     });
+    this.moduleCacheBytes = options.moduleCacheBytes;
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
   }
@@ -175,6 +191,57 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
     await this.cache.load(digest, bytes, memoryLimitMb);
+  }
+
+  /**
+   * Runs a tiny built-in string-ABI module once on every worker through the whole pool path
+   * (queue, messages, answers), so that this thread's side of a call is compiled before the first
+   * real invocation. The module is loaded under a digest no function can have and unloaded after;
+   * skipped when it would push the compiled cache past its bound. Never throws.
+   */
+  async warmUp(): Promise<void> {
+    const bytes = new Uint8Array(Buffer.from(WARM_UP_STRING, 'base64'));
+    if (this.moduleCacheBytes !== undefined && this.cache.bytes + 4 * bytes.byteLength > this.moduleCacheBytes) return;
+    const digest = 'wasm-engine:warm-up';
+    try {
+      await this.cache.load(digest, bytes, 1);
+      const req: InvocationRequest = {
+        digest,
+        analysis: { abi: 'string', entrypoint: 'f', exports: [], wasiCap: false },
+        args: normalizeArgs({ k: 'v' }),
+        limits: { timeoutMs: 1_000, memoryLimitMb: 1, maxOutputBytes: 1024 },
+      };
+      await Promise.allSettled(Array.from({ length: this.countState('up') }, () => this.invoke(req)));
+    } catch {
+      // Only speed is at stake.
+    } finally {
+      this.unload(digest);
+    }
+  }
+
+  /**
+   * Sends compiled modules to every worker that is up, ahead of their first call, and has each
+   * ready an instance for the module's ABI; resolves once they have (or have gone). Modules not in
+   * the compiled cache now (never loaded, evicted) are skipped: this never compiles or fetches.
+   */
+  preload(modules: PreloadRequest[]): Promise<void> {
+    if (this.closing || modules.length === 0) return Promise.resolve();
+    const acks: Promise<void>[] = [];
+    for (const slot of this.slots) {
+      if (slot.state !== 'up') continue;
+      const batch: PreloadMessage['modules'] = [];
+      for (const { digest, memoryLimitMb, abi } of modules) {
+        const loaded = this.cache.peek(digest, memoryLimitMb);
+        if (!loaded || loaded.unloaded || slot.modules.has(loaded.id)) continue;
+        slot.modules.add(loaded.id);
+        batch.push({ moduleId: loaded.id, load: transferOf(loaded), abi });
+      }
+      if (batch.length === 0) continue;
+      const id = this.nextPreloadId++;
+      acks.push(new Promise<void>((resolve) => slot.preloads.set(id, resolve)));
+      this.post(slot, { type: 'preload', id, modules: batch });
+    }
+    return Promise.all(acks).then(() => undefined);
   }
 
   unload(digest: string): void {
@@ -362,6 +429,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       timer: undefined,
       cells,
       cellsInUse: new Array<boolean>(CELLS_PER_WORKER).fill(false),
+      preloads: new Map(),
     };
     this.slots.add(slot);
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
@@ -381,6 +449,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.startFailures = 0;
       this.startError = undefined;
       this.pump();
+      return;
+    }
+    if (msg.type === 'preloaded') {
+      const resolve = slot.preloads.get(msg.id);
+      slot.preloads.delete(msg.id);
+      resolve?.();
       return;
     }
     // The worker acknowledges calls in the order it was sent them.
@@ -503,6 +577,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     slot.timer = undefined;
     slot.running = undefined;
     this.slots.delete(slot);
+    for (const resolve of slot.preloads.values()) resolve();
+    slot.preloads.clear();
     return slot.sent.splice(0).filter((sent) => !sent.withdrawn);
   }
 
@@ -564,8 +640,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     slot.sent.push(sent);
     const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox };
     if (!slot.modules.has(call.loaded.id)) {
-      const { module, state, noReuse } = call.loaded;
-      msg.load = { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
+      msg.load = transferOf(call.loaded);
       if (call.loaded.unloaded) msg.keep = false;
       else slot.modules.add(call.loaded.id);
     }
@@ -581,6 +656,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     else call.reject(err);
     this.onSettled?.();
   }
+}
+
+/** A compiled module as a worker receives it. */
+function transferOf({ module, state, noReuse }: LoadedModule): ModuleTransfer {
+  return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
 }
 
 /** What a queued call whose client went away ends with (the engine's function gate says the same). */

@@ -10,7 +10,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { toEngineError } from '../../errors.js';
 import { InstanceRunner } from '../instance-runner.js';
 import { warmUp } from './warm-up.js';
-import { CellState, type FromWorker, type InvokeMessage, type ModuleTransfer, type ToWorker, type WorkerSettings } from './protocol.js';
+import type { Abi } from '../types.js';
+import { CellState, type FromWorker, type InvokeMessage, type ModuleTransfer, type PreloadMessage, type ToWorker, type WorkerSettings } from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the sandbox worker must run as a worker thread');
@@ -31,22 +32,22 @@ const runners = new Map<string, InstanceRunner>();
 let sinceTrim = 0;
 const TRIM_EVERY = 32;
 
-function runnerFor(msg: InvokeMessage, transfer: ModuleTransfer): InstanceRunner {
-  const key = `${msg.moduleId} ${msg.call.abi}`;
+function runnerFor(moduleId: number, abi: Abi, transfer: ModuleTransfer): InstanceRunner {
+  const key = `${moduleId} ${abi}`;
   let runner = runners.get(key);
   if (runner) {
     runners.delete(key);
   } else {
     sinceTrim = TRIM_EVERY;
     const reuse = settings.reuseInstances ? transfer.state : undefined;
-    runner = new InstanceRunner(transfer.module, msg.call.abi, reuse, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
+    runner = new InstanceRunner(transfer.module, abi, reuse, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
   }
   runners.set(key, runner);
   return runner;
 }
 
 /** Drops the least recently used runners' instances until the idle ones fit the budget. */
-function trim(current: InstanceRunner): void {
+function trim(current: InstanceRunner | undefined): void {
   let total = 0;
   for (const runner of runners.values()) total += runner.memoryBytes;
   for (const [key, runner] of runners) {
@@ -82,7 +83,7 @@ function invoke(msg: InvokeMessage): void {
   let runner: InstanceRunner | undefined;
   let reply: FromWorker;
   try {
-    runner = runnerFor(msg, transfer);
+    runner = runnerFor(msg.moduleId, msg.call.abi, transfer);
     reply = { type: 'done', id: msg.id, result: runner.run(msg.call) };
   } catch (err) {
     const e = toEngineError(err);
@@ -102,12 +103,36 @@ function invoke(msg: InvokeMessage): void {
   }
 }
 
+/**
+ * Keeps modules sent ahead of their first call and readies an instance of each, while the idle
+ * instances fit the budget (past it, the module is kept and its first call instantiates).
+ */
+function preload(msg: PreloadMessage): void {
+  let total = 0;
+  for (const runner of runners.values()) total += runner.memoryBytes;
+  for (const { moduleId, load, abi } of msg.modules) {
+    modules.set(moduleId, load);
+    if (total >= settings.instanceBytes) continue;
+    const runner = runnerFor(moduleId, abi, load);
+    // settle() instantiates (it never throws: a failing instantiation fails again on the call).
+    runner.settle();
+    total += runner.memoryBytes;
+  }
+  sinceTrim = 0;
+  if (total > settings.instanceBytes) trim(undefined);
+  port!.postMessage({ type: 'preloaded', id: msg.id } satisfies FromWorker);
+}
+
 port.on('message', (msg: ToWorker) => {
+  if (msg.type === 'invoke') {
+    invoke(msg);
+    return;
+  }
   if (msg.type === 'evict') {
     for (const id of msg.moduleIds) dropModule(id);
     return;
   }
-  invoke(msg);
+  preload(msg);
 });
 
 // Idle functions should cost no guest memory: drop instances nobody called for a while.
