@@ -2,7 +2,8 @@
  * The `wasm-engine` command: `serve` runs the engine; the other commands speak to a running one.
  * This is the only place that writes to the terminal.
  */
-import { parseArgs, type ParseArgsConfig } from 'node:util';
+import type { ParseArgsConfig } from 'node:util';
+import { CommandUsageError, parseCommandArgs } from './parse-args.js';
 import { CONFIG_FLAG, loadConfig } from '../config/config-file.js';
 import { SETTINGS } from '../config/settings.js';
 import { isEngineError } from '../errors.js';
@@ -11,7 +12,6 @@ import { packCommand } from './pack.js';
 import { pushCommand } from './push.js';
 import { USAGE } from './usage.js';
 
-class UsageError extends Error {}
 
 const out = (text: string): void => {
   process.stdout.write(text.endsWith('\n') ? text : `${text}\n`);
@@ -20,20 +20,12 @@ const err = (text: string): void => {
   process.stderr.write(text.endsWith('\n') ? text : `${text}\n`);
 };
 
-function parse<T extends ParseArgsConfig>(config: T): ReturnType<typeof parseArgs<T>> {
-  try {
-    return parseArgs(config);
-  } catch (e) {
-    throw new UsageError((e as Error).message);
-  }
-}
-
 async function serve(argv: string[]): Promise<number> {
   const options: NonNullable<ParseArgsConfig['options']> = {};
   for (const setting of Object.values(SETTINGS)) options[setting.flag] = { type: 'string' };
   options[CONFIG_FLAG] = { type: 'string' };
-  const { values, positionals } = parse({ args: argv, options, allowPositionals: true, strict: true });
-  if (positionals.length > 0) throw new UsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
+  const { values, positionals } = parseCommandArgs({ args: argv, options, allowPositionals: true, strict: true });
+  if (positionals.length > 0) throw new CommandUsageError(`serve takes no arguments, got ${positionals.join(' ')}`);
   let config;
   try {
     config = loadConfig(values as Record<string, string | undefined>, process.env);
@@ -80,13 +72,13 @@ const CLIENT_OPTIONS = {
 } as const;
 
 function expectPositionals(command: string, got: string[], count: number, names: string): void {
-  if (got.length !== count) throw new UsageError(`${command} takes ${names}`);
+  if (got.length !== count) throw new CommandUsageError(`${command} takes ${names}`);
 }
 
 function intOption(name: string, raw: string | undefined): Record<string, number> {
   if (raw === undefined) return {};
   const n = Number(raw);
-  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new UsageError(`--${name} must be a whole number`);
+  if (!/^\d+$/.test(raw) || !Number.isSafeInteger(n)) throw new CommandUsageError(`--${name} must be a whole number`);
   return { [name.replace(/-/g, '_')]: n };
 }
 
@@ -99,23 +91,23 @@ function invokeArgs(pairs: string[]): Record<string, string> | string[] {
     }
     return args;
   }
-  if (pairs.some((p) => p.includes('='))) throw new UsageError('invoke takes either all k=v pairs or all positional values');
+  if (pairs.some((p) => p.includes('='))) throw new CommandUsageError('invoke takes either all k=v pairs or all positional values');
   return pairs;
 }
 
 async function client(command: string, argv: string[]): Promise<number> {
-  const { values, positionals } = parse({ args: argv, options: CLIENT_OPTIONS, allowPositionals: true, strict: true });
+  const { values, positionals } = parseCommandArgs({ args: argv, options: CLIENT_OPTIONS, allowPositionals: true, strict: true });
   const url = values.url as string;
   let answer: ApiAnswer;
   let render: (body: Record<string, unknown>) => string;
   switch (command) {
     case 'deploy': {
       expectPositionals('deploy', positionals, 2, 'NAME IMAGE');
-      if (values.wasi && values['no-wasi']) throw new UsageError('give --wasi or --no-wasi, not both');
+      if (values.wasi && values['no-wasi']) throw new CommandUsageError('give --wasi or --no-wasi, not both');
       const env: Record<string, string> = {};
       for (const pair of (values.env as string[] | undefined) ?? []) {
         const eq = pair.indexOf('=');
-        if (eq <= 0) throw new UsageError(`--env takes K=V, got ${pair}`);
+        if (eq <= 0) throw new CommandUsageError(`--env takes K=V, got ${pair}`);
         env[pair.slice(0, eq)] = pair.slice(eq + 1);
       }
       answer = await callEngine(url, 'POST', '/function/deploy', {
@@ -150,14 +142,14 @@ async function client(command: string, argv: string[]): Promise<number> {
           .join('\n');
       break;
     case 'invoke': {
-      if (positionals.length < 1) throw new UsageError('invoke takes NAME [k=v ...]');
+      if (positionals.length < 1) throw new CommandUsageError('invoke takes NAME [k=v ...]');
       const [name, ...rest] = positionals;
       answer = await callEngine(url, 'POST', '/function/invoke', { function_name: name, args: invokeArgs(rest) });
       render = (b) => String(b.output);
       break;
     }
     default:
-      throw new UsageError(`unknown command ${command}`);
+      throw new CommandUsageError(`unknown command ${command}`);
   }
   if (values.json) out(JSON.stringify(answer.body));
   if (answer.status !== 200) {
@@ -190,7 +182,7 @@ export async function main(argv: string[]): Promise<number> {
     if (command === 'pack') return await packCommand(rest);
     return await client(command, rest);
   } catch (e) {
-    if (e instanceof UsageError) {
+    if (e instanceof CommandUsageError) {
       err(`wasm-engine: ${e.message}\n\n${USAGE}`);
       return 2;
     }

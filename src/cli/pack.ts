@@ -4,7 +4,7 @@
  * `docker` format is written with the OCI equivalents of Docker's media types (skopeo only reads
  * OCI manifests from a layout); config and layer bytes are the same as pushed.
  */
-import { parseArgs } from 'node:util';
+import { parseCommandArgs } from './parse-args.js';
 import { DEFAULT_TAG, parseImageReference, writeOciLayout } from '../registry/index.js';
 import { CommandUsageError, commandFailure, imageFromFile, parseFormat, processIo, type CommandIo } from './push.js';
 
@@ -16,13 +16,7 @@ const PACK_OPTIONS = {
 
 export async function packCommand(argv: string[], io: CommandIo = processIo()): Promise<number> {
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: PACK_OPTIONS, allowPositionals: true, strict: true });
-    } catch (err) {
-      throw new CommandUsageError((err as Error).message);
-    }
-    const { values, positionals } = parsed;
+    const { values, positionals } = parseCommandArgs({ args: argv, options: PACK_OPTIONS, allowPositionals: true, strict: true });
     if (positionals.length !== 1) throw new CommandUsageError('pack takes FILE.wasm --oci-layout DIR[:TAG]');
     const layoutArg = values['oci-layout'];
     if (layoutArg === undefined || layoutArg === '') throw new CommandUsageError('pack needs --oci-layout DIR[:TAG]');

@@ -5,7 +5,7 @@
  * read like the engine's: flag, then environment, then default.
  */
 import { readFile } from 'node:fs/promises';
-import { parseArgs } from 'node:util';
+import { CommandUsageError, parseCommandArgs } from './parse-args.js';
 import { registryCredentialProvider } from '../config/registry-settings.js';
 import { SETTINGS, type EngineConfig } from '../config/settings.js';
 import { isEngineError } from '../errors.js';
@@ -33,7 +33,7 @@ export interface CommandIo {
 
 export const processIo = (): CommandIo => ({ stdout: process.stdout, stderr: process.stderr, stdin: process.stdin, env: process.env });
 
-export class CommandUsageError extends Error {}
+export { CommandUsageError };
 
 /** Prints a usage error the way the other commands do and gives exit code 2. */
 export function usageFailure(io: CommandIo, message: string): number {
@@ -123,13 +123,7 @@ const PUSH_OPTIONS = {
 
 export async function pushCommand(argv: string[], io: CommandIo = processIo()): Promise<number> {
   try {
-    let parsed;
-    try {
-      parsed = parseArgs({ args: argv, options: PUSH_OPTIONS, allowPositionals: true, strict: true });
-    } catch (err) {
-      throw new CommandUsageError((err as Error).message);
-    }
-    const { values, positionals } = parsed;
+    const { values, positionals } = parseCommandArgs({ args: argv, options: PUSH_OPTIONS, allowPositionals: true, strict: true });
     if (positionals.length !== 2) throw new CommandUsageError('push takes FILE.wasm REF');
     const [file, reference] = positionals as [string, string];
     const format = parseFormat(values.format);
