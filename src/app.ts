@@ -17,7 +17,8 @@ import { pruneLayerNotes, storeModuleCache } from './core/blob-cache.js';
 import { fanOut } from './core/events.js';
 import { FunctionLogs } from './logs/function-logs.js';
 import { EngineMetrics } from './metrics/engine-metrics.js';
-import { checkImageReference, createImageFetcher } from './registry/index.js';
+import { createImageFetcher, isLoopbackHost } from './registry/index.js';
+import { imageReferenceCheck, localImagesAllowed } from './core/image-policy.js';
 import { WorkerPoolRuntime } from './runtime/index.js';
 import { FileFunctionStore } from './store/index.js';
 import { FileLayerNotes } from './store/layer-notes.js';
@@ -35,7 +36,6 @@ export function createLogger(config: Pick<EngineConfig, 'logLevel'>): PinoLogger
   return pino({ level: config.logLevel, base: { service: 'wasm-engine' } });
 }
 
-const LOOPBACK = /^(127\.\d+\.\d+\.\d+|::1|localhost)$/;
 
 export async function startEngine(config: EngineConfig, logger: PinoLogger): Promise<RunningEngine> {
   const store = new FileFunctionStore(config.dataDir, logger.child({ component: 'store' }));
@@ -74,7 +74,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
       maxOutputBytes: config.maxOutputBytes,
     },
     logger: logger.child({ component: 'engine' }),
-    checkImageReference,
+    checkImageReference: imageReferenceCheck(localImagesAllowed(config.localImages, config.host)),
     events: fanOut(metrics, logs),
     scaling: {
       // 0: two per worker, so that each worker can hold its next call while one runs (the pool's
@@ -150,7 +150,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   logger.info({ url }, `WasmEngine listening on ${url}, waiting for requests...`);
-  if (!LOOPBACK.test(config.host) && !credentials) {
+  if (!isLoopbackHost(config.host) && !credentials) {
     logger.warn({ host: config.host }, 'listening on a non-loopback address: the management routes have no authentication');
   }
 

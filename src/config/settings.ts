@@ -14,6 +14,9 @@ import {
   type RegistryCredentialsFile,
 } from './registry-settings.js';
 
+/** Whether deploys may name `file:` and `oci:` sources: `auto` allows them on a loopback bind only. */
+export type LocalImagesSetting = 'auto' | 'allow' | 'deny';
+
 export interface EngineConfig {
   port: number;
   host: string;
@@ -33,6 +36,7 @@ export interface EngineConfig {
   basicAuthPassword: string;
   secretMountPath: string;
   authInvoke: boolean;
+  localImages: LocalImagesSetting;
   concurrencyPerReplica: number;
   functionLogLines: number;
   registryCredentials: RegistryCredentialsFile | null;
@@ -80,6 +84,12 @@ const bool: Parser<boolean> = (raw, setting) => {
   if (['true', '1', 'yes', 'on'].includes(word)) return true;
   if (['false', '0', 'no', 'off'].includes(word)) return false;
   throw invalid(setting, raw, 'true or false');
+};
+
+const localImages: Parser<LocalImagesSetting> = (raw, setting) => {
+  const word = raw.trim().toLowerCase();
+  if (word === 'auto' || word === 'allow' || word === 'deny') return word;
+  throw invalid(setting, raw, 'auto, allow or deny');
 };
 
 const list: Parser<string[]> = (raw) =>
@@ -214,6 +224,13 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_AUTH_INVOKE'],
     parse: bool,
     default: () => false,
+  },
+  localImages: {
+    key: 'localImages',
+    flag: 'local-images',
+    env: ['WASM_ENGINE_LOCAL_IMAGES'],
+    parse: localImages,
+    default: () => 'auto',
   },
   concurrencyPerReplica: {
     key: 'concurrencyPerReplica',

@@ -35,6 +35,7 @@ describe('resolveConfig', () => {
     [{ host: ' ' }, {}, 'invalid setting --host=" ": expected a non-empty value'],
     [{}, { LOG_LEVEL: 'loud' }, 'invalid setting LOG_LEVEL="loud"'],
     [{ colour: 'red' }, {}, 'unknown setting --colour'],
+    [{ 'local-images': 'maybe' }, {}, 'invalid setting --local-images="maybe": expected auto, allow or deny'],
     [{ 'max-image-bytes': '10' }, {}, 'invalid setting --max-image-bytes="10": expected an integer from 1024 to 68719476736'],
     [{}, { WASM_ENGINE_MAX_IMAGE_BYTES: 'lots' }, 'invalid setting WASM_ENGINE_MAX_IMAGE_BYTES="lots"'],
     [{ 'registry-connect-timeout-ms': '0' }, {}, 'invalid setting --registry-connect-timeout-ms="0": expected an integer from 1 to 600000'],
