@@ -33,15 +33,15 @@ export function deployRequestOf(body: FunctionDeployment, operation: 'deploy' | 
   const annotations = body.annotations ?? {};
   const labels = body.labels ?? {};
   const limits: FunctionLimitsOverride = {};
-  const timeout = integerAnnotation(annotations, ANNOTATION.timeoutMs);
+  const timeout = wholeNumber(annotations, ANNOTATION.timeoutMs, 'annotation');
   if (timeout !== undefined) limits.timeout_ms = timeout;
-  const maxOutput = integerAnnotation(annotations, ANNOTATION.maxOutputBytes);
+  const maxOutput = wholeNumber(annotations, ANNOTATION.maxOutputBytes, 'annotation');
   if (maxOutput !== undefined) limits.max_output_bytes = maxOutput;
   if (body.limits?.memory) limits.memory_limit_mb = memoryMegabytes(body.limits.memory);
   const wasiCap = booleanAnnotation(annotations, ANNOTATION.wasiCap);
   const entrypoint = annotations[ANNOTATION.entrypoint];
   // Only a new deploy takes its initial replicas from the label: an update keeps the current scale.
-  const replicas = operation === 'deploy' ? integerLabel(labels, SCALE_MIN_LABEL) : undefined;
+  const replicas = operation === 'deploy' ? wholeNumber(labels, SCALE_MIN_LABEL, 'label') : undefined;
   return {
     name: body.service,
     image: body.image,
@@ -98,20 +98,12 @@ export function memoryMegabytes(quantity: string): number {
   return Math.max(1, Math.ceil(bytes / 1024 ** 2));
 }
 
-function integerAnnotation(annotations: Record<string, string>, key: string): number | undefined {
-  const raw = annotations[key];
+/** A whole number from a FunctionDeployment's annotations or labels; `kind` names which in errors. */
+function wholeNumber(values: Record<string, string>, key: string, kind: 'annotation' | 'label'): number | undefined {
+  const raw = values[key];
   if (raw === undefined) return undefined;
   if (!/^[0-9]+$/.test(raw.trim())) {
-    throw new EngineError('INVALID_REQUEST', `invalid annotation ${key} ${JSON.stringify(raw)}: expected a whole number`);
-  }
-  return Number(raw.trim());
-}
-
-function integerLabel(labels: Record<string, string>, key: string): number | undefined {
-  const raw = labels[key];
-  if (raw === undefined) return undefined;
-  if (!/^[0-9]+$/.test(raw.trim())) {
-    throw new EngineError('INVALID_REQUEST', `invalid label ${key} ${JSON.stringify(raw)}: expected a whole number`);
+    throw new EngineError('INVALID_REQUEST', `invalid ${kind} ${key} ${JSON.stringify(raw)}: expected a whole number`);
   }
   return Number(raw.trim());
 }
