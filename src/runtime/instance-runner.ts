@@ -5,20 +5,21 @@
  *
  * - Reuse. When the module's whole state can be read and reset from JavaScript (reuse/expose.ts
  *   exported it) an instance is snapshotted once, pristine, and after each successful call its
- *   memory bytes, mutable globals and table entries are written back. An instance whose memory or
- *   a table grew during the call, or whose call failed, is discarded instead: nothing can shrink
- *   a memory, and a failed call may have left state mid-way that we would rather not reason about.
+ *   memory bytes, mutable globals and table entries are written back. An instance whose table grew
+ *   during the call, or whose call failed, is discarded instead, as is one whose memory grew unless
+ *   the module's memory size was made virtual (reuse/virtual-size.ts: nothing can shrink a memory,
+ *   but the size the guest sees can be put back); a failed call may have left state mid-way that
+ *   we would rather not reason about.
  * - Fresh instances, for everything else (and after a discard).
  *
  * Either way the work that readies the next instance — restore, or instantiation — is done by
  * settle(), which the worker calls after it has posted the answer: the caller does not wait for it.
  *
  * Rust's allocator on wasm32-unknown-unknown grows memory on its first allocation in every fresh
- * instance, so string-ABI modules built that way are discarded after every call: exactness leaves
- * no other choice (a reused instance would start the next call with a larger memory, which the
- * guest can see). They still gain from instantiation being moved after the answer. Since taking a
- * snapshot is not free (reading a funcref table makes a JavaScript function for every entry), a
- * runner whose instances keep growing stops taking snapshots, and tries again now and then.
+ * instance; with the size made virtual such modules are reused too. Where the rewrite could not be
+ * made, an instance that grew is discarded, and since taking a snapshot is not free (reading a
+ * funcref table makes a JavaScript function for every entry), a runner whose instances keep
+ * growing stops taking snapshots, and tries again now and then.
  */
 import { EngineError } from '../errors.js';
 import { callNumeric } from './abi/numeric.js';
@@ -168,7 +169,7 @@ export class InstanceRunner {
     const memoryName = this.state?.memory ?? 'memory';
     const memory = exports[memoryName] as WasmMemory | undefined;
     const slot: Slot = { exports, memory, string: undefined, host, snapshot: undefined };
-    if (this.abi === 'string') slot.string = prepareString(exports);
+    if (this.abi === 'string') slot.string = prepareString(exports, this.state?.virtualSize);
     const snapshotPays = this.growthStreak < GROWTH_STREAK || ++this.sinceProbe % PROBE_EVERY === 0;
     if (this.noReuse === undefined && this.state && snapshotPays) {
       if (!this.image && takeImage) {

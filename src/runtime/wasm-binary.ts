@@ -75,7 +75,7 @@ const VAL_TYPES: Record<number, WasmValType> = {
 
 const EXTERN_KINDS: ExternKind[] = ['func', 'table', 'memory', 'global', 'tag'];
 
-export const SECTION = { type: 1, import: 2, function: 3, table: 4, memory: 5, global: 6, export: 7, element: 9, data: 11 } as const;
+export const SECTION = { type: 1, import: 2, function: 3, table: 4, memory: 5, global: 6, export: 7, element: 9, code: 10, data: 11 } as const;
 
 export interface SectionSpan {
   id: number;

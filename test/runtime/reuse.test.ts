@@ -4,15 +4,12 @@
  * answer a fingerprint of the state they started from and then overwrite all of it; every call
  * must answer the fingerprint a fresh instance answers, while the runner really reused instances.
  */
-import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import {
   InstanceRunner,
   analyzeModule,
   exposeState,
+  prepareForReuse,
   runInvocation,
   toSandboxCall,
   wasm,
@@ -20,13 +17,21 @@ import {
   type ExposedState,
   type InvocationRequest,
 } from '../../src/runtime/index.js';
-import { engineError, request, wat } from './support.js';
+import { engineError, request, wat, watText } from './support.js';
 
-/** A runner as a pool worker makes it: the module compiled with its state exported. */
-function reusingRunner(name: string, functionName: string, memoryLimitMb = 128): { runner: InstanceRunner; req: (args?: unknown) => InvocationRequest } {
+/**
+ * A runner as a pool worker makes it: the module compiled with its memory size made virtual and
+ * its state exported (`prepare`), or with its state exported only (exposeState).
+ */
+function reusingRunner(
+  name: string,
+  functionName: string,
+  memoryLimitMb = 128,
+  prepare: (bytes: Uint8Array) => ReturnType<typeof exposeState> = prepareForReuse,
+): { runner: InstanceRunner; req: (args?: unknown) => InvocationRequest } {
   const bytes = wat(name);
   const capped = withMemoryMaximum(bytes, memoryLimitMb * 16);
-  const exposed = exposeState(capped);
+  const exposed = prepare(capped);
   if (!('state' in exposed)) throw new Error(`not reusable: ${exposed.reason}`);
   const analysis = analyzeModule(bytes, { functionName });
   const runner = new InstanceRunner(new wasm.Module(exposed.bytes), analysis.abi, exposed.state);
@@ -87,15 +92,46 @@ describe('instance reuse is exact', () => {
     expect(runner.stats.reused).toBeGreaterThanOrEqual(2);
   });
 
-  it('an instance whose memory grew is discarded, not reused', () => {
+  it('string ABI: an instance whose memory grew is reused, and memory.size, memory.grow and the grown page are as in a fresh instance', () => {
     const { runner, req } = reusingRunner('reuse-string', 'probe_grow');
     const pristine = freshAnswer('reuse-string', 'probe_grow', { k: 'a' });
     // Same input length each time, so the same fingerprint.
+    const outputs = ['a', 'b', 'c', 'd'].map((v) => runAndSettle(runner, req({ k: v })));
+    expect(outputs).toEqual(Array(4).fill(pristine));
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
+    // An input that needs pages of its own, between calls that do not.
+    const big = 'y'.repeat(200_000);
+    expect(runAndSettle(runner, req({ k: big }))).toBe(freshAnswer('reuse-string', 'probe_grow', { k: big }));
+    expect(runAndSettle(runner, req({ k: 'e' }))).toBe(pristine);
+  });
+
+  it('numeric ABI: an instance whose memory grew is reused and sees the initial state', () => {
+    const pristine = freshAnswer('reuse-numeric', 'grow_memory', ['5']);
+    const { runner, req } = reusingRunner('reuse-numeric', 'grow_memory');
+    const outputs = [5, 6, 7, 8].map((seed) => runAndSettle(runner, req([String(seed)])));
+    expect(outputs).toEqual(Array(4).fill(pristine));
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
+  });
+
+  it('WASI: an instance whose memory grew is reused and sees the initial state', () => {
+    const long = { k: 'a long enough value to make it grow' };
+    const grows = freshAnswer('reuse-wasi', 'reuse-wasi', long);
+    const still = freshAnswer('reuse-wasi', 'reuse-wasi', { k: 'a' });
+    expect(grows).not.toBe(still);
+    const { runner, req } = reusingRunner('reuse-wasi', 'reuse-wasi');
+    const outputs = [long, { k: 'a' }, long, long, { k: 'a' }].map((args) => runAndSettle(runner, req(args)));
+    expect(outputs).toEqual([grows, still, grows, grows, still]);
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(4);
+  });
+
+  it('without a virtual memory size, an instance whose memory grew is discarded, not reused', () => {
+    const { runner, req } = reusingRunner('reuse-string', 'probe_grow', 128, (bytes) => exposeState(bytes));
+    const pristine = freshAnswer('reuse-string', 'probe_grow', { k: 'a' });
     const outputs = ['a', 'b', 'c'].map((v) => runAndSettle(runner, req({ k: v })));
     expect(outputs).toEqual(Array(3).fill(pristine));
     expect(runner.stats.reused).toBe(0);
 
-    const numeric = reusingRunner('reuse-numeric', 'grow_memory');
+    const numeric = reusingRunner('reuse-numeric', 'grow_memory', 128, (bytes) => exposeState(bytes));
     const first = runAndSettle(numeric.runner, numeric.req(['5']));
     expect(runAndSettle(numeric.runner, numeric.req(['6']))).toBe(first);
     expect(numeric.runner.stats.reused).toBe(0);
@@ -163,15 +199,3 @@ describe('exposeState', () => {
     expect('state' in ok).toBe(true);
   });
 });
-
-/** Compiles WAT text with wabt. */
-function watText(text: string): Uint8Array {
-  const dir = mkdtempSync(join(tmpdir(), 'we-wat-'));
-  try {
-    writeFileSync(join(dir, 'm.wat'), text);
-    execFileSync('wat2wasm', ['--enable-all', join(dir, 'm.wat'), '-o', join(dir, 'm.wasm')]);
-    return new Uint8Array(readFileSync(join(dir, 'm.wasm')));
-  } finally {
-    rmSync(dir, { recursive: true, force: true });
-  }
-}

@@ -1,6 +1,6 @@
 /** Helpers for the runtime tests: WAT fixtures built from source, compiled modules, requests. */
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, renameSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { expect } from 'vitest';
@@ -29,6 +29,19 @@ export function wat(name: string): Uint8Array {
     built.set(name, bytes);
   }
   return bytes;
+}
+
+/** Compiles WAT text given inline (wabt). */
+export function watText(text: string): Uint8Array {
+  mkdirSync(OUT_DIR, { recursive: true });
+  const dir = mkdtempSync(join(OUT_DIR, 'runtime-text-'));
+  try {
+    writeFileSync(join(dir, 'm.wat'), text);
+    execFileSync(WAT2WASM, ['--enable-all', join(dir, 'm.wat'), '-o', join(dir, 'm.wasm')]);
+    return new Uint8Array(readFileSync(join(dir, 'm.wasm')));
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
 }
 
 /** Compiles bytes the way the pool does: memory capped at the limit. */

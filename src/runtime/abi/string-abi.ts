@@ -5,9 +5,12 @@
  * The engine's growth of memory is split in two: one page when the instance is made (prepare),
  * the rest, if the input needs more, at the call. The state a call starts from is the same as one
  * grow by the total, and the first part can then belong to the pristine state a reused instance
- * is restored to.
+ * is restored to. When the module's memory size was made virtual (reuse/virtual-size.ts) both the
+ * growth and the size the output is checked against go through the guest's virtual size, so that
+ * they agree with what the guest sees.
  */
 import { EngineError } from '../../errors.js';
+import type { VirtualSize } from '../reuse/virtual-size.js';
 import { WASM_PAGE_BYTES, type WasmGlobal, type WasmMemory } from '../wasm-api.js';
 import type { AbiOutput } from './call.js';
 
@@ -24,21 +27,41 @@ export interface StringInstance {
   initialBytes: number;
   /** False when not even the first page could be grown (the memory is at its maximum). */
   grown: boolean;
+  /** Grows memory as the guest sees it; false at the maximum. */
+  grow: (pages: number) => boolean;
+  /** Memory size in bytes as the guest sees it. */
+  size: () => number;
 }
 
 /** Grows the first page, as the historical engine did for every call. */
-export function prepareString(exports: Readonly<Record<string, unknown>>): StringInstance {
+export function prepareString(exports: Readonly<Record<string, unknown>>, virtualSize?: VirtualSize): StringInstance {
   const memory = exports['memory'] as WasmMemory;
   const heapBase = Number((exports['__heap_base'] as WasmGlobal).value) >>> 0;
-  const initialBytes = memory.buffer.byteLength;
-  let grown = true;
-  try {
-    memory.grow(1);
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err;
-    grown = false;
-  }
-  return { exports, memory, heapBase, initialBytes, grown };
+  const { grow, size } = virtualSize ? virtualOps(exports, virtualSize) : realOps(memory);
+  const initialBytes = size();
+  const grown = grow(1);
+  return { exports, memory, heapBase, initialBytes, grown, grow, size };
+}
+
+function realOps(memory: WasmMemory): Pick<StringInstance, 'grow' | 'size'> {
+  return {
+    grow: (pages) => {
+      try {
+        memory.grow(pages);
+        return true;
+      } catch (err) {
+        if (!(err instanceof RangeError)) throw err;
+        return false;
+      }
+    },
+    size: () => memory.buffer.byteLength,
+  };
+}
+
+function virtualOps(exports: Readonly<Record<string, unknown>>, names: VirtualSize): Pick<StringInstance, 'grow' | 'size'> {
+  const grow = exports[names.grow] as (pages: number) => number;
+  const size = exports[names.size] as () => number;
+  return { grow: (pages) => grow(pages) !== -1, size: () => (size() >>> 0) * WASM_PAGE_BYTES };
 }
 
 /** Writes the input, calls the entry, reads the output; traps propagate to the caller. */
@@ -48,11 +71,7 @@ export function callString(inst: StringInstance, entrypoint: string, json: strin
   // At least one page (grown by prepare), and enough to hold the input.
   const pages = Math.max(1, Math.ceil((heapBase + input.length - inst.initialBytes) / WASM_PAGE_BYTES));
   const more = pages - 1;
-  try {
-    if (!inst.grown) throw new RangeError('memory at its maximum');
-    if (more > 0) memory.grow(more);
-  } catch (err) {
-    if (!(err instanceof RangeError)) throw err;
+  if (!inst.grown || (more > 0 && !inst.grow(more))) {
     throw failed(`the input (${input.length} bytes at __heap_base ${heapBase}) does not fit within the function's memory limit`);
   }
   new Uint8Array(memory.buffer, heapBase, input.length).set(input);
@@ -66,7 +85,7 @@ export function callString(inst: StringInstance, entrypoint: string, json: strin
   if (len > maxOutputBytes) {
     throw failed(`output limit exceeded: the function returned ${len} bytes, more than ${maxOutputBytes}`);
   }
-  const size = memory.buffer.byteLength;
+  const size = inst.size();
   if (ptr + len > size) {
     throw failed(`the function returned an out-of-range output [${ptr}, ${ptr + len}) (memory is ${size} bytes)`);
   }

@@ -10,7 +10,8 @@
  * order (typically one to three times the binary).
  */
 import { EngineError } from '../../errors.js';
-import { exposeState, type ExposeResult, type ExposedState } from '../reuse/expose.js';
+import type { ExposeResult, ExposedState } from '../reuse/expose.js';
+import { prepareForReuse } from '../reuse/prepare.js';
 import { wasm, type WasmModule } from '../wasm-api.js';
 import { withMemoryMaximum } from '../wasm-binary.js';
 import { WARM_UP_NUMERIC } from './warm-up.js';
@@ -55,7 +56,7 @@ export class ModuleCache {
   constructor(private readonly options: ModuleCacheOptions = {}) {
     // The binary rewrites on a tiny module, so that their code is compiled before the first deploy
     // or restored module needs it (it would otherwise be interpreted through a cold start).
-    exposeState(withMemoryMaximum(new Uint8Array(Buffer.from(WARM_UP_NUMERIC, 'base64')), 16));
+    prepareForReuse(withMemoryMaximum(new Uint8Array(Buffer.from(WARM_UP_NUMERIC, 'base64')), 16));
   }
 
   get size(): number {
@@ -178,7 +179,7 @@ export class ModuleCache {
     const capped = withMemoryMaximum(bytes, Math.floor(memoryLimitMb * PAGES_PER_MIB));
     let exposed: ExposeResult;
     try {
-      exposed = exposeState(capped);
+      exposed = prepareForReuse(capped);
     } catch (err) {
       // Analysis and the memory cap have read this binary already: never refuse a module for this.
       exposed = { reason: `its binary could not be read for reuse: ${err instanceof Error ? err.message : String(err)}` };

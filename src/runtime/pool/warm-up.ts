@@ -10,7 +10,7 @@
 import { toSandboxCall } from '../abi/call.js';
 import { normalizeArgs } from '../args.js';
 import { InstanceRunner } from '../instance-runner.js';
-import { exposeState } from '../reuse/expose.js';
+import { prepareForReuse } from '../reuse/prepare.js';
 import type { Abi, ValType } from '../types.js';
 import { wasm } from '../wasm-api.js';
 
@@ -35,7 +35,7 @@ export function warmUp(rounds = 3): string | undefined {
   try {
     for (const c of CASES) {
       const bytes = new Uint8Array(Buffer.from(c.base64, 'base64'));
-      const exposed = exposeState(bytes);
+      const exposed = prepareForReuse(bytes);
       const runners =
         'state' in exposed
           ? [new InstanceRunner(new wasm.Module(exposed.bytes), c.abi, exposed.state), new InstanceRunner(new wasm.Module(bytes), c.abi, undefined)]

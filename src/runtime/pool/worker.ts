@@ -39,8 +39,9 @@ function runnerFor(moduleId: number, abi: Abi, transfer: ModuleTransfer): Instan
     runners.delete(key);
   } else {
     sinceTrim = TRIM_EVERY;
-    const reuse = settings.reuseInstances ? transfer.state : undefined;
-    runner = new InstanceRunner(transfer.module, abi, reuse, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
+    // The state goes along even when reuse is off: a module whose memory size was made virtual
+    // must have its string-ABI growth go through that size either way.
+    runner = new InstanceRunner(transfer.module, abi, transfer.state, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
   }
   runners.set(key, runner);
   return runner;

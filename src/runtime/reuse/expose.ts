@@ -13,6 +13,7 @@
  */
 import { EngineError } from '../../errors.js';
 import { ByteReader, encodeU32 } from '../byte-reader.js';
+import type { VirtualSize } from './virtual-size.js';
 import { SECTION, globalType, limits, readSection, sections, skipConstExpr, tableType, valType, wrap } from '../wasm-binary.js';
 
 /** Export names under which the rewritten module shows its state. */
@@ -21,6 +22,8 @@ export interface ExposedState {
   /** Every mutable global the module defines. */
   globals: string[];
   tables: string[];
+  /** Set when memory.size and memory.grow were made virtual (virtual-size.ts): a grown memory can then be reset. */
+  virtualSize?: VirtualSize;
 }
 
 export type ExposeResult = { bytes: Uint8Array; state: ExposedState } | { reason: string };
@@ -86,10 +89,10 @@ function checkDataSegment(r: ByteReader): void {
  * Returns the module with its state exported, or why its instances cannot be reused exactly.
  * Throws INVALID_FUNCTION_IMAGE only for a binary it cannot read (analysis has read it before).
  */
-export function exposeState(bytes: Uint8Array): ExposeResult {
+export function exposeState(bytes: Uint8Array, virtualSize?: VirtualSize): ExposeResult {
   return wrap(() => {
     try {
-      return expose(bytes);
+      return expose(bytes, virtualSize);
     } catch (err) {
       if (err instanceof NotReusable) return { reason: err.reason };
       throw err;
@@ -97,7 +100,7 @@ export function exposeState(bytes: Uint8Array): ExposeResult {
   });
 }
 
-function expose(bytes: Uint8Array): ExposeResult {
+function expose(bytes: Uint8Array, virtualSize: VirtualSize | undefined): ExposeResult {
   const all = sections(bytes);
   let memories = 0;
   let tables = 0;
@@ -190,9 +193,10 @@ function expose(bytes: Uint8Array): ExposeResult {
     notReusable(`its tables hold ${tableEntries} entries (more than ${MAX_REUSED_TABLE_ENTRIES} to check after each call)`);
   }
   if (!exportSection) notReusable('it has no export section');
-  if (existing.some((name) => name.startsWith(EXPORT_PREFIX))) notReusable('one of its exports uses the engine\'s reserved prefix');
+  const ours = (name: string): boolean => name === virtualSize?.size || name === virtualSize?.grow;
+  if (existing.some((name) => name.startsWith(EXPORT_PREFIX) && !ours(name))) notReusable('one of its exports uses the engine\'s reserved prefix');
 
-  const state: ExposedState = { memory: undefined, globals: [], tables: [] };
+  const state: ExposedState = { memory: undefined, globals: [], tables: [], ...(virtualSize ? { virtualSize } : {}) };
   const added: number[] = [];
   const add = (name: string, kind: number, index: number): string => {
     added.push(...encodeName(name), kind, ...encodeU32(index));

@@ -7,7 +7,10 @@
  * way from JavaScript to learn which pages a call wrote, so every byte is written back: restore cost
  * is proportional to the memory's size (about 15 µs per MiB here), which is why large memories are
  * not reused (MAX_REUSED_ZERO_BYTES). Restore refuses (returns false) when the call changed something
- * it cannot undo: the memory or a table grew. The caller then discards the instance.
+ * it cannot undo: a table grew, or the memory grew while its size is the real one. When the size
+ * the guest sees is virtual (virtual-size.ts), pages grown past the pristine size are zeroed
+ * instead, up to MAX_REUSED_ZERO_BYTES of them, and the size global is put back with the others.
+ * The caller discards an instance restore refused.
  */
 import type { WasmMemory, WasmMutableGlobal, WasmTable } from '../wasm-api.js';
 import type { ExposedState } from './expose.js';
@@ -74,6 +77,8 @@ export class Snapshot {
     private readonly image: MemoryImage,
     private readonly globals: { global: WasmMutableGlobal; value: unknown }[],
     private readonly tables: { table: WasmTable; entries: unknown[] }[],
+    /** Pages grown during a call can be zeroed, since the size the guest sees is a global. */
+    private readonly growable: boolean,
   ) {}
 
   /**
@@ -90,7 +95,7 @@ export class Snapshot {
       const table = exports[name] as WasmTable;
       return { table, entries: Array.from({ length: table.length }, (_, i) => table.get(i)) };
     });
-    return new Snapshot(memory, image, globals, tables);
+    return new Snapshot(memory, image, globals, tables, state.virtualSize !== undefined);
   }
 
   /** Writes the pristine state back; false when the call changed what cannot be undone (a size). */
@@ -98,8 +103,10 @@ export class Snapshot {
     for (const { table, entries } of this.tables) if (table.length !== entries.length) return false;
     if (this.memory) {
       const buffer = this.memory.buffer;
-      if (buffer.byteLength !== this.image.size) return false;
+      const grown = buffer.byteLength - this.image.size;
+      if (grown !== 0 && !(this.growable && grown > 0 && grown <= MAX_REUSED_ZERO_BYTES)) return false;
       const bytes = new Uint8Array(buffer);
+      if (grown > 0) bytes.fill(0, this.image.size);
       for (const run of this.image.runs) {
         if (run.data) bytes.set(run.data, run.start);
         else bytes.fill(0, run.start, run.end);
