@@ -10,7 +10,7 @@ import {
   InstanceRunner,
   WorkerPoolRuntime,
   analyzeModule,
-  exposeState,
+  prepareForReuse,
   normalizeArgs,
   toSandboxCall,
   withMemoryMaximum,
@@ -83,7 +83,7 @@ export async function inProcess({ examplesDir, quick, log }) {
     const bytes = new Uint8Array(readFileSync(join(examplesDir, `${c.name}.wasm`)));
     const analysis = analyzeModule(bytes, { functionName: c.name });
     const capped = withMemoryMaximum(bytes, LIMITS.memoryLimitMb * 16);
-    const exposed = exposeState(capped);
+    const exposed = prepareForReuse(capped);
     const req = { digest: `sha256:bench-${c.name}`, analysis, args: normalizeArgs(c.args), limits: LIMITS };
     const call = toSandboxCall(req);
     const rawModule = new WebAssembly.Module(capped);
