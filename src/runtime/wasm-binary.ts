@@ -132,26 +132,35 @@ export function tableType(r: ByteReader): { element: WasmValType; limits: Limits
   return { element: valType(r), limits: limits(r) };
 }
 
+/** Skips the immediate of i32/i64/f32/f64.const; false for any other opcode. */
+export function skipNumericConst(r: ByteReader, op: number): boolean {
+  switch (op) {
+    case 0x41: // i32.const
+      r.skipSignedLeb(5);
+      return true;
+    case 0x42: // i64.const
+      r.skipSignedLeb(10);
+      return true;
+    case 0x43: // f32.const
+      r.skip(4);
+      return true;
+    case 0x44: // f64.const
+      r.skip(8);
+      return true;
+    default:
+      return false;
+  }
+}
+
 /** Skips a constant expression (global initialisers): the few opcodes allowed there, up to `end`. */
 export function skipConstExpr(r: ByteReader): void {
   for (;;) {
     const at = r.pos;
     const op = r.u8();
+    if (skipNumericConst(r, op)) continue;
     switch (op) {
       case 0x0b: // end
         return;
-      case 0x41: // i32.const
-        r.skipSignedLeb(5);
-        break;
-      case 0x42: // i64.const
-        r.skipSignedLeb(10);
-        break;
-      case 0x43: // f32.const
-        r.skip(4);
-        break;
-      case 0x44: // f64.const
-        r.skip(8);
-        break;
       case 0x23: // global.get
       case 0xd2: // ref.func
         r.u32();

@@ -8,6 +8,7 @@
  * is validated again by its caller.
  */
 import type { ByteReader } from '../byte-reader.js';
+import { skipNumericConst } from '../wasm-binary.js';
 
 export class UnknownInstruction extends Error {}
 
@@ -45,6 +46,7 @@ export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end
 function skipImmediates(r: ByteReader, op: number, at: number): void {
   if ((op >= 0x45 && op <= 0xc4) || NO_IMMEDIATE.has(op)) return;
   if (op >= 0x28 && op <= 0x3e) return memarg(r);
+  if (skipNumericConst(r, op)) return;
   switch (op) {
     case 0x02: // block
     case 0x03: // loop
@@ -86,18 +88,6 @@ function skipImmediates(r: ByteReader, op: number, at: number): void {
       for (let i = 0; i < n; i++) if (!VALUE_TYPE_BYTES.has(r.u8())) unknown('select type', at);
       return;
     }
-    case 0x41: // i32.const
-      r.skipSignedLeb(5);
-      return;
-    case 0x42: // i64.const
-      r.skipSignedLeb(10);
-      return;
-    case 0x43: // f32.const
-      r.skip(4);
-      return;
-    case 0x44: // f64.const
-      r.skip(8);
-      return;
     case 0xd0: {
       // ref.null: funcref or externref
       const type = r.u8();
