@@ -97,15 +97,23 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
     });
   }
 
-  const { metrics, warmingUp } = options;
+  const observe = httpObserver(options);
   app.addHook('onResponse', async (request, reply) => {
-    if (warmingUp?.()) return;
-    metrics.httpRequest(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
+    observe(request.method, request.routeOptions.url ?? 'unmatched', reply.statusCode, reply.elapsedTime / 1000);
   });
 
-  void app.register(opsRoutes, { metrics, notReadyReason: options.notReadyReason, translateError });
+  void app.register(opsRoutes, { metrics: options.metrics, notReadyReason: options.notReadyReason, translateError });
   void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, translateError });
   void app.register(rawInvokeRoutes, { engine });
+}
+
+/** Counts one answered request in the HTTP metrics, unless the engine is warming its own path up. */
+export function httpObserver(options: Pick<PlatformOptions, 'metrics' | 'warmingUp'>): (method: string, route: string, status: number, seconds: number) => void {
+  const { metrics, warmingUp } = options;
+  return (method, route, status, seconds) => {
+    if (warmingUp?.()) return;
+    metrics.httpRequest(method, route, status, seconds);
+  };
 }
 
 /** Adds summary, tags and answers to a historical route; true when it is one worth documenting. */

@@ -12,6 +12,7 @@ import type { Engine } from '../core/engine.js';
 import { RESERVED_NAMES } from '../core/function-name.js';
 import { EngineError } from '../errors.js';
 import type { FunctionRecord } from '../store/index.js';
+import { ClientGone } from './invoke-route.js';
 import { NAMESPACE } from './openfaas/mapping.js';
 
 const EMPTY = new Uint8Array(0);
@@ -30,9 +31,9 @@ export async function rawInvokeRoutes(app: FastifyInstance, options: { engine: E
     if (record === undefined) {
       throw new EngineError('NOT_FOUND', `no route ${request.method} ${request.url}: no function named ${request.params.name}`);
     }
-    const abort = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
+    const gone = new ClientGone();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
     });
     const body = request.body instanceof Uint8Array ? request.body : EMPTY;
     const queryAt = request.url.indexOf('?');
@@ -43,7 +44,7 @@ export async function rawInvokeRoutes(app: FastifyInstance, options: { engine: E
       body,
       params: [...new URLSearchParams(rawQuery)],
       env: cgiEnvironment(request, path, rawQuery, body.byteLength),
-      signal: abort.signal,
+      signal: gone,
     });
     // As the classic watchdog: the function's content_type setting, else the caller's own type.
     const type = record.env.content_type ?? request.headers['content-type'] ?? 'text/plain; charset=utf-8';

@@ -2,10 +2,12 @@
  * The HTTP layer: routes of SPEC §2 translated to calls of the core Engine, and every failure
  * translated to the status and code name of §2. No engine logic lives here.
  */
+import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
-import { registerPlatform, type PlatformOptions } from './platform.js';
+import { ClientGone, invokeRoute } from './invoke-route.js';
+import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
@@ -17,6 +19,11 @@ export interface ServerOptions {
   httpLogger?: FastifyBaseLogger;
   /** The OpenFaaS provider, raw invocation and operations routes; only the historical routes when absent. */
   platform?: PlatformOptions;
+  /**
+   * Answer POST /function/invoke ahead of Fastify (invoke-route.ts; default true). False: through
+   * Fastify's route only (the tests compare the two).
+   */
+  invokeFastPath?: boolean;
 }
 
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -98,19 +105,47 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   app.post<{ Body: InvokeBody }>(INVOKE_ROUTE, { schema: { body: InvokeBody } }, async (request, reply) => {
     // A client that goes away takes its queued invocation with it.
-    const abort = new AbortController();
-    reply.raw.on('close', () => {
-      if (!reply.raw.writableFinished) abort.abort();
+    const gone = new ClientGone();
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) gone.abort();
     });
     const result = await engine.invoke({
       name: request.body.function_name,
       args: request.body.args,
-      signal: abort.signal,
+      signal: gone,
     });
     return sendSuccess(request, reply, result.output, { output: result.output });
   });
 
   registerMethodNotAllowed(app, { '/function/deploy': 'POST', '/function/delete': 'POST', '/function/list': 'GET', '/function/query': 'POST', [INVOKE_ROUTE]: 'POST' });
+
+  const guarded = options.platform?.credentials !== undefined && options.platform.authInvoke;
+  if (options.invokeFastPath !== false && !guarded) {
+    // From close() on, requests go to Fastify, which answers them 503 as return503OnClosing says.
+    let closing = false;
+    app.addHook('preClose', async () => {
+      closing = true;
+    });
+    const observe = options.platform ? httpObserver(options.platform) : undefined;
+    const take = invokeRoute({
+      engine,
+      bodyLimitBytes: options.bodyLimitBytes,
+      active: () => !closing,
+      ...(observe ? { observe: (status: number, seconds: number) => observe('POST', INVOKE_ROUTE, status, seconds) } : {}),
+      logError: (err) => app.log.error({ err }, 'unexpected error'),
+    });
+    // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
+    // listener kept for every other request: the invoke route is looked at first.
+    const server = app.server;
+    const fastifyListeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+    const fastify = fastifyListeners[0];
+    if (fastifyListeners.length === 1 && fastify) {
+      server.removeListener('request', fastify);
+      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+        if (!take(req, res)) fastify(req, res);
+      });
+    }
+  }
   return app;
 }
 

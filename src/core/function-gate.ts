@@ -5,6 +5,7 @@
  * invocations are refused with UNAVAILABLE and the waiting ones are released with the same error.
  */
 import { EngineError } from '../errors.js';
+import type { CancelSignal } from '../runtime/index.js';
 
 interface Waiter {
   resolve: () => void;
@@ -50,7 +51,7 @@ export class FunctionGate {
   }
 
   /** Waits for a slot; rejects when paused, when too many wait already, or when `signal` aborts. */
-  enter(signal?: AbortSignal): Promise<void> {
+  enter(signal?: CancelSignal): Promise<void> {
     if (this.limit === 0) return Promise.reject(this.pausedError());
     if (this.waitingCount >= this.maxWaiting) {
       return Promise.reject(

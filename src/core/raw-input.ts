@@ -8,7 +8,7 @@
  */
 import { EngineError } from '../errors.js';
 import { normalizeArgs } from '../runtime/index.js';
-import type { FunctionArgs } from '../runtime/index.js';
+import type { CancelSignal, FunctionArgs } from '../runtime/index.js';
 import type { FunctionRecord } from '../store/index.js';
 
 export interface RawInvokeRequest {
@@ -18,7 +18,7 @@ export interface RawInvokeRequest {
   params: [string, string][];
   /** Environment for a WASI function besides its own (the CGI-style variables). */
   env: Record<string, string>;
-  signal?: AbortSignal;
+  signal?: CancelSignal;
 }
 
 export interface RawInput {

@@ -12,6 +12,7 @@ export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type
 export { wasm, type WasmModule } from './wasm-api.js';
 export type {
   Abi,
+  CancelSignal,
   FunctionArgs,
   FunctionRuntime,
   InvocationLimits,

@@ -72,7 +72,17 @@ export interface RuntimeStats {
   evictedModules?: number;
 }
 
-/** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
+/**
+ * What the runtime needs of a cancellation signal: whether it fired, and one listener for when it
+ * does. An AbortSignal is one; the HTTP layer passes something cheaper per request (an
+ * AbortController costs more to make than a small invocation's whole dispatch).
+ */
+export interface CancelSignal {
+  readonly aborted: boolean;
+  addEventListener(type: 'abort', listener: () => void, options?: { once?: boolean }): void;
+  removeEventListener(type: 'abort', listener: () => void): void;
+}
+
 /** A loaded module to hand to the sandboxes ahead of its first call (FunctionRuntime.preload). */
 export interface PreloadRequest {
   digest: string;
@@ -80,6 +90,7 @@ export interface PreloadRequest {
   abi: Abi;
 }
 
+/** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
 export interface FunctionRuntime {
   /** Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE. */
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void>;
@@ -88,7 +99,7 @@ export interface FunctionRuntime {
    * FUNCTION_TIMEOUT, OVERLOADED. An aborted `signal` drops a call still queued (the promise then
    * rejects with UNAVAILABLE, "invocation cancelled"); a call already running finishes or times out.
    */
-  invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult>;
+  invoke(req: InvocationRequest, signal?: CancelSignal): Promise<InvocationResult>;
   /** Forgets every compiled form of the module. */
   unload(digest: string): void;
   /**

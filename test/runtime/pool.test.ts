@@ -280,7 +280,8 @@ describe('WorkerPoolRuntime', () => {
     const w = new Worker(worker.url, { workerData: { cells } });
     try {
       const replies: { type: string; id?: number; result?: { output: string } }[] = [];
-      w.on('message', (m) => replies.push(m));
+      // A successful call is answered in the compact form [id, output, stderr, durationMs] (protocol.ts).
+      w.on('message', (m) => replies.push(Array.isArray(m) ? { type: 'done', id: m[0], result: { output: m[1] } } : m));
       await eventually(() => replies.some((r) => r.type === 'ready'));
       const module = compile(wat('numeric'));
       const call = { abi: 'numeric', entrypoint: 'gcd', values: [12, 18], maxOutputBytes: 100 };
@@ -288,12 +289,20 @@ describe('WorkerPoolRuntime', () => {
       Atomics.store(cells, 1, CellState.PENDING);
       w.postMessage({ type: 'invoke', id: 1, cell: 0, moduleId: 1, load: { module }, call });
       w.postMessage({ type: 'invoke', id: 2, cell: 1, moduleId: 1, call });
-      await eventually(() => replies.length === 3);
+      // The compact form of a call, as the pool sends it once the worker holds the module.
+      Atomics.store(cells, 2, CellState.WITHDRAWN);
+      Atomics.store(cells, 3, CellState.PENDING);
+      w.postMessage([3, 2, 1, 0, 'gcd', 100, [12, 18]]);
+      w.postMessage([4, 3, 1, 0, 'gcd', 100, [21, 14]]);
+      await eventually(() => replies.length === 5);
       expect(replies.slice(1).map((r) => [r.type, r.id, r.result?.output])).toEqual([
         ['skipped', 1, undefined],
         ['done', 2, '6'],
+        ['skipped', 3, undefined],
+        ['done', 4, '7'],
       ]);
       expect(Atomics.load(cells, 1)).toBe(CellState.STARTED);
+      expect(Atomics.load(cells, 3)).toBe(CellState.STARTED);
     } finally {
       await w.terminate();
     }

@@ -53,11 +53,61 @@ export interface PreloadMessage {
   modules: { moduleId: number; load: ModuleTransfer; abi: Abi }[];
 }
 
-export type ToWorker = InvokeMessage | EvictMessage | PreloadMessage;
+/**
+ * A call of a module the worker already holds — nearly every call — as a flat array rather than
+ * an InvokeMessage: structured clone writes every key of every object it copies, and the nested
+ * message cost about twice as much to post as this (and again to read on the other side).
+ */
+export type CompactInvoke =
+  | [id: number, cell: number, moduleId: number, abi: 0, entrypoint: string, maxOutputBytes: number, values: (number | bigint)[]]
+  | [id: number, cell: number, moduleId: number, abi: 1, entrypoint: string, maxOutputBytes: number, json: string]
+  | [id: number, cell: number, moduleId: number, abi: 2, maxOutputBytes: number, argv: string[], env: Record<string, string> | null, stdin: Uint8Array | null];
+
+/** The InvokeMessage of a call whose module the worker holds, in its compact form. */
+export function compactInvoke(id: number, cell: number, moduleId: number, call: SandboxCall): CompactInvoke {
+  switch (call.abi) {
+    case 'numeric':
+      return [id, cell, moduleId, 0, call.entrypoint, call.maxOutputBytes, call.values];
+    case 'string':
+      return [id, cell, moduleId, 1, call.entrypoint, call.maxOutputBytes, call.json];
+    case 'wasi':
+      return [id, cell, moduleId, 2, call.maxOutputBytes, call.argv, call.env ?? null, call.stdin ?? null];
+  }
+}
+
+/** Back to the InvokeMessage it stands for (what compactInvoke was given). */
+export function expandInvoke(m: CompactInvoke): InvokeMessage {
+  let call: SandboxCall;
+  if (m[3] === 0) call = { abi: 'numeric', entrypoint: m[4], values: m[6], maxOutputBytes: m[5] };
+  else if (m[3] === 1) call = { abi: 'string', entrypoint: m[4], json: m[6], maxOutputBytes: m[5] };
+  else {
+    call = { abi: 'wasi', argv: m[5], maxOutputBytes: m[4] };
+    if (m[6] !== null) call.env = m[6];
+    if (m[7] !== null) call.stdin = m[7];
+  }
+  return { type: 'invoke', id: m[0], cell: m[1], moduleId: m[2], call };
+}
+
+export type ToWorker = InvokeMessage | CompactInvoke | EvictMessage | PreloadMessage;
+
+/**
+ * A successful call's answer, flat for the same reason as CompactInvoke. Every field of
+ * InvocationResult is listed (compactDone/expandDone construct one, so a new required field
+ * fails to compile here rather than being dropped).
+ */
+export type CompactDone = [id: number, output: string, stderr: string, durationMs: number];
+
+export function compactDone(id: number, result: InvocationResult): CompactDone {
+  return [id, result.output, result.stderr, result.durationMs];
+}
+
+export function expandDone(m: CompactDone): InvocationResult {
+  return { output: m[1], stderr: m[2], durationMs: m[3] };
+}
 
 export type FromWorker =
+  | CompactDone
   | { type: 'ready' }
-  | { type: 'done'; id: number; result: InvocationResult }
   | { type: 'failed'; id: number; code: ErrorCode; message: string }
   /** The call was withdrawn before the worker reached it. */
   | { type: 'skipped'; id: number }

@@ -20,13 +20,15 @@ import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { toSandboxCall, type SandboxCall } from '../abi/call.js';
-import type { FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
+import type { CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
 import { normalizeArgs } from '../args.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import { WARM_UP_STRING } from './warm-up.js';
 import {
   CELLS_PER_WORKER,
   CellState,
+  compactInvoke,
+  expandDone,
   type FromWorker,
   type InvokeMessage,
   type ModuleTransfer,
@@ -84,7 +86,7 @@ interface Call {
   timeoutMs: number;
   resolve: (result: InvocationResult) => void;
   reject: (err: unknown) => void;
-  signal: AbortSignal | undefined;
+  signal: CancelSignal | undefined;
   onAbort: (() => void) | undefined;
   /** Where it waits or runs: in the pool queue (undefined), or sent to a worker. */
   sent: Sent | undefined;
@@ -112,7 +114,16 @@ interface Slot {
   running: Sent | undefined;
   /** When `running` started (as far as the pool can tell: when the call before it was answered). */
   runningSince: number;
+  /** When `running` is past its time limit (performance.now() time). */
+  deadline: number;
+  /**
+   * The deadline timer, kept from call to call: setting and clearing a timer per call cost more
+   * than a small call runs. It may fire before the current deadline (it was set for an earlier
+   * one) and is then set again for the rest; unreferenced while nothing runs.
+   */
   timer: NodeJS.Timeout | undefined;
+  /** When `timer` fires. */
+  timerAt: number;
   cells: Int32Array;
   cellsInUse: boolean[];
   /** Preloads posted to this worker and not yet acknowledged (resolved when it goes, too). */
@@ -248,6 +259,13 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
   }
 
+  /** Calls waiting for a worker: in the pool's queue, or held by a worker behind its running call. */
+  private queuedCount(): number {
+    let n = this.queue.length;
+    for (const slot of this.slots) for (const sent of slot.sent) if (!sent.withdrawn && sent !== slot.running) n++;
+    return n;
+  }
+
   stats(): RuntimeStats {
     let busy = 0;
     let waitingInWorkers = 0;
@@ -265,7 +283,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     };
   }
 
-  invoke(req: InvocationRequest, signal?: AbortSignal): Promise<InvocationResult> {
+  invoke(req: InvocationRequest, signal?: CancelSignal): Promise<InvocationResult> {
     if (this.closing) return Promise.reject(shuttingDown());
     if (signal?.aborted) return Promise.reject(cancelled());
     const loaded = this.cache.get(req.digest, req.limits.memoryLimitMb);
@@ -288,14 +306,15 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return this.closing;
   }
 
-  private enqueue(req: InvocationRequest, sandbox: SandboxCall, loaded: LoadedModule, signal: AbortSignal | undefined): Promise<InvocationResult> {
+  private enqueue(req: InvocationRequest, sandbox: SandboxCall, loaded: LoadedModule, signal: CancelSignal | undefined): Promise<InvocationResult> {
     if (this.startError !== undefined && !this.anyWorkerUp()) {
       return Promise.reject(new EngineError('INTERNAL', `no sandbox worker could start: ${this.startError}`));
     }
     // Workers still starting will each take a call soon: those calls are not "queued beyond a bound".
-    const starting = this.countState('starting');
-    const queued = this.stats().queued;
-    if (!this.anyIdle() && queued >= this.maxQueue + starting) {
+    // Counted only when no worker is idle (the common case under load is a full pipeline, but an
+    // idle worker answers the question at once and without allocating).
+    let queued: number;
+    if (!this.anyIdle() && (queued = this.queuedCount()) >= this.maxQueue + this.countState('starting')) {
       return Promise.reject(
         new EngineError('OVERLOADED', `too many invocations: all ${this.size} sandboxes are busy and ${queued} calls are queued`, {
           retryAfterSeconds: 1,
@@ -426,7 +445,9 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       sent: [],
       running: undefined,
       runningSince: 0,
+      deadline: 0,
       timer: undefined,
+      timerAt: 0,
       cells,
       cellsInUse: new Array<boolean>(CELLS_PER_WORKER).fill(false),
       preloads: new Map(),
@@ -443,6 +464,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private onMessage(slot: Slot, msg: FromWorker): void {
     if (slot.state === 'gone') return;
+    if (Array.isArray(msg)) {
+      this.answered(slot, msg[0], undefined, expandDone(msg));
+      return;
+    }
     if (msg.type === 'ready') {
       this.firstDone();
       slot.state = 'up';
@@ -457,33 +482,64 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       resolve?.();
       return;
     }
+    if (msg.type === 'failed') this.answered(slot, msg.id, new EngineError(msg.code, msg.message));
+    // 'skipped' for a call not withdrawn cannot happen (only the pool withdraws): no answer to give.
+    else this.answered(slot, msg.id, null);
+  }
+
+  /** A call's acknowledgement: its result, its error, or null when the worker skipped it. */
+  private answered(slot: Slot, id: number, err: EngineError | null | undefined, result?: InvocationResult): void {
     // The worker acknowledges calls in the order it was sent them.
-    const at = slot.sent.findIndex((s) => s.call.id === msg.id);
-    if (at < 0) return;
-    const [sent] = slot.sent.splice(at, 1) as [Sent];
+    const sentCalls = slot.sent;
+    let at = 0;
+    while (at < sentCalls.length && sentCalls[at]!.call.id !== id) at++;
+    if (at === sentCalls.length) return;
+    const sent = sentCalls[at]!;
+    sentCalls.splice(at, 1);
     slot.cellsInUse[sent.cell] = false;
     if (sent === slot.running) this.startNext(slot);
-    if (!sent.withdrawn) {
-      if (msg.type === 'done') this.settle(sent.call, undefined, msg.result);
-      else if (msg.type === 'failed') this.settle(sent.call, new EngineError(msg.code, msg.message));
-      // 'skipped' for a call not withdrawn cannot happen: only the pool withdraws.
-    }
+    if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
     this.pump();
   }
 
   /** The worker has moved on to its next call: that one's deadline runs from now. */
   private startNext(slot: Slot): void {
-    clearTimeout(slot.timer);
-    slot.timer = undefined;
     slot.running = slot.sent.find((s) => !s.withdrawn);
     const running = slot.running;
-    if (!running) return;
-    slot.runningSince = performance.now();
+    if (!running) {
+      // Idle workers must not keep the process alive; the timer finds nothing running when it fires.
+      slot.timer?.unref();
+      return;
+    }
+    const now = performance.now();
+    slot.runningSince = now;
     const { call } = running;
     // A running call is past cancelling: it finishes or times out.
     if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    slot.timer = setTimeout(() => this.onTimeout(slot), Math.min(call.timeoutMs, MAX_TIMER_MS));
+    slot.deadline = now + Math.min(call.timeoutMs, MAX_TIMER_MS);
+    if (slot.timer === undefined || slot.timerAt > slot.deadline) this.armDeadline(slot, now);
+    else slot.timer.ref();
   }
+
+  private armDeadline(slot: Slot, now: number): void {
+    clearTimeout(slot.timer);
+    const delay = Math.max(1, Math.ceil(slot.deadline - now));
+    slot.timerAt = now + delay;
+    slot.timer = setTimeout(this.onDeadline, delay, slot);
+  }
+
+  private readonly onDeadline = (slot: Slot): void => {
+    slot.timer = undefined;
+    if (!slot.running || slot.state !== 'up') return;
+    const now = performance.now();
+    // Set for an earlier call's deadline: wait for the rest of this one's. (Within a millisecond
+    // is due: timers have millisecond precision, as the timer per call had.)
+    if (slot.deadline - now > 1) {
+      this.armDeadline(slot, now);
+      return;
+    }
+    this.onTimeout(slot);
+  };
 
   /**
    * Takes a sent call back if its worker has not started it. True when taken back: the worker
@@ -638,13 +694,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const sent: Sent = { call, cell, withdrawn: false };
     call.sent = sent;
     slot.sent.push(sent);
-    const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox };
-    if (!slot.modules.has(call.loaded.id)) {
-      msg.load = transferOf(call.loaded);
-      if (call.loaded.unloaded) msg.keep = false;
-      else slot.modules.add(call.loaded.id);
-    }
     if (!slot.running) this.startNext(slot);
+    if (slot.modules.has(call.loaded.id)) {
+      this.post(slot, compactInvoke(call.id, cell, call.loaded.id, call.sandbox));
+      return;
+    }
+    const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox, load: transferOf(call.loaded) };
+    if (call.loaded.unloaded) msg.keep = false;
+    else slot.modules.add(call.loaded.id);
     this.post(slot, msg);
   }
 

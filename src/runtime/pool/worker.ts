@@ -11,7 +11,17 @@ import { toEngineError } from '../../errors.js';
 import { InstanceRunner } from '../instance-runner.js';
 import { warmUp } from './warm-up.js';
 import type { Abi } from '../types.js';
-import { CellState, type FromWorker, type InvokeMessage, type ModuleTransfer, type PreloadMessage, type ToWorker, type WorkerSettings } from './protocol.js';
+import {
+  CellState,
+  compactDone,
+  expandInvoke,
+  type FromWorker,
+  type InvokeMessage,
+  type ModuleTransfer,
+  type PreloadMessage,
+  type ToWorker,
+  type WorkerSettings,
+} from './protocol.js';
 
 const port = parentPort;
 if (!port) throw new Error('the sandbox worker must run as a worker thread');
@@ -85,7 +95,7 @@ function invoke(msg: InvokeMessage): void {
   let reply: FromWorker;
   try {
     runner = runnerFor(msg.moduleId, msg.call.abi, transfer);
-    reply = { type: 'done', id: msg.id, result: runner.run(msg.call) };
+    reply = compactDone(msg.id, runner.run(msg.call));
   } catch (err) {
     const e = toEngineError(err);
     reply = { type: 'failed', id: msg.id, code: e.code, message: e.message };
@@ -125,6 +135,10 @@ function preload(msg: PreloadMessage): void {
 }
 
 port.on('message', (msg: ToWorker) => {
+  if (Array.isArray(msg)) {
+    invoke(expandInvoke(msg));
+    return;
+  }
   if (msg.type === 'invoke') {
     invoke(msg);
     return;

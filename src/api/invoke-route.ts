@@ -1,0 +1,229 @@
+/**
+ * `POST /function/invoke`, the hot route, answered straight from Node's `request` event instead of
+ * through Fastify's per-request machinery (routing, hooks, content-type parser, ajv, reply object).
+ * On two shared cores that machinery cost about as much as the whole dispatch of a small
+ * invocation to a worker and back. Everything a client can observe is kept as the Fastify route
+ * gives it (test/api/invoke-route.test.ts sends the same requests to both and compares the bytes):
+ * the body read as JSON whatever its Content-Type, the body limit (413 PAYLOAD_TOO_LARGE), invalid
+ * JSON (400 INVALID_REQUEST and, as Fastify does after a body it could not parse, `connection:
+ * close`), the body's shape checked with ajv's first message, both answer formats of SPEC §2, the
+ * OVERLOADED Retry-After, a client that goes away dropping its queued call, and the HTTP metrics.
+ * Anything else — another method, another path, a closing server, Basic auth on invocations —
+ * goes to Fastify as before. Like server.ts, this only translates HTTP to Engine calls.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Engine } from '../core/engine.js';
+import { EngineError, toEngineError } from '../errors.js';
+import type { CancelSignal } from '../runtime/index.js';
+import { ERROR_STATUS } from './error-status.js';
+import { INVOKE_ROUTE } from './reply.js';
+
+const TEXT_TYPE = 'text/plain; charset=utf-8';
+const JSON_TYPE = 'application/json; charset=utf-8';
+const QUERY = 0x3f; // '?'
+
+/** The fields of an invoke body, checked. */
+export interface InvokeFields {
+  name: string;
+  /** As sent; its shape is the engine's business (INVALID_ARGS vs INVALID_REQUEST, args.ts). */
+  args: unknown;
+}
+
+/**
+ * The invoke body's shape, checked by hand with exactly the message the route's schema (schemas.ts
+ * InvokeBody, through ajv and server.ts describeValidation) gives for the first problem, in ajv's
+ * order: the body's type, then the required field, then unknown fields, then the field's type.
+ */
+export function checkInvokeBody(body: unknown): InvokeFields {
+  if (typeof body !== 'object' || body === null || Array.isArray(body)) {
+    throw new EngineError('INVALID_REQUEST', 'request body must be a JSON object');
+  }
+  const fields = body as Record<string, unknown>;
+  if (!Object.prototype.hasOwnProperty.call(fields, 'function_name') || fields.function_name === undefined) {
+    throw new EngineError('INVALID_REQUEST', 'missing field function_name');
+  }
+  for (const key in fields) {
+    if (key !== 'function_name' && key !== 'args' && Object.prototype.hasOwnProperty.call(fields, key)) {
+      throw new EngineError('INVALID_REQUEST', `unknown field ${key}`);
+    }
+  }
+  const name = fields.function_name;
+  if (typeof name !== 'string') throw new EngineError('INVALID_REQUEST', 'field function_name must be string');
+  return { name, args: fields.args };
+}
+
+/**
+ * Fires when the client goes away before its answer is written. One per request, and cheap to
+ * make: the engine and the pool each attach a listener only while the call waits.
+ */
+export class ClientGone implements CancelSignal {
+  aborted = false;
+  private listeners: (() => void)[] | undefined;
+
+  addEventListener(_type: 'abort', listener: () => void): void {
+    if (this.aborted) return;
+    (this.listeners ??= []).push(listener);
+  }
+
+  removeEventListener(_type: 'abort', listener: () => void): void {
+    const at = this.listeners?.indexOf(listener) ?? -1;
+    if (at >= 0) this.listeners!.splice(at, 1);
+  }
+
+  /** Every listener once (they are all `once` listeners), then none. */
+  abort(): void {
+    if (this.aborted) return;
+    this.aborted = true;
+    const listeners = this.listeners;
+    this.listeners = undefined;
+    if (listeners) for (const listener of listeners) listener();
+  }
+}
+
+export interface InvokeRouteOptions {
+  engine: Engine;
+  bodyLimitBytes: number;
+  /** False while requests must take Fastify's route (the server is closing, say). */
+  active: () => boolean;
+  /** An answer was written: its status and the seconds since the request arrived (the HTTP metrics). */
+  observe?: (status: number, seconds: number) => void;
+  /** An unexpected error (the INTERNAL answers), as Fastify's error handler logs it. */
+  logError: (err: unknown) => void;
+}
+
+/** The `request` listener's first look: answers POST /function/invoke and returns true, else false. */
+export type RequestTaker = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
+  const { engine, bodyLimitBytes: limit, active, observe, logError } = options;
+
+  /** Writes one answer; `close` after a body that was not read or not parsed (as Fastify does). */
+  const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close = false): void => {
+    const json = wantsJson(req);
+    let status = 200;
+    let body: string;
+    const headers: string[] = [];
+    if (close) headers.push('connection', 'close');
+    if (err === undefined) {
+      body = json ? JSON.stringify({ status, message: output, output }) : `status code: 200, message: ${output}`;
+    } else {
+      status = ERROR_STATUS[err.code];
+      if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
+      body = json
+        ? JSON.stringify({ status, error: { code: err.code, message: err.message } })
+        : `status code: ${status}, message: ${err.message} (${err.code})`;
+    }
+    headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
+    try {
+      res.writeHead(status, headers);
+      res.end(body);
+    } catch (writeError) {
+      // Called from promise callbacks: a throw here would be an unhandled rejection, which ends
+      // the process. Nothing is left to tell this client; the socket goes.
+      logError(writeError);
+      res.destroy();
+      return;
+    }
+    observe?.(status, (performance.now() - started) / 1000);
+  };
+
+  const fail = (req: IncomingMessage, res: ServerResponse, started: number, error: unknown): void => {
+    const err = toEngineError(error);
+    if (err.code === 'INTERNAL') logError(error);
+    answer(req, res, started, err, '');
+  };
+
+  const invoke = (req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void => {
+    let fields: InvokeFields;
+    try {
+      fields = checkInvokeBody(parseBody(text));
+    } catch (err) {
+      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
+      answer(req, res, started, toEngineError(err), '', err instanceof EngineError && err.message.startsWith(NOT_JSON));
+      return;
+    }
+    const gone = new ClientGone();
+    res.once('close', () => {
+      if (!res.writableFinished) gone.abort();
+    });
+    engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
+      (result) => answer(req, res, started, undefined, result.output),
+      (err: unknown) => fail(req, res, started, err),
+    );
+  };
+
+  return (req, res) => {
+    const url = req.url;
+    if (req.method !== 'POST' || url === undefined || !url.startsWith(INVOKE_ROUTE)) return false;
+    if (url.length !== INVOKE_ROUTE.length && url.charCodeAt(INVOKE_ROUTE.length) !== QUERY) return false;
+    if (!active()) return false;
+    const started = performance.now();
+    const headers = req.headers;
+    const declared = headers['content-length'];
+    // As Fastify: a request without Content-Type, length or chunked encoding has no body to read.
+    if (headers['content-type'] === undefined && (declared === undefined || declared === '0') && headers['transfer-encoding'] === undefined) {
+      invoke(req, res, started, undefined);
+      return true;
+    }
+    const length = Number(declared);
+    if (length > limit) {
+      answer(req, res, started, tooLarge(), '', true);
+      return true;
+    }
+    // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
+    const chunks: Buffer[] = [];
+    let received = 0;
+    const onData = (chunk: Buffer): void => {
+      received += chunk.length;
+      if (received > limit) {
+        detach();
+        answer(req, res, started, tooLarge(), '', true);
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (error?: Error): void => {
+      detach();
+      if (error) {
+        answer(req, res, started, new EngineError('INVALID_REQUEST', error.message), '', true);
+        return;
+      }
+      if (!Number.isNaN(length) && received !== length) {
+        answer(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'), '', true);
+        return;
+      }
+      const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');
+      invoke(req, res, started, text);
+    };
+    const detach = (): void => {
+      req.removeListener('data', onData);
+      req.removeListener('end', onEnd);
+      req.removeListener('error', onEnd);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onEnd);
+    return true;
+  };
+}
+
+const NOT_JSON = 'request body is not valid JSON: ';
+
+/** The body as server.ts's content-type parser reads it: blank is no body, else JSON. */
+export function parseBody(text: string | undefined): unknown {
+  if (text === undefined || text.trim() === '') return undefined;
+  try {
+    return JSON.parse(text);
+  } catch (err) {
+    throw new EngineError('INVALID_REQUEST', `${NOT_JSON}${(err as Error).message}`);
+  }
+}
+
+function tooLarge(): EngineError {
+  return new EngineError('PAYLOAD_TOO_LARGE', 'request body is larger than the limit');
+}
+
+function wantsJson(req: IncomingMessage): boolean {
+  const accept = req.headers.accept;
+  return accept !== undefined && accept.toLowerCase().includes('application/json');
+}

@@ -1,0 +1,281 @@
+/**
+ * POST /function/invoke is answered ahead of Fastify (src/api/invoke-route.ts). Every request here
+ * is sent, byte for byte, to a server with that fast path and to one with Fastify's route only, and
+ * the two answers must be the same bytes (but the Date header): status, headers in order, body.
+ */
+import { connect } from 'node:net';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { ClientGone, checkInvokeBody, parseBody } from '../../src/api/invoke-route.js';
+import { buildServer } from '../../src/api/server.js';
+import { EngineError } from '../../src/errors.js';
+import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
+import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+
+const LIMIT = 2048;
+
+/** Sends raw bytes, returns everything the server wrote until it closed the connection. */
+function exchange(port: number, request: string | Buffer, { endAfterWrite = false } = {}): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const socket = connect(port, '127.0.0.1');
+    const chunks: Buffer[] = [];
+    socket.on('data', (chunk: Buffer) => chunks.push(chunk));
+    socket.on('error', (err: NodeJS.ErrnoException) => {
+      // A server that answers before reading a too-large body may reset the connection.
+      if (err.code === 'ECONNRESET' || err.code === 'EPIPE') resolve(Buffer.concat(chunks).toString('utf8'));
+      else reject(err);
+    });
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('utf8')));
+    socket.write(request);
+    if (endAfterWrite) socket.end();
+  });
+}
+
+const withoutDate = (answer: string): string => answer.replace(/^date: .*\r\n/im, '');
+
+function post(body: string | undefined, headers: string[] = ['Content-Type: application/json'], path = '/function/invoke', method = 'POST'): string {
+  const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...headers];
+  if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  return `${lines.join('\r\n')}\r\n\r\n${body ?? ''}`;
+}
+
+describe('POST /function/invoke fast path', () => {
+  let inProcess: InProcessEngine;
+  let fast: FastifyInstance;
+  let plain: FastifyInstance;
+  let fastPort: number;
+  let plainPort: number;
+  let fastifyInvokes = 0;
+
+  const listen = async (app: FastifyInstance): Promise<number> => {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('no port');
+    return address.port;
+  };
+
+  beforeAll(async () => {
+    inProcess = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 0 });
+    const { engine, metrics, logs } = inProcess;
+    await engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
+    await engine.deploy({ name: 'authentication', image: `file:${join(EXAMPLES_WASM, 'authentication.wasm')}` });
+    await engine.deploy({ name: 'trap', image: `file:${watFixture('integration', 'trap')}` });
+    await engine.deploy({ name: 'spin', image: `file:${watFixture('integration', 'spin')}`, limits: { timeout_ms: 300 } });
+    const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
+    fast = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
+    // Counts what reaches Fastify on the fast server: POST /function/invoke must not.
+    fast.addHook('onRequest', async (request) => {
+      if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes++;
+    });
+    plain = buildServer({ engine, bodyLimitBytes: LIMIT, platform, invokeFastPath: false });
+    fastPort = await listen(fast);
+    plainPort = await listen(plain);
+  });
+
+  afterAll(async () => {
+    await fast?.close();
+    await plain?.close();
+    await inProcess?.close();
+  });
+
+  const same = async (request: string): Promise<string> => {
+    const a = withoutDate(await exchange(fastPort, request));
+    const b = withoutDate(await exchange(plainPort, request));
+    expect(a).toBe(b);
+    return a;
+  };
+
+  const json = ['Content-Type: application/json', 'Accept: application/json'];
+  const cases: [string, string][] = [
+    ['text success', post('{"function_name":"gcd","args":{"a":"12","b":"18"}}')],
+    ['JSON success', post('{"function_name":"gcd","args":{"a":12,"b":18}}', json)],
+    ['positional args', post('{"function_name":"gcd","args":["12","18"]}')],
+    ['string ABI', post('{"function_name":"authentication","args":{"arg_uri":"yes","arg_body":"yes","arg_secret":"12345"}}')],
+    ['Accept in mixed case', post('{"function_name":"gcd","args":["12","18"]}', ['Accept: Application/JSON'])],
+    ['two Content-Types', post('{"function_name":"gcd","args":["1","1"]}', ['Content-Type: application/json', 'Content-Type: text/plain'])],
+    ['form Content-Type', post('{"function_name":"gcd","args":["4","6"]}', ['Content-Type: application/x-www-form-urlencoded'])],
+    ['no Content-Type, with body', post('{"function_name":"gcd","args":["4","6"]}', [])],
+    ['query string', post('{"function_name":"gcd","args":["4","6"]}', undefined, '/function/invoke?x=1')],
+    ['bad numeric arg', post('{"function_name":"gcd","args":{"a":"12","b":"x"}}', json)],
+    ['missing args', post('{"function_name":"gcd"}')],
+    ['args null', post('{"function_name":"gcd","args":null}')],
+    ['args a string', post('{"function_name":"gcd","args":"12"}', json)],
+    ['nested arg', post('{"function_name":"gcd","args":{"a":{"b":1}}}')],
+    ['unknown function', post('{"function_name":"nope","args":{}}')],
+    ['unknown function, JSON', post('{"function_name":"nope"}', json)],
+    ['bad function name', post('{"function_name":"../etc"}')],
+    ['function_name a number', post('{"function_name":5}')],
+    ['function_name null', post('{"function_name":null}')],
+    ['missing function_name', post('{}')],
+    ['unknown field only', post('{"extra":1}')],
+    ['unknown field', post('{"function_name":"gcd","extra":1}', json)],
+    ['unknown field and bad name', post('{"function_name":5,"extra":1}')],
+    ['__proto__ field', post('{"function_name":"gcd","__proto__":{"x":1}}')],
+    ['duplicate key', post('{"function_name":"x","function_name":"gcd","args":["2","4"]}')],
+    ['body null', post('null')],
+    ['body array', post('[1,2]', json)],
+    ['body string', post('"gcd"')],
+    ['body number', post('5')],
+    ['invalid JSON', post('{"function_name":')],
+    ['invalid JSON, JSON answer', post('{', json)],
+    ['blank body', post('  \n ')],
+    ['empty body with Content-Type', post('')],
+    ['no body, no Content-Type', post(undefined, [])],
+    ['no body, JSON answer', post(undefined, ['Accept: application/json'])],
+    ['multi-byte text', post('{"function_name":"gcd","args":{"a":"１２","b":"é"}}', json)],
+    ['trap', post('{"function_name":"trap"}')],
+    ['trap, JSON', post('{"function_name":"trap"}', json)],
+    ['body over the limit (Content-Length)', post(`{"function_name":"gcd","args":["${'1'.repeat(LIMIT)}"]}`)],
+    ['body over the limit, JSON', post(`{"function_name":"gcd","args":["${'1'.repeat(LIMIT)}"]}`, json)],
+    ['GET', post(undefined, [], '/function/invoke', 'GET')],
+    ['HEAD', post(undefined, [], '/function/invoke', 'HEAD')],
+    ['PUT', post('{"function_name":"gcd"}', undefined, '/function/invoke', 'PUT')],
+    ['trailing slash', post('{"function_name":"gcd","args":["2","4"]}', undefined, '/function/invoke/')],
+    ['longer path', post('{"function_name":"gcd","args":["2","4"]}', undefined, '/function/invokes')],
+  ];
+
+  it.each(cases)('%s: the same answer as the Fastify route', async (_label, request) => {
+    await same(request);
+  });
+
+  it('POST /function/invoke never reached Fastify on the fast server; other requests do', async () => {
+    fastifyInvokes = 0;
+    await same(post('{"function_name":"gcd","args":["2","4"]}'));
+    expect(fastifyInvokes).toBe(0);
+    await same(post('{"function_name":"gcd"}', undefined, '/function/invoke/'));
+    expect(fastifyInvokes).toBe(1);
+    fastifyInvokes = 0;
+  });
+
+  it('answers the expected bytes (a sample, so that "the same" is not "the same mistake")', async () => {
+    expect(await same(post('{"function_name":"gcd","args":{"a":"12","b":"18"}}'))).toMatch(
+      /^HTTP\/1\.1 200 OK\r\ncontent-type: text\/plain; charset=utf-8\r\ncontent-length: 28\r\n(.*\r\n)*\r\nstatus code: 200, message: 6$/,
+    );
+    const bad = await same(post('{"function_name":"gcd","extra":1}', json));
+    expect(bad).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    expect(bad.endsWith('{"status":400,"error":{"code":"INVALID_REQUEST","message":"unknown field extra"}}')).toBe(true);
+    const big = await same(post(`{"function_name":"gcd","args":["${'1'.repeat(LIMIT)}"]}`));
+    expect(big).toMatch(/^HTTP\/1\.1 413 Payload Too Large\r\nconnection: close\r\n/);
+    expect(big.endsWith('status code: 413, message: request body is larger than the limit (PAYLOAD_TOO_LARGE)')).toBe(true);
+  });
+
+  it('a chunked body over the limit is refused with 413 on both', async () => {
+    const head = ['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Connection: close', 'Transfer-Encoding: chunked', 'Content-Type: application/json'].join('\r\n');
+    const chunk = 'x'.repeat(LIMIT + 10);
+    const request = `${head}\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`;
+    const a = withoutDate(await exchange(fastPort, request));
+    const b = withoutDate(await exchange(plainPort, request));
+    expect(a).toMatch(/^HTTP\/1\.1 413 /);
+    expect(a).toBe(b);
+  });
+
+  it('a call over its time limit answers 504 FUNCTION_TIMEOUT on both', async () => {
+    expect(await same(post('{"function_name":"spin"}', json))).toMatch(/"code":"FUNCTION_TIMEOUT"/);
+  });
+
+  it('OVERLOADED carries Retry-After on both', async () => {
+    for (const port of [fastPort, plainPort]) {
+      // One slot per function and no waiting room: a second spin while one runs is refused.
+      const first = exchange(port, post('{"function_name":"spin"}'));
+      await new Promise((resolve) => setTimeout(resolve, 50));
+      const second = withoutDate(await exchange(port, post('{"function_name":"spin"}', json)));
+      expect(second).toMatch(/^HTTP\/1\.1 503 Service Unavailable\r\nretry-after: 1\r\ncontent-type: application\/json; charset=utf-8\r\n/);
+      expect(second).toMatch(/"code":"OVERLOADED"/);
+      await first;
+    }
+  });
+
+  it('counts fast-path answers in the HTTP metrics under the route, as Fastify did', async () => {
+    const before = await inProcess.metrics.text();
+    const count = (text: string, code: number): number => {
+      const m = new RegExp(`^provider_http_requests_total\\{method="POST",path="/function/invoke",code="${code}"\\} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    await exchange(fastPort, post('{"function_name":"gcd","args":["2","4"]}'));
+    await exchange(fastPort, post('{"function_name":"nope"}'));
+    const after = await inProcess.metrics.text();
+    expect(count(after, 200) - count(before, 200)).toBe(1);
+    expect(count(after, 404) - count(before, 404)).toBe(1);
+  });
+
+  it('a client that goes away drops its queued call at once', async () => {
+    // One slot and room to wait: the second spin waits for the first (which runs to its 600 ms limit).
+    const waiting = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 4 });
+    const app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT });
+    try {
+      await waiting.engine.deploy({ name: 'spin', image: `file:${watFixture('integration', 'spin')}`, limits: { timeout_ms: 600 } });
+      const port = await listen(app);
+      const first = exchange(port, post('{"function_name":"spin"}'));
+      await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(1));
+      const socket = connect(port, '127.0.0.1');
+      socket.on('error', () => {});
+      socket.write(post('{"function_name":"spin"}'));
+      await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(2));
+      const left = performance.now();
+      socket.destroy();
+      await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(1), { interval: 5 });
+      // Dropped when the client left, not when the first call ended.
+      expect(performance.now() - left).toBeLessThan(200);
+      expect(await first).toMatch(/^HTTP\/1\.1 504 /);
+      expect(waiting.engine.inflightInvocations).toBe(0);
+    } finally {
+      await app.close();
+      await waiting.close();
+    }
+  });
+
+  it('ClientGone calls each listener once, not after removal, and only once aborted', () => {
+    const gone = new ClientGone();
+    const seen: string[] = [];
+    gone.addEventListener('abort', () => seen.push('a'));
+    const removed = (): void => {
+      seen.push('removed');
+    };
+    gone.addEventListener('abort', removed);
+    gone.removeEventListener('abort', removed);
+    gone.addEventListener('abort', () => seen.push('b'));
+    expect(gone.aborted).toBe(false);
+    gone.abort();
+    gone.abort();
+    expect(gone.aborted).toBe(true);
+    expect(seen).toEqual(['a', 'b']);
+  });
+});
+
+describe('checkInvokeBody', () => {
+  const message = (body: unknown): string => {
+    try {
+      checkInvokeBody(body);
+      return 'ok';
+    } catch (err) {
+      expect(err).toBeInstanceOf(EngineError);
+      expect((err as EngineError).code).toBe('INVALID_REQUEST');
+      return (err as EngineError).message;
+    }
+  };
+
+  it('accepts a name with or without args and returns them as sent', () => {
+    expect(checkInvokeBody({ function_name: 'f' })).toEqual({ name: 'f', args: undefined });
+    const args = { a: '1' };
+    expect(checkInvokeBody({ function_name: 'f', args }).args).toBe(args);
+  });
+
+  it('names the first problem as the schema does', () => {
+    expect(message(undefined)).toBe('request body must be a JSON object');
+    expect(message(null)).toBe('request body must be a JSON object');
+    expect(message([])).toBe('request body must be a JSON object');
+    expect(message('f')).toBe('request body must be a JSON object');
+    expect(message({})).toBe('missing field function_name');
+    expect(message({ args: [] })).toBe('missing field function_name');
+    expect(message({ function_name: 'f', more: 1 })).toBe('unknown field more');
+    expect(message({ function_name: 1 })).toBe('field function_name must be string');
+  });
+
+  it('reads blank bodies as none and names bad JSON', () => {
+    expect(parseBody(undefined)).toBeUndefined();
+    expect(parseBody(' \n')).toBeUndefined();
+    expect(parseBody('{"a":1}')).toEqual({ a: 1 });
+    expect(() => parseBody('{')).toThrow(/^request body is not valid JSON: /);
+  });
+});
