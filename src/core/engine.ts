@@ -5,7 +5,7 @@
 import { EngineError, toEngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ImageFetcher } from '../registry/types.js';
-import { analyzeModule, normalizeArgs } from '../runtime/index.js';
+import { analyzeModule, normalizeArgs, warmUpFunction } from '../runtime/index.js';
 import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationResult } from '../runtime/index.js';
 import { sha256Digest } from '../store/index.js';
 import type { FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
@@ -83,6 +83,9 @@ export interface FunctionRunState {
 
 export const MAX_REPLICAS = 1000;
 
+/** The built-in warm-up function's name: deployed names start with a letter or a digit. */
+export const WARM_UP_NAME = '_wasm-engine-warm-up';
+
 /** Per function name: its concurrency gate and counters; replaced when the function is deleted. */
 interface FunctionState {
   gate: FunctionGate;
@@ -110,6 +113,8 @@ export class Engine {
   private readonly ready = new Map<string, Promise<void>>();
   /** Functions whose module is compiled (their replicas are available). */
   private readonly loaded = new Set<string>();
+  /** The built-in function invocable while the engine warms up (beginWarmUp). */
+  private warmUp: FunctionRecord | undefined;
   private readonly events: EngineEvents;
   private readonly scaling: ScalingOptions;
   private readonly states = new Map<string, FunctionState>();
@@ -176,6 +181,48 @@ export class Engine {
   /** The deployed function of that name, if any. */
   find(name: string): FunctionRecord | undefined {
     return this.store.get(name);
+  }
+
+  /**
+   * Cold starts: a first request that takes code paths V8 has not compiled yet costs milliseconds,
+   * and the error paths a missing function takes are not those of a successful invocation. So
+   * while the engine warms up it can invoke a built-in function, end to end, under a name no deploy
+   * can take (names start with a letter or digit). It is never listed or queried, and never counted
+   * (its state is marked removed, which the events skip); endWarmUp() forgets it.
+   */
+  async beginWarmUp(): Promise<{ name: string; args: unknown; expected: string }> {
+    const fn = warmUpFunction();
+    const record: FunctionRecord = {
+      name: WARM_UP_NAME,
+      image: 'built-in',
+      digest: sha256Digest(fn.bytes),
+      size: fn.bytes.length,
+      deployedAt: new Date(0).toISOString(),
+      analysis: analyzeModule(fn.bytes, { functionName: WARM_UP_NAME, entrypoint: fn.entrypoint }),
+      limits: {},
+      env: {},
+    };
+    await this.runtime.load(record.digest, fn.bytes, this.limitsOf(record).memoryLimitMb);
+    this.stateOf(record).removed = true;
+    this.loaded.add(record.name);
+    this.warmUp = record;
+    return { name: record.name, args: fn.args, expected: fn.expected };
+  }
+
+  endWarmUp(): void {
+    const record = this.warmUp;
+    if (!record) return;
+    this.warmUp = undefined;
+    this.loaded.delete(record.name);
+    this.states.delete(record.name);
+    this.runtime.unload(record.digest);
+  }
+
+  /** The function an invocation names: a deployed one, or the built-in one while warming up. */
+  private invocable(name: string): FunctionRecord {
+    const warmUp = this.warmUp;
+    if (warmUp !== undefined && name === warmUp.name) return warmUp;
+    return this.query(name);
   }
 
   query(name: string): FunctionRecord {
@@ -362,7 +409,7 @@ export class Engine {
     let record: FunctionRecord;
     let args: FunctionArgs;
     try {
-      record = this.query(request.name);
+      record = this.invocable(request.name);
     } catch (err) {
       return Promise.reject(err);
     }

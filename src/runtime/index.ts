@@ -7,6 +7,7 @@ export { InstanceRunner, type RunnerStats } from './instance-runner.js';
 export { exposeState, type ExposedState } from './reuse/expose.js';
 export { prepareForReuse } from './reuse/prepare.js';
 export { virtualizeMemorySize } from './reuse/virtual-size.js';
+export { warmUpFunction } from './pool/warm-up.js';
 export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, type WorkerPoolOptions } from './pool/worker-pool.js';
 export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
 export { wasm, type WasmModule } from './wasm-api.js';

@@ -28,6 +28,14 @@ const CASES: { base64: string; abi: Abi; entrypoint: string; params?: ValType[];
 ];
 
 /**
+ * A module and a call of it that succeeds (`f(2, 3)` answers 5), for a whole engine to invoke
+ * through its own HTTP path while it warms up: the numeric case above.
+ */
+export function warmUpFunction(): { bytes: Uint8Array; entrypoint: string; args: string[]; expected: string } {
+  return { bytes: new Uint8Array(Buffer.from(WARM_UP_NUMERIC, 'base64')), entrypoint: 'f', args: ['2', '3'], expected: '5' };
+}
+
+/**
  * Returns what went wrong, or undefined when every ABI answered as expected (the worker starts
  * either way: warming up is an optimisation, and a test asserts it succeeds).
  */
