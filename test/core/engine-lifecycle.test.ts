@@ -7,7 +7,7 @@ import { mkdtemp, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { Engine } from '../../src/core/engine.js';
+import { Engine, WARM_UP_NAME } from '../../src/core/engine.js';
 import type { EngineEvents, Outcome } from '../../src/core/events.js';
 import { EngineError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
@@ -108,6 +108,24 @@ describe('Engine lifecycle', () => {
   });
   afterEach(async () => {
     await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the built-in warm-up function answers only between beginWarmUp and endWarmUp, unlisted, uncounted and not deployable', async () => {
+    runtime.hold = false;
+    const notFound = { code: 'FUNCTION_NOT_FOUND' };
+    await expect(engine.invoke({ name: WARM_UP_NAME, args: undefined })).rejects.toMatchObject(notFound);
+    const fn = await engine.beginWarmUp();
+    expect(fn.name).toBe(WARM_UP_NAME);
+    const answer = await engine.invoke({ name: fn.name, args: fn.args });
+    expect(answer.output).toMatch(/^sha256:/);
+    expect(engine.list()).toEqual([]);
+    expect(() => engine.query(fn.name)).toThrow(expect.objectContaining(notFound));
+    expect(events.invocations).toEqual([]);
+    expect(events.stderr).toEqual([]);
+    engine.endWarmUp();
+    expect(runtime.unloads).toEqual([{ digest: answer.output, runningOnIt: 0 }]);
+    await expect(engine.invoke({ name: fn.name, args: fn.args })).rejects.toMatchObject(notFound);
+    await expect(engine.deploy({ name: WARM_UP_NAME, image: 'img/v1' })).rejects.toMatchObject({ code: 'INVALID_REQUEST' });
   });
 
   it('update swaps the version; the old module is unloaded only after its invocations end', async () => {
