@@ -32,6 +32,7 @@ import { guestFailure } from './traps.js';
 import type { Abi, InvocationResult } from './types.js';
 import type { WasiHost } from './wasi/host.js';
 import { ProcExit } from './wasi/exit.js';
+import { visibleMemoryBytes } from './reuse/virtual-size.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 
 /** Discards in a row, for growth, after which new instances are made without a snapshot. */
@@ -160,7 +161,9 @@ export class InstanceRunner {
       const made = wasiHost();
       host = made.host;
       instance = new wasm.Instance(this.module, made.imports);
-      host.attach(instance.exports['memory'] as WasmMemory);
+      // WASI host calls check pointers against the size the guest sees.
+      const virtualSize = this.state?.virtualSize;
+      host.attach(instance.exports['memory'] as WasmMemory, virtualSize ? visibleMemoryBytes(instance.exports, virtualSize) : undefined);
     } else {
       instance = new wasm.Instance(this.module, {});
     }

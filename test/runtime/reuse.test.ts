@@ -124,6 +124,13 @@ describe('instance reuse is exact', () => {
     expect(runner.stats.reused).toBeGreaterThanOrEqual(4);
   });
 
+  it('WASI: host calls check pointers against the size the guest sees, not the memory an earlier call grew', () => {
+    expect(freshAnswer('reuse-wasi-fault', 'reuse-wasi-fault', {})).toBe('21 00');
+    const { runner, req } = reusingRunner('reuse-wasi-fault', 'reuse-wasi-fault');
+    expect([1, 2, 3].map(() => runAndSettle(runner, req({})))).toEqual(['21 00', '21 00', '21 00']);
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(2);
+  });
+
   it('without a virtual memory size, an instance whose memory grew is discarded, not reused', () => {
     const { runner, req } = reusingRunner('reuse-string', 'probe_grow', 128, (bytes) => exposeState(bytes));
     const pristine = freshAnswer('reuse-string', 'probe_grow', { k: 'a' });

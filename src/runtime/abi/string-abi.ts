@@ -10,7 +10,7 @@
  * they agree with what the guest sees.
  */
 import { EngineError } from '../../errors.js';
-import type { VirtualSize } from '../reuse/virtual-size.js';
+import { visibleMemoryBytes, type VirtualSize } from '../reuse/virtual-size.js';
 import { WASM_PAGE_BYTES, type WasmGlobal, type WasmMemory } from '../wasm-api.js';
 import type { AbiOutput } from './call.js';
 
@@ -60,8 +60,7 @@ function realOps(memory: WasmMemory): Pick<StringInstance, 'grow' | 'size'> {
 
 function virtualOps(exports: Readonly<Record<string, unknown>>, names: VirtualSize): Pick<StringInstance, 'grow' | 'size'> {
   const grow = exports[names.grow] as (pages: number) => number;
-  const size = exports[names.size] as () => number;
-  return { grow: (pages) => grow(pages) !== -1, size: () => (size() >>> 0) * WASM_PAGE_BYTES };
+  return { grow: (pages) => grow(pages) !== -1, size: visibleMemoryBytes(exports, names) };
 }
 
 /** Writes the input, calls the entry, reads the output; traps propagate to the caller. */

@@ -4,7 +4,7 @@ import { STDERR_TAIL_BYTES, guestFailure, withStderr } from '../traps.js';
 import type { FunctionArgs } from '../types.js';
 import { WASI_MODULE } from '../wasi/signatures.js';
 import { WasiHost } from '../wasi/host.js';
-import type { WasmImportObject, WasmMemory } from '../wasm-api.js';
+import type { WasmImportObject } from '../wasm-api.js';
 import type { AbiOutput } from './call.js';
 
 const EMPTY = new Uint8Array(0);
@@ -33,10 +33,9 @@ export function releaseWasiHost(host: WasiHost): void {
   host.reset({ args: [], env: NO_ENV, stdin: EMPTY, maxOutputBytes: 0 });
 }
 
-/** Runs `_start` with the call's argv, environment and stdin; never throws a raw trap. */
+/** Runs `_start` with the call's argv, environment and stdin; never throws a raw trap. The host has the instance's memory already. */
 export function callWasi(exports: Readonly<Record<string, unknown>>, host: WasiHost, call: WasiCallInput): AbiOutput {
   host.reset({ args: call.argv, env: call.env ?? NO_ENV, stdin: call.stdin ?? EMPTY, maxOutputBytes: call.maxOutputBytes });
-  host.attach(exports['memory'] as WasmMemory);
   let thrown: unknown;
   let returned = false;
   try {

@@ -13,11 +13,13 @@
  *
  * What a guest can still tell apart from a fresh instance: a load or store past the size it sees
  * but within pages an earlier call grew does not trap (it reads zeros, and what it writes is zeroed
- * after the call). No byte reaches another call either way.
+ * after the call). No byte reaches another call either way. The host's own accesses (WASI calls,
+ * the string ABI's output) are checked against the size the guest sees.
  *
  * Appends two types, two functions, one global and two exports; no existing index moves.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
+import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
 import { UnknownInstruction, walkBody, type MemoryOp } from './code-walk.js';
 import { EXPORT_PREFIX } from './expose.js';
@@ -31,6 +33,12 @@ export interface VirtualSize {
 export type VirtualizeResult = { bytes: Uint8Array; virtualSize: VirtualSize } | { reason: string };
 
 export const VIRTUAL_SIZE_EXPORTS: VirtualSize = { size: `${EXPORT_PREFIX}memory.size`, grow: `${EXPORT_PREFIX}memory.grow` };
+
+/** The size in bytes a guest of a rewritten module sees of its memory, read from its instance. */
+export function visibleMemoryBytes(exports: Readonly<Record<string, unknown>>, names: VirtualSize): () => number {
+  const size = exports[names.size] as () => number;
+  return () => (size() >>> 0) * WASM_PAGE_BYTES;
+}
 
 const OP = { call: 0x10, end: 0x0b } as const;
 const I32 = 0x7f;

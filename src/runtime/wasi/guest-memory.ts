@@ -2,7 +2,10 @@
  * Bounds-checked access to the guest's linear memory for host functions. Pointers arrive as
  * signed i32 JavaScript numbers and are read as unsigned; any range outside memory throws
  * GuestFault, which the host turns into EFAULT (the guest gets an errno, the engine no exception).
- * Views are taken afresh per host call because memory.grow detaches the old ArrayBuffer.
+ * Views are taken afresh per host call because memory.grow detaches the old ArrayBuffer. When the
+ * size the guest sees is smaller than the real memory (an instance reused after a call grew it,
+ * reuse/virtual-size.ts), the views end at that size, so a pointer past it faults as it would in a
+ * fresh instance.
  */
 import type { WasmMemory } from '../wasm-api.js';
 
@@ -12,11 +15,13 @@ export class GuestMemory {
   readonly view: DataView;
   readonly bytes: Uint8Array;
 
-  constructor(memory: WasmMemory | undefined) {
+  constructor(memory: WasmMemory | undefined, visibleBytes?: number) {
     // Before the instance exists (a start function calling WASI) there is no memory to reach.
     if (!memory) throw new GuestFault();
-    this.view = new DataView(memory.buffer);
-    this.bytes = new Uint8Array(memory.buffer);
+    const buffer = memory.buffer;
+    const length = visibleBytes === undefined ? buffer.byteLength : Math.min(visibleBytes, buffer.byteLength);
+    this.view = new DataView(buffer, 0, length);
+    this.bytes = new Uint8Array(buffer, 0, length);
   }
 
   /** Checks that [ptr, ptr + len) lies in memory; returns ptr as unsigned. */

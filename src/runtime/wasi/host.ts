@@ -77,6 +77,8 @@ export class WasiHost {
   readonly imports: WasiImports;
 
   private memory: WasmMemory | undefined;
+  /** The memory's size as the guest sees it, when that is not the real size (reuse/virtual-size.ts). */
+  private visibleBytes: (() => number) | undefined;
   private args!: StringTable;
   private env!: StringTable;
   private stdin!: Uint8Array;
@@ -105,13 +107,14 @@ export class WasiHost {
     this.clocks = new Clocks();
   }
 
-  /** Gives the host the instance's memory (WASI modules export it as `memory`). */
-  attach(memory: WasmMemory): void {
+  /** Gives the host the instance's memory (WASI modules export it as `memory`), and the size the guest sees of it. */
+  attach(memory: WasmMemory, visibleBytes?: () => number): void {
     this.memory = memory;
+    this.visibleBytes = visibleBytes;
   }
 
   private mem(): GuestMemory {
-    return new GuestMemory(this.memory);
+    return new GuestMemory(this.memory, this.visibleBytes?.());
   }
 
   /** Whether `fd` is one of the standard streams, still open (no other fd ever exists). */
