@@ -143,9 +143,10 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
       return;
     }
     const gone = new ClientGone();
-    res.once('close', () => {
-      if (!res.writableFinished) gone.abort();
-    });
+    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
+    // on the response: 'close' comes once.
+    (res as GoneAware)[GONE] = gone;
+    res.on('close', onResponseClose);
     engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
       (result) => answer(req, res, started, undefined, result.output),
       (err: unknown) => fail(req, res, started, err),
@@ -173,17 +174,21 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
     // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
     const chunks: Buffer[] = [];
     let received = 0;
+    // Set once answered: later events are ignored (a flag costs less than removing three listeners).
+    let done = false;
     const onData = (chunk: Buffer): void => {
+      if (done) return;
       received += chunk.length;
       if (received > limit) {
-        detach();
+        done = true;
         answer(req, res, started, tooLarge(), '', true);
         return;
       }
       chunks.push(chunk);
     };
     const onEnd = (error?: Error): void => {
-      detach();
+      if (done) return;
+      done = true;
       if (error) {
         answer(req, res, started, new EngineError('INVALID_REQUEST', error.message), '', true);
         return;
@@ -195,11 +200,6 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
       const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');
       invoke(req, res, started, text);
     };
-    const detach = (): void => {
-      req.removeListener('data', onData);
-      req.removeListener('end', onEnd);
-      req.removeListener('error', onEnd);
-    };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onEnd);
@@ -208,6 +208,18 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
 }
 
 const NOT_JSON = 'request body is not valid JSON: ';
+
+const GONE = Symbol('client gone');
+
+/** A response that carries its request's ClientGone, for onResponseClose. */
+interface GoneAware extends ServerResponse {
+  [GONE]?: ClientGone;
+}
+
+/** The client went away if the connection closed before the answer was fully written. */
+function onResponseClose(this: GoneAware): void {
+  if (!this.writableFinished) this[GONE]?.abort();
+}
 
 /** The body as server.ts's content-type parser reads it: blank is no body, else JSON. */
 export function parseBody(text: string | undefined): unknown {

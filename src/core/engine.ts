@@ -6,7 +6,7 @@ import { EngineError, toEngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ImageFetcher } from '../registry/types.js';
 import { analyzeModule, normalizeArgs, warmUpFunction } from '../runtime/index.js';
-import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationResult } from '../runtime/index.js';
+import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationRequest, InvocationResult } from '../runtime/index.js';
 import { sha256Digest } from '../store/index.js';
 import type { FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
 import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
@@ -472,17 +472,10 @@ export class Engine {
       if (!this.loaded.has(record.name)) await this.prepare(record);
       cold = !use.warm;
       use.warm = true;
-      const result = await this.runtime.invoke(
-        {
-          digest: record.digest,
-          analysis: record.analysis,
-          args,
-          limits: this.limitsOf(record),
-          env,
-          ...(stdin === undefined ? {} : { stdin }),
-        },
-        signal,
-      );
+      const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env };
+      // Set rather than spread in: spreading a conditional object costs two objects per call.
+      if (stdin !== undefined) request.stdin = stdin;
+      const result = await this.runtime.invoke(request, signal);
       if (!state.removed) {
         this.events.invocation(record.name, 'success', (performance.now() - started) / 1000, cold);
         if (result.stderr !== '') this.events.functionStderr(record.name, result.stderr);

@@ -14,8 +14,11 @@ import type { FunctionArgs } from './types.js';
 
 const EMPTY: FunctionArgs = Object.freeze({ json: '{}', positional: null, values: [] }) as FunctionArgs;
 
-/** A scalar value as its argument text; anything else is INVALID_ARGS naming where it was. */
-function valueText(value: unknown, where: string): string {
+/**
+ * A scalar value as its argument text; anything else is INVALID_ARGS naming where it was: key `at`
+ * of an object, or index `at` of an array (the name is built on that error path only).
+ */
+function valueText(value: unknown, at: string | number): string {
   switch (typeof value) {
     case 'string':
       return value;
@@ -25,6 +28,7 @@ function valueText(value: unknown, where: string): string {
       return JSON.stringify(value);
     default: {
       const what = value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value === 'object' ? 'an object' : typeof value;
+      const where = typeof at === 'number' ? `args[${at}]` : `args.${at}`;
       throw new EngineError('INVALID_ARGS', `${where} must be a string, number or boolean, not ${what}`);
     }
   }
@@ -37,16 +41,26 @@ function isPositionalKeys(keys: readonly string[]): boolean {
 export function normalizeArgs(raw: unknown): FunctionArgs {
   if (raw === undefined || raw === null) return { ...EMPTY, values: [] };
   if (Array.isArray(raw)) {
-    const values = raw.map((v, i) => valueText(v, `args[${i}]`));
+    const values = raw.map((v, i) => valueText(v, i));
     return { json: JSON.stringify(values), positional: values, values };
   }
   if (typeof raw !== 'object') {
     throw new EngineError('INVALID_REQUEST', `args must be a JSON object or array, not ${typeof raw}`);
   }
   const keys = Object.keys(raw);
-  const values = keys.map((key) => valueText((raw as Record<string, unknown>)[key], `args.${key}`));
-  // Built by hand rather than with JSON.stringify of a new object: assigning a key such as
-  // "__proto__" to a fresh object would not create an own property and would drop it.
-  const json = `{${keys.map((key, i) => `${JSON.stringify(key)}:${JSON.stringify(values[i])}`).join(',')}}`;
-  return { json, positional: isPositionalKeys(keys) ? values : null, values };
+  const values: string[] = new Array<string>(keys.length);
+  for (let i = 0; i < keys.length; i++) values[i] = valueText((raw as Record<string, unknown>)[keys[i]!], keys[i]!);
+  let json: string | undefined;
+  // The JSON text is built only when read (an own, enumerable getter, so the result still looks
+  // like a plain FunctionArgs): the numeric ABI, most small functions, reads `values` alone, and
+  // building the text cost about as much as the rest of this on the HTTP thread's hot path.
+  return {
+    positional: isPositionalKeys(keys) ? values : null,
+    values,
+    get json(): string {
+      // Built by hand rather than with JSON.stringify of a new object: assigning a key such as
+      // "__proto__" to a fresh object would not create an own property and would drop it.
+      return (json ??= `{${keys.map((key, i) => `${JSON.stringify(key)}:${JSON.stringify(values[i])}`).join(',')}}`);
+    },
+  };
 }

@@ -201,6 +201,22 @@ describe('WorkerPoolRuntime', () => {
     expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
   });
 
+  it('gives a call to the idle worker that answered last', async () => {
+    const p = pool({ workers: 2 });
+    await p.ready();
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await Promise.all([p.invoke(gcd(['1', '1'])), p.invoke(gcd(['1', '1']))]);
+    const slots = [...(p as unknown as { slots: Set<{ lastAnswer: number }> }).slots];
+    expect(slots).toHaveLength(2);
+    // Make the second worker the one that answered last (the pool would otherwise pick the first).
+    slots[1]!.lastAnswer = performance.now() + 1e6;
+    const first = slots[0]!.lastAnswer;
+    for (let i = 0; i < 5; i++) expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+    // Every sequential call went to the second worker: the first answered none of them.
+    expect(slots[0]!.lastAnswer).toBe(first);
+    expect(slots[1]!.lastAnswer).toBeLessThan(performance.now() + 1);
+  });
+
   it('refuses with OVERLOADED at once past maxQueue, with a retry hint', async () => {
     const p = pool({ workers: 1, maxQueue: 1 });
     const spin = await deploy(p, 'spin');
