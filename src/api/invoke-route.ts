@@ -16,10 +16,8 @@ import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import type { CancelSignal } from '../runtime/index.js';
 import { ERROR_STATUS } from './error-status.js';
-import { INVOKE_ROUTE } from './reply.js';
+import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
 
-const TEXT_TYPE = 'text/plain; charset=utf-8';
-const JSON_TYPE = 'application/json; charset=utf-8';
 const QUERY = 0x3f; // '?'
 
 /** The fields of an invoke body, checked. */
@@ -99,19 +97,17 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
 
   /** Writes one answer; `close` after a body that was not read or not parsed (as Fastify does). */
   const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close = false): void => {
-    const json = wantsJson(req);
+    const json = acceptsJson(req.headers.accept);
     let status = 200;
     let body: string;
     const headers: string[] = [];
     if (close) headers.push('connection', 'close');
     if (err === undefined) {
-      body = json ? JSON.stringify({ status, message: output, output }) : `status code: 200, message: ${output}`;
+      body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
     } else {
       status = ERROR_STATUS[err.code];
       if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
-      body = json
-        ? JSON.stringify({ status, error: { code: err.code, message: err.message } })
-        : `status code: ${status}, message: ${err.message} (${err.code})`;
+      body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
     }
     headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
     try {
@@ -233,9 +229,4 @@ export function parseBody(text: string | undefined): unknown {
 
 function tooLarge(): EngineError {
   return new EngineError('PAYLOAD_TOO_LARGE', 'request body is larger than the limit');
-}
-
-function wantsJson(req: IncomingMessage): boolean {
-  const accept = req.headers.accept;
-  return accept !== undefined && accept.toLowerCase().includes('application/json');
 }

@@ -6,16 +6,15 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { EngineError } from '../errors.js';
 import { ERROR_STATUS } from './error-status.js';
+import { JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject } from './reply.js';
 
 export type ErrorTranslator = (error: FastifyError | EngineError) => EngineError;
 
 export function sendPlainError(request: FastifyRequest, reply: FastifyReply, err: EngineError): FastifyReply {
   const status = ERROR_STATUS[err.code];
   if (err.retryAfterSeconds !== undefined) reply.header('retry-after', String(err.retryAfterSeconds));
-  if ((request.headers.accept ?? '').toLowerCase().includes('application/json')) {
-    return reply.code(status).type('application/json; charset=utf-8').send(JSON.stringify({ status, error: { code: err.code, message: err.message } }));
-  }
-  return reply.code(status).type('text/plain; charset=utf-8').send(`${err.message}\n`);
+  if (acceptsJson(request.headers.accept)) return reply.code(status).type(JSON_TYPE).send(JSON.stringify(errorObject(err)));
+  return reply.code(status).type(TEXT_TYPE).send(`${err.message}\n`);
 }
 
 /** Makes the plain-text answer the error answer of every route of `context` (an encapsulated plugin). */

@@ -50,17 +50,8 @@ export function normalizeArgs(raw: unknown): FunctionArgs {
   const keys = Object.keys(raw);
   const values: string[] = new Array<string>(keys.length);
   for (let i = 0; i < keys.length; i++) values[i] = valueText((raw as Record<string, unknown>)[keys[i]!], keys[i]!);
-  let json: string | undefined;
-  // The JSON text is built only when read (an own, enumerable getter, so the result still looks
-  // like a plain FunctionArgs): the numeric ABI, most small functions, reads `values` alone, and
-  // building the text cost about as much as the rest of this on the HTTP thread's hot path.
-  return {
-    positional: isPositionalKeys(keys) ? values : null,
-    values,
-    get json(): string {
-      // Built by hand rather than with JSON.stringify of a new object: assigning a key such as
-      // "__proto__" to a fresh object would not create an own property and would drop it.
-      return (json ??= `{${keys.map((key, i) => `${JSON.stringify(key)}:${JSON.stringify(values[i])}`).join(',')}}`);
-    },
-  };
+  // Built by hand rather than with JSON.stringify of a new object: assigning a key such as
+  // "__proto__" to a fresh object would not create an own property and would drop it.
+  const json = `{${keys.map((key, i) => `${JSON.stringify(key)}:${JSON.stringify(values[i])}`).join(',')}}`;
+  return { json, positional: isPositionalKeys(keys) ? values : null, values };
 }

@@ -160,13 +160,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private firstStarted: (() => void)[] = [];
   private nextPreloadId = 1;
   private readonly moduleCacheBytes: number | undefined;
-  /**
-   * The module the cache last gave for a call, with the cache's size and bytes then: while they
-   * are unchanged and nothing else was loaded or touched, that module is still the cache's most
-   * recently used, so the next call of it can skip the lookup (a key built from the digest, two
-   * map operations) without changing the cache's order.
-   */
-  private last: { digest: string; memoryLimitMb: number; loaded: LoadedModule; size: number; bytes: number } | undefined;
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -184,7 +177,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       ...(options.moduleCacheBytes === undefined ? {} : { maxBytes: options.moduleCacheBytes }),
       ...(options.fetchModule ? { fetch: options.fetchModule } : {}),
       onEvict: (evicted) => {
-        this.last = undefined;
         this.logger.debug({ modules: evicted.map((m) => m.digest) }, 'compiled modules evicted from the cache');
         this.evictFromWorkers(new Set(evicted.map((m) => m.id)));
       },
@@ -211,10 +203,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
-    // A load touches or adds a module: the last one given out may no longer be the most recent.
-    this.last = undefined;
     await this.cache.load(digest, bytes, memoryLimitMb);
-    this.last = undefined;
   }
 
   /**
@@ -228,9 +217,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (this.moduleCacheBytes !== undefined && this.cache.bytes + 4 * bytes.byteLength > this.moduleCacheBytes) return;
     const digest = 'wasm-engine:warm-up';
     try {
-      this.last = undefined;
       await this.cache.load(digest, bytes, 1);
-      this.last = undefined;
       const req: InvocationRequest = {
         digest,
         analysis: { abi: 'string', entrypoint: 'f', exports: [], wasiCap: false },
@@ -271,7 +258,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   unload(digest: string): void {
-    this.last = undefined;
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
   }
 
@@ -302,7 +288,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   invoke(req: InvocationRequest, signal?: CancelSignal): Promise<InvocationResult> {
     if (this.closing) return Promise.reject(shuttingDown());
     if (signal?.aborted) return Promise.reject(cancelled());
-    const loaded = this.loadedFor(req.digest, req.limits.memoryLimitMb);
+    const loaded = this.cache.get(req.digest, req.limits.memoryLimitMb);
     if (loaded === undefined) {
       return Promise.reject(new EngineError('INTERNAL', `module ${req.digest} is not loaded in the runtime`));
     }
@@ -315,18 +301,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return Promise.reject(err);
     }
     return this.enqueue(req, sandbox, loaded, signal);
-  }
-
-  /** cache.get, skipped when it would give the module it gave last without changing anything (see `last`). */
-  private loadedFor(digest: string, memoryLimitMb: number): LoadedModule | Promise<LoadedModule> | undefined {
-    const last = this.last;
-    const cache = this.cache;
-    if (last !== undefined && last.digest === digest && last.memoryLimitMb === memoryLimitMb && last.size === cache.size && last.bytes === cache.bytes) {
-      return last.loaded;
-    }
-    const loaded = cache.get(digest, memoryLimitMb);
-    this.last = loaded === undefined || loaded instanceof Promise ? undefined : { digest, memoryLimitMb, loaded, size: cache.size, bytes: cache.bytes };
-    return loaded;
   }
 
   async close(): Promise<void> {
