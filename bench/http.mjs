@@ -4,14 +4,15 @@
 //   node bench/http.mjs [--seconds N (5)] [--trials N (3)] [--fn gcd|authentication]...
 //                       [--conns N]... [--no-workerd] [--engine-args "--workers 2 ..."]
 //
-// Each (function, connections) case runs `trials` times, engine then workerd each time, and the
-// medians are printed (the machine is shared: ratios from the same run are what to compare).
+// Each (function, connections) case runs `trials` times, engine then workerd each time
+// (compareHttp in lib/http.mjs, shared with `npm run bench`), and the medians are printed (the
+// machine is shared: ratios from the same run are what to compare).
 // Needs `npm run build` and `npm run examples`, wrk, and workerd (a devDependency).
 import { rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { wrk } from './lib/http.mjs';
+import { compareHttp, wrk } from './lib/http.mjs';
 import { EXAMPLES_WASM, deploy, kill, startEngine, startWorkerd, tempDir } from './lib/processes.mjs';
-import { fmtMs, fmtRate, median } from './lib/stats.mjs';
+import { fmtMs, fmtRate } from './lib/stats.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(`--${name}`);
@@ -41,20 +42,7 @@ try {
     await wrk(engine.url, { fn, connections: 32, seconds: 2 });
     if (peer) await wrk(peer.url, { fn, connections: 32, seconds: 2 });
     for (const connections of conns) {
-      const e = [];
-      const w = [];
-      for (let t = 0; t < trials; t++) {
-        const er = await wrk(engine.url, { fn, connections, seconds });
-        e.push(er);
-        let line = `${fn} c=${connections} #${t + 1}: engine ${fmtRate(er.rps)} p50 ${fmtMs(er.p50)} p99 ${fmtMs(er.p99)}${problems(er)}`;
-        if (peer) {
-          const wr = await wrk(peer.url, { fn, connections, seconds });
-          w.push(wr);
-          line += ` | workerd ${fmtRate(wr.rps)} p50 ${fmtMs(wr.p50)} p99 ${fmtMs(wr.p99)}${problems(wr)} | ratio ${(er.rps / wr.rps).toFixed(2)}×`;
-        }
-        log(line);
-      }
-      results.push({ fn, connections, e, w });
+      results.push(await compareHttp({ engineUrl: engine.url, peerUrl: peer?.url, fn, connections, seconds, trials, log }));
     }
   }
 } finally {
@@ -63,21 +51,12 @@ try {
   rmSync(dataDir, { recursive: true, force: true });
 }
 
-function problems(r) {
-  return r.non2xx + r.socketErrors > 0 ? ` [errors: ${r.non2xx} non-2xx, ${r.socketErrors} socket]` : '';
-}
-
-const med = (list, key) => median(list.map((r) => r[key]));
-console.log(`wrk 2 threads, ${seconds} s × ${trials} trials, medians`);
-console.log('| case | engine req/s | engine p50 / p99 | workerd req/s | workerd p50 / p99 | req/s ratio (median of per-trial) | p99 ratio |');
+console.log(`wrk 2 threads, ${trials} trials × ${seconds} s per case, engine and workerd alternating; medians`);
+console.log('| case | engine req/s | engine p50 / p99 | workerd req/s | workerd p50 / p99 | req/s ratio (median of per-trial) | p99 ratio (median of per-trial) |');
 console.log('|---|---|---|---|---|---|---|');
-for (const { fn, connections, e, w } of results) {
-  const cells = [`${fn}, ${connections} conns`, fmtRate(med(e, 'rps')), `${fmtMs(med(e, 'p50'))} / ${fmtMs(med(e, 'p99'))}`];
-  if (w.length > 0) {
-    const ratios = e.map((r, i) => r.rps / w[i].rps);
-    cells.push(fmtRate(med(w, 'rps')), `${fmtMs(med(w, 'p50'))} / ${fmtMs(med(w, 'p99'))}`, `${median(ratios).toFixed(2)}×`, `${(med(e, 'p99') / med(w, 'p99')).toFixed(2)}×`);
-  } else {
-    cells.push('', '', '', '');
-  }
+for (const { fn, connections, engine: e, peer: w, rpsRatio, p99Ratio } of results) {
+  const cells = [`${fn}, ${connections} conns`, fmtRate(e.rps), `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`];
+  if (w) cells.push(fmtRate(w.rps), `${fmtMs(w.p50)} / ${fmtMs(w.p99)}`, `${rpsRatio.toFixed(2)}×`, `${p99Ratio.toFixed(2)}×`);
+  else cells.push('', '', '', '');
   console.log(`| ${cells.join(' | ')} |`);
 }

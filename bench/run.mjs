@@ -3,8 +3,11 @@
 //
 //   npm run bench                      full run (about six minutes)
 //   npm run bench -- --quick           short durations and fewer trials (about two minutes)
-//   options: --http-seconds N (10)  --load-seconds N (30)  --load-connections N (1000)
-//            --trials N (10, cold start)  --functions N (20, memory)  --no-workerd
+//   options: --http-seconds N (10)  --http-trials N (3; quick 1)  --load-seconds N (30)
+//            --load-connections N (1000)  --trials N (10, cold start)  --functions N (20, memory)
+//            --no-workerd
+//   --http-trials: each HTTP case runs N times, engine then workerd each time, and the table shows
+//   the medians (req/s ratio = median of the per-trial ratios): one run moves 10–30% on a small VM.
 //
 // Needs `npm run build` and `npm run examples` (the npm script runs both), wrk (Debian package),
 // and workerd (a devDependency). Progress goes to stderr, the table to stdout.
@@ -12,7 +15,7 @@ import { readFileSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { coldStart } from './lib/cold-start.mjs';
-import { wrk } from './lib/http.mjs';
+import { compareHttp, wrk } from './lib/http.mjs';
 import { AUTH_ARGS, inProcess } from './lib/in-process.mjs';
 import { load } from './lib/load.mjs';
 import { memory } from './lib/memory.mjs';
@@ -29,6 +32,7 @@ const option = (name, fallback) => {
 const quick = flag('quick');
 const settings = {
   httpSeconds: option('http-seconds', quick ? 3 : 10),
+  httpTrials: option('http-trials', quick ? 1 : 3),
   loadSeconds: option('load-seconds', quick ? 6 : 30),
   loadConnections: option('load-connections', 1000),
   trials: option('trials', quick ? 3 : 10),
@@ -89,32 +93,48 @@ log('2/5 HTTP: WasmEngine and workerd under wrk');
       await wrk(engine.url, { fn, connections: 32, seconds: 2 });
       if (peer) await wrk(peer.url, { fn, connections: 32, seconds: 2 });
       for (const connections of [32, 256]) {
-        log(`  ${fn}, ${connections} connections`);
-        const e = await wrk(engine.url, { fn, connections, seconds: settings.httpSeconds });
-        const w = peer ? await wrk(peer.url, { fn, connections, seconds: settings.httpSeconds }) : undefined;
-        const errors = (x) => (x.non2xx + x.socketErrors > 0 ? `; errors: ${x.non2xx} non-2xx, ${x.socketErrors} socket` : '');
-        if (w) {
-          const ratio = e.rps / w.rps;
-          row('2 HTTP req/s', `${fn}, ${connections} conns`, fmtRate(e.rps), `workerd ${fmtRate(w.rps)}`, times(ratio), '≥ 2× workerd', yes(ratio >= 2), `${errors(e)}${errors(w)}`.replace(/^; /, ''));
-          row(
-            '2 HTTP p50 / p99',
-            `${fn}, ${connections} conns`,
-            `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`,
-            `workerd ${fmtMs(w.p50)} / ${fmtMs(w.p99)}`,
-            `p99 ${times(e.p99 / w.p99)}`,
-            'p99 no worse',
-            yes(e.p99 <= w.p99),
-          );
-        } else {
-          row('2 HTTP req/s', `${fn}, ${connections} conns`, fmtRate(e.rps), `workerd: ${peerError}`, '', '≥ 2× workerd', 'n/a', errors(e).replace(/^; /, ''));
-          row('2 HTTP p50 / p99', `${fn}, ${connections} conns`, `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`, '', '', 'p99 no worse', 'n/a');
-        }
+        log(`  ${fn}, ${connections} connections, ${settings.httpTrials} trial(s)`);
+        const r = await compareHttp({
+          engineUrl: engine.url,
+          peerUrl: peer?.url,
+          fn,
+          connections,
+          seconds: settings.httpSeconds,
+          trials: settings.httpTrials,
+          log: (msg) => log(`    ${msg}`),
+        });
+        httpRows(r, peerError);
       }
     }
   } finally {
     await kill(engine.child);
     if (peer) await kill(peer.child);
     rmSync(dataDir, { recursive: true, force: true });
+  }
+}
+
+/** The two table rows of one HTTP case, from compareHttp's medians. */
+function httpRows({ fn, connections, trials, engine: e, peer: w, rpsRatio }, peerError) {
+  const measure = `${fn}, ${connections} conns`;
+  const errors = (label, x) => (x.non2xx + x.socketErrors > 0 ? [`${label} errors: ${x.non2xx} non-2xx, ${x.socketErrors} socket`] : []);
+  if (w) {
+    // The per-trial ratios show how far one run alone could have moved the verdict.
+    const notes = [`trials: ${trials.map((t) => times(t.rpsRatio)).join(', ')}`, ...errors('engine', e), ...errors('workerd', w)];
+    row('2 HTTP req/s', measure, fmtRate(e.rps), `workerd ${fmtRate(w.rps)}`, times(rpsRatio), '≥ 2× workerd', yes(rpsRatio >= 2), notes.join('; '));
+    row(
+      '2 HTTP p50 / p99',
+      measure,
+      `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`,
+      `workerd ${fmtMs(w.p50)} / ${fmtMs(w.p99)}`,
+      `p99 ${times(e.p99 / w.p99)}`,
+      'p99 no worse',
+      yes(e.p99 <= w.p99),
+      trials.length > 1 ? `p99 ratio per trial: ${trials.map((t) => times(t.p99Ratio)).join(', ')}` : '',
+    );
+  } else {
+    const notes = [`trials: ${trials.map((t) => fmtRate(t.engine.rps)).join(', ')}`, ...errors('engine', e)];
+    row('2 HTTP req/s', measure, fmtRate(e.rps), `workerd: ${peerError}`, '', '≥ 2× workerd', 'n/a', notes.join('; '));
+    row('2 HTTP p50 / p99', measure, `${fmtMs(e.p50)} / ${fmtMs(e.p99)}`, '', '', 'p99 no worse', 'n/a');
   }
 }
 
@@ -211,7 +231,7 @@ const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).jo
 const out = [
   `WasmEngine bench — ${new Date().toISOString()}${quick ? ' (quick)' : ''}`,
   `machine: ${machine}`,
-  `settings: wrk 2 threads, ${settings.httpSeconds} s per HTTP run; load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
+  `settings: wrk 2 threads, ${settings.httpTrials} trial${settings.httpTrials === 1 ? '' : 's'} × ${settings.httpSeconds} s per HTTP case, engine and workerd alternating (req/s ratio = median of the per-trial ratios); load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
   'in-process: engine = InstanceRunner run + settle on one thread (all the CPU a worker spends per call); raw = new WebAssembly.Instance(module) + the call',
   '',
   line(header),
