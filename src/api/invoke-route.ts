@@ -89,70 +89,122 @@ export interface InvokeRouteOptions {
   logError: (err: unknown) => void;
 }
 
-/** The `request` listener's first look: answers POST /function/invoke and returns true, else false. */
-export type RequestTaker = (req: IncomingMessage, res: ServerResponse) => boolean;
+/** An answer to an invocation request, in the form both transports write. */
+export interface InvokeAnswer {
+  status: number;
+  /** Name, value, name, value…, in the order written; `connection: close` among them when `close`. */
+  headers: string[];
+  body: string;
+  /** The connection ends after this answer (a body that was not read or not parsed, as Fastify does). */
+  close: boolean;
+}
 
-export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
-  const { engine, bodyLimitBytes: limit, active, observe, logError } = options;
+/** The answer for `err`, or for a success with `output`, in the format the Accept header asks for. */
+export function invokeAnswer(accept: string | undefined, err: EngineError | undefined, output: string, close = false): InvokeAnswer {
+  const json = acceptsJson(accept);
+  let status = 200;
+  let body: string;
+  const headers: string[] = [];
+  if (close) headers.push('connection', 'close');
+  if (err === undefined) {
+    body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
+  } else {
+    status = ERROR_STATUS[err.code];
+    if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
+    body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
+  }
+  headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
+  return { status, headers, body, close };
+}
 
-  /** Writes one answer; `close` after a body that was not read or not parsed (as Fastify does). */
-  const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close = false): void => {
-    const json = acceptsJson(req.headers.accept);
-    let status = 200;
-    let body: string;
-    const headers: string[] = [];
-    if (close) headers.push('connection', 'close');
-    if (err === undefined) {
-      body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
-    } else {
-      status = ERROR_STATUS[err.code];
-      if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
-      body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
-    }
-    headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
-    try {
-      res.writeHead(status, headers);
-      res.end(body);
-    } catch (writeError) {
-      // Called from promise callbacks: a throw here would be an unhandled rejection, which ends
-      // the process. Nothing is left to tell this client; the socket goes.
-      logError(writeError);
-      res.destroy();
-      return;
-    }
-    observe?.(status, (performance.now() - started) / 1000);
+/** Writes an answer on its transport; false when it could not (the connection is gone). */
+export type AnswerWriter = (answer: InvokeAnswer) => boolean;
+
+/**
+ * Runs one invocation request whose whole body has been read (`undefined`: none was sent) and
+ * writes its answer through `write`: the part both transports share, the route on Node's request
+ * event below and the one on the connection itself (invoke-connection.ts).
+ */
+export interface Invoker {
+  run(text: string | undefined, accept: string | undefined, started: number, gone: ClientGone, write: AnswerWriter): void;
+  /** Answers a request refused before its body was read or parsed; the connection then ends. */
+  refuse(accept: string | undefined, started: number, err: EngineError, write: AnswerWriter): void;
+}
+
+export function invoker(options: Pick<InvokeRouteOptions, 'engine' | 'observe' | 'logError'>): Invoker {
+  const { engine, observe, logError } = options;
+  const send = (write: AnswerWriter, answer: InvokeAnswer, started: number): void => {
+    if (write(answer)) observe?.(answer.status, (performance.now() - started) / 1000);
   };
-
-  const fail = (req: IncomingMessage, res: ServerResponse, started: number, error: unknown): void => {
-    const err = toEngineError(error);
-    if (err.code === 'INTERNAL') logError(error);
-    answer(req, res, started, err, '');
-  };
-
-  const invoke = (req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void => {
+  const refuse: Invoker['refuse'] = (accept, started, err, write) => send(write, invokeAnswer(accept, err, '', true), started);
+  const run: Invoker['run'] = (text, accept, started, gone, write) => {
     let fields: InvokeFields;
     try {
       fields = checkInvokeBody(parseBody(text));
     } catch (err) {
       // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
-      answer(req, res, started, toEngineError(err), '', err instanceof EngineError && err.message.startsWith(NOT_JSON));
+      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
+      send(write, invokeAnswer(accept, toEngineError(err), '', close), started);
       return;
     }
+    engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
+      (result) => send(write, invokeAnswer(accept, undefined, result.output), started),
+      (error: unknown) => {
+        const err = toEngineError(error);
+        if (err.code === 'INTERNAL') logError(error);
+        send(write, invokeAnswer(accept, err, ''), started);
+      },
+    );
+  };
+  return { run, refuse };
+}
+
+/** The `request` listener's first look: answers POST /function/invoke and returns true, else false. */
+export type RequestTaker = (req: IncomingMessage, res: ServerResponse) => boolean;
+
+/** Whether a request target is the invocation route (with or without a query string). */
+export function isInvokeTarget(url: string): boolean {
+  if (!url.startsWith(INVOKE_ROUTE)) return false;
+  return url.length === INVOKE_ROUTE.length || url.charCodeAt(INVOKE_ROUTE.length) === QUERY;
+}
+
+export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
+  const { bodyLimitBytes: limit, active, logError } = options;
+  const { run, refuse } = invoker(options);
+
+  /** Writes an answer on Node's response (false when that threw: the socket then goes). */
+  const writer =
+    (res: ServerResponse): AnswerWriter =>
+    (answer) => {
+      try {
+        res.writeHead(answer.status, answer.headers);
+        res.end(answer.body);
+        return true;
+      } catch (writeError) {
+        // Called from promise callbacks: a throw here would be an unhandled rejection, which ends
+        // the process. Nothing is left to tell this client; the socket goes.
+        logError(writeError);
+        res.destroy();
+        return false;
+      }
+    };
+
+  const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void => {
+    refuse(req.headers.accept, started, err, writer(res));
+  };
+
+  const invoke = (req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void => {
     const gone = new ClientGone();
     // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
     // on the response: 'close' comes once.
     (res as GoneAware)[GONE] = gone;
     res.on('close', onResponseClose);
-    engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
-      (result) => answer(req, res, started, undefined, result.output),
-      (err: unknown) => fail(req, res, started, err),
-    );
+    run(text, req.headers.accept, started, gone, writer(res));
   };
 
   return (req, res) => {
     const url = req.url;
-    if (req.method !== 'POST' || url === undefined || !url.startsWith(INVOKE_ROUTE)) return false;
-    if (url.length !== INVOKE_ROUTE.length && url.charCodeAt(INVOKE_ROUTE.length) !== QUERY) return false;
+    if (req.method !== 'POST' || url === undefined || !isInvokeTarget(url)) return false;
     if (!active()) return false;
     const started = performance.now();
     const headers = req.headers;
@@ -164,7 +216,7 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
     }
     const length = Number(declared);
     if (length > limit) {
-      answer(req, res, started, tooLarge(), '', true);
+      answer(req, res, started, tooLarge());
       return true;
     }
     // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
@@ -177,7 +229,7 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
       received += chunk.length;
       if (received > limit) {
         done = true;
-        answer(req, res, started, tooLarge(), '', true);
+        answer(req, res, started, tooLarge());
         return;
       }
       chunks.push(chunk);
@@ -186,11 +238,11 @@ export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
       if (done) return;
       done = true;
       if (error) {
-        answer(req, res, started, new EngineError('INVALID_REQUEST', error.message), '', true);
+        answer(req, res, started, new EngineError('INVALID_REQUEST', error.message));
         return;
       }
       if (!Number.isNaN(length) && received !== length) {
-        answer(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'), '', true);
+        answer(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'));
         return;
       }
       const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');

@@ -6,7 +6,8 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
-import { ClientGone, invokeRoute } from './invoke-route.js';
+import { InvokeConnections } from './invoke-connection.js';
+import { ClientGone, invokeRoute, invoker } from './invoke-route.js';
 import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
@@ -24,6 +25,11 @@ export interface ServerOptions {
    * Fastify's route only (the tests compare the two).
    */
   invokeFastPath?: boolean;
+  /**
+   * With the fast path: read each connection first for invocations (invoke-connection.ts; default
+   * true). False: the fast path on Node's request event only.
+   */
+  invokeOnConnection?: boolean;
 }
 
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -127,13 +133,14 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       closing = true;
     });
     const observe = options.platform ? httpObserver(options.platform) : undefined;
-    const take = invokeRoute({
+    const routeOptions = {
       engine,
       bodyLimitBytes: options.bodyLimitBytes,
       active: () => !closing,
       ...(observe ? { observe: (status: number, seconds: number) => observe('POST', INVOKE_ROUTE, status, seconds) } : {}),
-      logError: (err) => app.log.error({ err }, 'unexpected error'),
-    });
+      logError: (err: unknown) => app.log.error({ err }, 'unexpected error'),
+    };
+    const take = invokeRoute(routeOptions);
     // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
     // listener kept for every other request: the invoke route is looked at first.
     const server = app.server;
@@ -144,6 +151,23 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
         if (!take(req, res)) fastify(req, res);
       });
+    }
+    if (options.invokeOnConnection !== false) {
+      const connections = new InvokeConnections({ ...routeOptions, server, invoker: invoker(routeOptions) });
+      if (connections.install()) {
+        // Node's server.close() ends its idle connections and app.ts ends every connection past
+        // the shutdown bound through closeAllConnections: the ones read here go the same way.
+        const closeIdle = server.closeIdleConnections.bind(server);
+        const closeAll = server.closeAllConnections.bind(server);
+        server.closeIdleConnections = () => {
+          connections.closeIdle();
+          closeIdle();
+        };
+        server.closeAllConnections = () => {
+          connections.destroyAll();
+          closeAll();
+        };
+      }
     }
   }
   return app;

@@ -1,0 +1,341 @@
+/**
+ * `POST /function/invoke` answered on the connection itself, before Node's HTTP server sees it.
+ * Node's server builds an IncomingMessage and a ServerResponse with their streams, timers and
+ * events for every request; on two shared cores that cost the HTTP thread about as much again as
+ * the rest of a small invocation (docs/runtime.md has the figures). So each new connection is
+ * first read here, by a deliberately narrow reader of HTTP/1.1: a request it takes is whole in
+ * what has arrived, is `POST /function/invoke` over HTTP/1.1 with a Host and one plain
+ * Content-Length within the body limit, and has no header that asks for more (Transfer-Encoding,
+ * Expect, Upgrade, a Connection other than keep-alive or close, an obsolete line folding, a
+ * control character). Anything else — another route, a body still on its way, a request this
+ * reader is unsure of, a closing server — hands the connection, with every byte read so far, to
+ * Node's server for good, at a request boundary, where Node parses it from the start as if it had
+ * been there all along. So the strict parser and the limits of Node and Fastify still judge every
+ * request this reader does not answer itself, and what it answers is written byte for byte as
+ * they would (test/api/invoke-connection.test.ts compares the two).
+ */
+import { STATUS_CODES, type Server } from 'node:http';
+import type { Socket } from 'node:net';
+import { ClientGone, isInvokeTarget, type AnswerWriter, type InvokeAnswer, type Invoker } from './invoke-route.js';
+
+/** Node's own bound on a request head (http.maxHeaderSize's default). */
+const MAX_HEAD_BYTES = 16 * 1024;
+/** Pipelined bytes held while a call runs before reading pauses. */
+const MAX_PENDING_BYTES = 64 * 1024;
+const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
+const REQUEST_START = 'POST ';
+const REQUEST_END = ' HTTP/1.1';
+const TOKEN = /^[!#$%&'*+\-.^_`|~0-9A-Za-z]+$/;
+/** What Node's parser refuses in a header value, or what this reader leaves to it. */
+const UNSAFE_VALUE = /[\x00-\x08\x0a-\x1f\x7f]/;
+const VISIBLE = /^[\x21-\x7e]*$/;
+
+/** A request this reader takes: where its body lies in the buffer, and what the answer depends on. */
+interface InvokeRequest {
+  bodyStart: number;
+  bodyEnd: number;
+  accept: string | undefined;
+  close: boolean;
+}
+
+/**
+ * Reads the request at the start of `buf`: the invoke request it is, or undefined when it is not
+ * whole or not one this reader takes (see the file comment).
+ */
+export function readInvokeRequest(buf: Buffer, bodyLimitBytes: number): InvokeRequest | undefined {
+  const headEnd = buf.indexOf(HEAD_END);
+  if (headEnd < 0 || headEnd > MAX_HEAD_BYTES) return undefined;
+  const lines = buf.toString('latin1', 0, headEnd).split('\r\n');
+  const requestLine = lines[0]!;
+  if (!requestLine.startsWith(REQUEST_START) || !requestLine.endsWith(REQUEST_END)) return undefined;
+  const target = requestLine.slice(REQUEST_START.length, requestLine.length - REQUEST_END.length);
+  if (!isInvokeTarget(target) || !VISIBLE.test(target)) return undefined;
+  let length = -1;
+  let hosts = 0;
+  let accept: string | undefined;
+  let close = false;
+  for (let i = 1; i < lines.length; i++) {
+    const line = lines[i]!;
+    const colon = line.indexOf(':');
+    if (colon <= 0) return undefined;
+    const name = line.slice(0, colon);
+    if (!TOKEN.test(name)) return undefined;
+    const value = line.slice(colon + 1).replace(/^[ \t]+|[ \t]+$/g, '');
+    if (UNSAFE_VALUE.test(value)) return undefined;
+    switch (name.toLowerCase()) {
+      case 'content-length':
+        if (length >= 0 || !/^\d{1,15}$/.test(value)) return undefined;
+        length = Number(value);
+        break;
+      case 'host':
+        hosts++;
+        break;
+      case 'accept':
+        // Node joins repeated Accept headers with ", ".
+        accept = accept === undefined ? value : `${accept}, ${value}`;
+        break;
+      case 'connection': {
+        const token = value.toLowerCase();
+        if (token === 'close') close = true;
+        else if (token !== 'keep-alive') return undefined;
+        break;
+      }
+      case 'transfer-encoding':
+      case 'expect':
+      case 'upgrade':
+        return undefined;
+    }
+  }
+  if (hosts !== 1 || length < 0 || length > bodyLimitBytes) return undefined;
+  const bodyStart = headEnd + HEAD_END.length;
+  const bodyEnd = bodyStart + length;
+  if (buf.length < bodyEnd) return undefined;
+  return { bodyStart, bodyEnd, accept, close };
+}
+
+export interface InvokeConnectionsOptions {
+  /** Node's server (Fastify's): its connections are read here first, and handed to it. */
+  server: Server;
+  invoker: Invoker;
+  bodyLimitBytes: number;
+  /** False while requests must take Fastify's route (the server is closing). */
+  active: () => boolean;
+  logError: (err: unknown) => void;
+}
+
+/** The connections this reader holds; installed on `server` in place of its connection listener. */
+export class InvokeConnections {
+  private readonly server: Server;
+  private readonly invoker: Invoker;
+  private readonly limit: number;
+  private readonly active: () => boolean;
+  private readonly logError: (err: unknown) => void;
+  private readonly open = new Set<InvokeConnection>();
+  private nodeListener: ((socket: Socket) => void) | undefined;
+  private sweeper: NodeJS.Timeout | undefined;
+  private dateSecond = -1;
+  private dateText = '';
+
+  constructor(options: InvokeConnectionsOptions) {
+    this.server = options.server;
+    this.invoker = options.invoker;
+    this.limit = options.bodyLimitBytes;
+    this.active = options.active;
+    this.logError = options.logError;
+  }
+
+  /**
+   * Takes the server's connections from now on. False (and nothing changed) when the server is
+   * not as expected: one connection listener (Node's) and no per-socket request cap.
+   */
+  install(): boolean {
+    const listeners = this.server.listeners('connection') as ((socket: Socket) => void)[];
+    if (listeners.length !== 1 || this.server.maxRequestsPerSocket) return false;
+    this.nodeListener = listeners[0];
+    this.server.removeListener('connection', this.nodeListener!);
+    this.server.on('connection', this.accept);
+    // Idle keep-alive connections end after the server's keepAliveTimeout, as Node's own do.
+    this.sweeper = setInterval(() => this.sweep(), 1_000);
+    this.sweeper.unref();
+    this.server.once('close', () => clearInterval(this.sweeper));
+    return true;
+  }
+
+  /** The server is closing: idle connections end now, busy ones after their answer. */
+  closeIdle(): void {
+    for (const connection of this.open) connection.closeWhenIdle();
+  }
+
+  /** Every connection this reader holds ends now (the server's closeAllConnections for them). */
+  destroyAll(): void {
+    for (const connection of this.open) connection.socket.destroy();
+  }
+
+  private readonly accept = (socket: Socket): void => {
+    if (!this.active()) {
+      this.nodeListener!.call(this.server, socket);
+      return;
+    }
+    this.open.add(new InvokeConnection(this, socket));
+  };
+
+  /** @internal A connection leaves this reader: to Node's server, or closed. */
+  release(connection: InvokeConnection, handOver: boolean): void {
+    this.open.delete(connection);
+    if (handOver) this.nodeListener!.call(this.server, connection.socket);
+  }
+
+  /** @internal */
+  read(buf: Buffer): InvokeRequest | undefined {
+    return this.active() ? readInvokeRequest(buf, this.limit) : undefined;
+  }
+
+  /** @internal */
+  run(text: string | undefined, accept: string | undefined, started: number, gone: ClientGone, write: AnswerWriter): void {
+    this.invoker.run(text, accept, started, gone, write);
+  }
+
+  /**
+   * @internal The answer as Node's ServerResponse writes it after writeHead(status, headers);
+   * `last`: the connection ends after it.
+   */
+  serialize(answer: InvokeAnswer, last: boolean): string {
+    let text = `HTTP/1.1 ${answer.status} ${STATUS_CODES[answer.status] ?? 'unknown'}\r\n`;
+    const headers = answer.headers;
+    for (let i = 0; i < headers.length; i += 2) text += `${headers[i]}: ${headers[i + 1]}\r\n`;
+    text += `Date: ${this.date()}\r\n`;
+    // An answer that carries its own `connection: close` gets no second Connection header.
+    if (last && !answer.close) text += 'Connection: close\r\n';
+    else if (!last) {
+      text += 'Connection: keep-alive\r\n';
+      const keepAlive = Math.floor(this.server.keepAliveTimeout / 1000);
+      if (keepAlive > 0) text += `Keep-Alive: timeout=${keepAlive}\r\n`;
+    }
+    return `${text}\r\n${answer.body}`;
+  }
+
+  /** @internal */
+  reportError(err: unknown): void {
+    this.logError(err);
+  }
+
+  /** Node's Date header: the time to the second, formatted once a second. */
+  private date(): string {
+    const now = Date.now();
+    const second = Math.floor(now / 1000);
+    if (second !== this.dateSecond) {
+      this.dateSecond = second;
+      this.dateText = new Date(now).toUTCString();
+    }
+    return this.dateText;
+  }
+
+  private sweep(): void {
+    const timeout = this.server.keepAliveTimeout;
+    if (!timeout) return;
+    const before = performance.now() - timeout;
+    for (const connection of this.open) connection.endIfIdleSince(before);
+  }
+}
+
+/** One connection while this reader holds it. */
+class InvokeConnection {
+  /** Bytes read and not yet consumed. */
+  private pending: Buffer | undefined;
+  /** The call in flight (one at a time; pipelined requests wait in `pending`). */
+  private gone: ClientGone | undefined;
+  private idleSince = performance.now();
+  private closing = false;
+  private paused = false;
+  private released = false;
+
+  constructor(
+    private readonly owner: InvokeConnections,
+    readonly socket: Socket,
+  ) {
+    socket.on('data', this.onData);
+    socket.on('end', this.onEnd);
+    socket.on('close', this.onClose);
+    socket.on('error', this.onError);
+  }
+
+  closeWhenIdle(): void {
+    this.closing = true;
+    if (this.gone === undefined) this.socket.destroy();
+  }
+
+  endIfIdleSince(before: number): void {
+    if (this.gone === undefined && this.idleSince < before) this.socket.destroy();
+  }
+
+  private readonly onData = (chunk: Buffer): void => {
+    this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
+    if (this.gone !== undefined) {
+      if (this.pending.length > MAX_PENDING_BYTES && !this.paused) {
+        this.paused = true;
+        this.socket.pause();
+      }
+      return;
+    }
+    this.next();
+  };
+
+  /** Answers whole requests at the head of `pending` while they are invocations, else hands over. */
+  private next(): void {
+    const buf = this.pending;
+    if (buf === undefined) return;
+    const request = this.owner.read(buf);
+    if (request === undefined) {
+      this.handOver();
+      return;
+    }
+    const started = performance.now();
+    this.pending = request.bodyEnd === buf.length ? undefined : buf.subarray(request.bodyEnd);
+    const gone = new ClientGone();
+    this.gone = gone;
+    const text = request.bodyEnd === request.bodyStart ? undefined : buf.toString('utf8', request.bodyStart, request.bodyEnd);
+    this.owner.run(text, request.accept, started, gone, (answer) => this.write(answer, gone, request.close));
+  }
+
+  private write(answer: InvokeAnswer, gone: ClientGone, close: boolean): boolean {
+    if (this.gone !== gone || this.socket.destroyed) return false;
+    const last = close || answer.close || this.closing;
+    try {
+      this.socket.write(this.owner.serialize(answer, last));
+    } catch (err) {
+      this.owner.reportError(err);
+      this.socket.destroy();
+      return false;
+    }
+    this.gone = undefined;
+    this.idleSince = performance.now();
+    if (last) {
+      // As Node after a last answer: end, and close once the answer has been written.
+      this.pending = undefined;
+      this.socket.end();
+      this.socket.once('finish', () => this.socket.destroy());
+      return true;
+    }
+    if (this.paused) {
+      this.paused = false;
+      this.socket.resume();
+    }
+    this.next();
+    return true;
+  }
+
+  /** The connection goes to Node's server with every byte not yet consumed; this reader lets go. */
+  private handOver(): void {
+    if (this.released) return;
+    this.released = true;
+    const socket = this.socket;
+    socket.removeListener('data', this.onData);
+    socket.removeListener('end', this.onEnd);
+    socket.removeListener('close', this.onClose);
+    socket.removeListener('error', this.onError);
+    // Buffered rather than emitted: nothing listens for 'data' until Node's server does.
+    if (this.pending !== undefined) socket.unshift(this.pending);
+    this.pending = undefined;
+    if (this.paused) socket.resume();
+    this.owner.release(this, true);
+  }
+
+  /** The client ended its side: as Node's server, which ends the connection and drops a call in flight. */
+  private readonly onEnd = (): void => {
+    this.gone?.abort();
+    this.gone = undefined;
+    this.socket.end();
+  };
+
+  private readonly onClose = (): void => {
+    this.gone?.abort();
+    this.gone = undefined;
+    if (!this.released) {
+      this.released = true;
+      this.owner.release(this, false);
+    }
+  };
+
+  // 'close' follows; Node's server likewise only lets such a socket go.
+  private readonly onError = (): void => {};
+}
