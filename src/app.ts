@@ -19,7 +19,7 @@ import { FunctionLogs } from './logs/function-logs.js';
 import { EngineMetrics } from './metrics/engine-metrics.js';
 import { createImageFetcher, isLoopbackHost } from './registry/index.js';
 import { imageReferenceCheck, localImagesAllowed } from './core/image-policy.js';
-import { WorkerPoolRuntime } from './runtime/index.js';
+import { DEFAULT_PIPELINE_DEPTH, WorkerPoolRuntime } from './runtime/index.js';
 import { FileFunctionStore } from './store/index.js';
 import { FileLayerNotes } from './store/layer-notes.js';
 
@@ -77,9 +77,9 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
     checkImageReference: imageReferenceCheck(localImagesAllowed(config.localImages, config.host)),
     events: fanOut(metrics, logs),
     scaling: {
-      // 0: two per worker, so that each worker can hold its next call while one runs (the pool's
-      // pipelining, runtime/pool/worker-pool.ts); with one per worker it would sleep between calls.
-      concurrencyPerReplica: config.concurrencyPerReplica === 0 ? config.workers * 2 : config.concurrencyPerReplica,
+      // 0: as many per worker as the pool's pipeline holds, so that a worker can hold its next
+      // calls while one runs (runtime/pool/worker-pool.ts); with fewer it would sleep between calls.
+      concurrencyPerReplica: config.concurrencyPerReplica === 0 ? config.workers * DEFAULT_PIPELINE_DEPTH : config.concurrencyPerReplica,
       maxWaiting: config.maxQueuePerFunction,
       maxWaitingTotal: config.maxQueue,
     },

@@ -8,7 +8,7 @@ export { exposeState, type ExposedState } from './reuse/expose.js';
 export { prepareForReuse } from './reuse/prepare.js';
 export { virtualizeMemorySize } from './reuse/virtual-size.js';
 export { warmUpFunction } from './pool/warm-up.js';
-export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, type WorkerPoolOptions } from './pool/worker-pool.js';
+export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, DEFAULT_PIPELINE_DEPTH, type WorkerPoolOptions } from './pool/worker-pool.js';
 export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
 export { wasm, type WasmModule } from './wasm-api.js';
 export type {
