@@ -20,8 +20,11 @@ import { ClientGone, isInvokeTarget, type AnswerWriter, type InvokeAnswer, type 
 
 /** Node's own bound on a request head (http.maxHeaderSize's default). */
 const MAX_HEAD_BYTES = 16 * 1024;
-/** Pipelined bytes held while a call runs before reading pauses. */
+/** Unread pipelined bytes, and requests taken and not yet answered, past which reading pauses. */
 const MAX_PENDING_BYTES = 64 * 1024;
+const MAX_PIPELINED = 16;
+/** How long past keepAliveTimeout Node's server keeps an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
+const KEEP_ALIVE_GRACE_MS = 1000;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
 const REQUEST_START = 'POST ';
 const REQUEST_END = ' HTTP/1.1';
@@ -38,13 +41,18 @@ interface InvokeRequest {
   close: boolean;
 }
 
+/** What readInvokeRequest says of a request that may be one to take but has not arrived whole. */
+export const INCOMPLETE = 'incomplete';
+
 /**
- * Reads the request at the start of `buf`: the invoke request it is, or undefined when it is not
- * whole or not one this reader takes (see the file comment).
+ * Reads the request at the start of `buf`: the invoke request it is; INCOMPLETE when its head, or
+ * the body of an invoke request, has not all arrived; undefined when it is not one this reader
+ * takes (see the file comment).
  */
-export function readInvokeRequest(buf: Buffer, bodyLimitBytes: number): InvokeRequest | undefined {
+export function readInvokeRequest(buf: Buffer, bodyLimitBytes: number): InvokeRequest | typeof INCOMPLETE | undefined {
   const headEnd = buf.indexOf(HEAD_END);
-  if (headEnd < 0 || headEnd > MAX_HEAD_BYTES) return undefined;
+  if (headEnd < 0) return buf.length <= MAX_HEAD_BYTES ? INCOMPLETE : undefined;
+  if (headEnd > MAX_HEAD_BYTES) return undefined;
   const lines = buf.toString('latin1', 0, headEnd).split('\r\n');
   const requestLine = lines[0]!;
   if (!requestLine.startsWith(REQUEST_START) || !requestLine.endsWith(REQUEST_END)) return undefined;
@@ -89,7 +97,7 @@ export function readInvokeRequest(buf: Buffer, bodyLimitBytes: number): InvokeRe
   if (hosts !== 1 || length < 0 || length > bodyLimitBytes) return undefined;
   const bodyStart = headEnd + HEAD_END.length;
   const bodyEnd = bodyStart + length;
-  if (buf.length < bodyEnd) return undefined;
+  if (buf.length < bodyEnd) return INCOMPLETE;
   return { bodyStart, bodyEnd, accept, close };
 }
 
@@ -134,7 +142,7 @@ export class InvokeConnections {
     this.nodeListener = listeners[0];
     this.server.removeListener('connection', this.nodeListener!);
     this.server.on('connection', this.accept);
-    // Idle keep-alive connections end after the server's keepAliveTimeout, as Node's own do.
+    // Idle keep-alive connections end after the server's keepAliveTimeout and a second, as Node's own do.
     this.sweeper = setInterval(() => this.sweep(), 1_000);
     this.sweeper.unref();
     this.server.once('close', () => clearInterval(this.sweeper));
@@ -166,7 +174,7 @@ export class InvokeConnections {
   }
 
   /** @internal */
-  read(buf: Buffer): InvokeRequest | undefined {
+  read(buf: Buffer): InvokeRequest | typeof INCOMPLETE | undefined {
     return this.active() ? readInvokeRequest(buf, this.limit) : undefined;
   }
 
@@ -188,8 +196,9 @@ export class InvokeConnections {
     if (last && !answer.close) text += 'Connection: close\r\n';
     else if (!last) {
       text += 'Connection: keep-alive\r\n';
-      const keepAlive = Math.floor(this.server.keepAliveTimeout / 1000);
-      if (keepAlive > 0) text += `Keep-Alive: timeout=${keepAlive}\r\n`;
+      // As Node: any timeout is announced, in whole seconds, so one under a second as 0.
+      const timeout = this.server.keepAliveTimeout;
+      if (timeout) text += `Keep-Alive: timeout=${Math.floor(timeout / 1000)}\r\n`;
     }
     return `${text}\r\n${answer.body}`;
   }
@@ -213,17 +222,36 @@ export class InvokeConnections {
   private sweep(): void {
     const timeout = this.server.keepAliveTimeout;
     if (!timeout) return;
-    const before = performance.now() - timeout;
+    // Not before Node would: a client may keep a connection up to the announced timeout.
+    const before = performance.now() - timeout - KEEP_ALIVE_GRACE_MS;
     for (const connection of this.open) connection.endIfIdleSince(before);
   }
 }
 
-/** One connection while this reader holds it. */
+/** One request taken on a connection: its call, and once answered, the answer's bytes. */
+interface Exchange {
+  gone: ClientGone;
+  /** The request asked to close the connection after it. */
+  close: boolean;
+  /** The answer as written, once there is one; answers leave in request order. */
+  bytes: string | undefined;
+  /** The connection ends after this answer. */
+  last: boolean;
+}
+
+/**
+ * One connection while this reader holds it. Pipelined requests run at once, as Node's server
+ * runs them, and their answers are written in request order.
+ */
 class InvokeConnection {
   /** Bytes read and not yet consumed. */
   private pending: Buffer | undefined;
-  /** The call in flight (one at a time; pipelined requests wait in `pending`). */
-  private gone: ClientGone | undefined;
+  /** Requests taken and not yet answered on the wire, oldest first. */
+  private readonly exchanges: Exchange[] = [];
+  /** A request this reader does not take waits at the head of `pending` for the answers before it. */
+  private handOverWhenDone = false;
+  /** A request asked to close: nothing after it is read. */
+  private lastTaken = false;
   private idleSince = performance.now();
   private closing = false;
   private paused = false;
@@ -241,67 +269,87 @@ class InvokeConnection {
 
   closeWhenIdle(): void {
     this.closing = true;
-    if (this.gone === undefined) this.socket.destroy();
+    if (this.exchanges.length === 0) this.socket.destroy();
   }
 
   endIfIdleSince(before: number): void {
-    if (this.gone === undefined && this.idleSince < before) this.socket.destroy();
+    if (this.exchanges.length === 0 && this.idleSince < before) this.socket.destroy();
   }
 
   private readonly onData = (chunk: Buffer): void => {
     this.pending = this.pending === undefined ? chunk : Buffer.concat([this.pending, chunk]);
-    if (this.gone !== undefined) {
-      if (this.pending.length > MAX_PENDING_BYTES && !this.paused) {
-        this.paused = true;
-        this.socket.pause();
-      }
-      return;
-    }
-    this.next();
+    this.take();
   };
 
-  /** Answers whole requests at the head of `pending` while they are invocations, else hands over. */
-  private next(): void {
-    const buf = this.pending;
-    if (buf === undefined) return;
-    const request = this.owner.read(buf);
-    if (request === undefined) {
+  /** Takes the whole invocation requests at the head of `pending`; the first other one waits for a hand-over. */
+  private take(): void {
+    while (this.pending !== undefined && !this.handOverWhenDone && !this.lastTaken) {
+      if (this.exchanges.length >= MAX_PIPELINED) break;
+      const buf = this.pending;
+      const request = this.owner.read(buf);
+      // The rest of a pipelined request is on its way while earlier ones run: wait for it. With
+      // none running, Node's server takes the connection, with its timeouts for slow requests.
+      if (request === INCOMPLETE && this.exchanges.length > 0) break;
+      // Bytes after a request with `Connection: close` are an error to Node's parser (llhttp's
+      // "Data after `Connection: close`"; line ends aside), which Fastify answers 400 in place of
+      // the answer: such a request goes to Node's server with them, to be answered as it answers.
+      if (request === undefined || request === INCOMPLETE || (request.close && request.bodyEnd < buf.length)) {
+        this.handOverWhenDone = true;
+        break;
+      }
+      const started = performance.now();
+      this.pending = request.bodyEnd === buf.length ? undefined : buf.subarray(request.bodyEnd);
+      const exchange: Exchange = { gone: new ClientGone(), close: request.close, bytes: undefined, last: false };
+      this.exchanges.push(exchange);
+      if (request.close) this.lastTaken = true;
+      const text = request.bodyEnd === request.bodyStart ? undefined : buf.toString('utf8', request.bodyStart, request.bodyEnd);
+      this.owner.run(text, request.accept, started, exchange.gone, (answer) => this.answer(exchange, answer));
+    }
+    if (this.handOverWhenDone && this.exchanges.length === 0) {
       this.handOver();
       return;
     }
-    const started = performance.now();
-    this.pending = request.bodyEnd === buf.length ? undefined : buf.subarray(request.bodyEnd);
-    const gone = new ClientGone();
-    this.gone = gone;
-    const text = request.bodyEnd === request.bodyStart ? undefined : buf.toString('utf8', request.bodyStart, request.bodyEnd);
-    this.owner.run(text, request.accept, started, gone, (answer) => this.write(answer, gone, request.close));
+    // Reading pauses while many requests or many bytes wait, as Node's server stops reading when
+    // its answers back up.
+    const full = this.exchanges.length >= MAX_PIPELINED || (this.pending?.length ?? 0) > MAX_PENDING_BYTES;
+    if (full !== this.paused) {
+      this.paused = full;
+      if (full) this.socket.pause();
+      else this.socket.resume();
+    }
   }
 
-  private write(answer: InvokeAnswer, gone: ClientGone, close: boolean): boolean {
-    if (this.gone !== gone || this.socket.destroyed) return false;
-    const last = close || answer.close || this.closing;
-    try {
-      this.socket.write(this.owner.serialize(answer, last));
-    } catch (err) {
-      this.owner.reportError(err);
-      this.socket.destroy();
-      return false;
-    }
-    this.gone = undefined;
-    this.idleSince = performance.now();
-    if (last) {
-      // As Node after a last answer: end, and close once the answer has been written.
-      this.pending = undefined;
-      this.socket.end();
-      this.socket.once('finish', () => this.socket.destroy());
-      return true;
-    }
-    if (this.paused) {
-      this.paused = false;
-      this.socket.resume();
-    }
-    this.next();
+  private answer(exchange: Exchange, answer: InvokeAnswer): boolean {
+    if (exchange.gone.aborted || this.socket.destroyed || !this.exchanges.includes(exchange)) return false;
+    exchange.last = exchange.close || answer.close || this.closing;
+    exchange.bytes = this.owner.serialize(answer, exchange.last);
+    this.flush();
     return true;
+  }
+
+  /** Writes the answers at the head of the line; after a last one the connection ends. */
+  private flush(): void {
+    const exchanges = this.exchanges;
+    while (exchanges.length > 0 && exchanges[0]!.bytes !== undefined) {
+      const exchange = exchanges.shift()!;
+      try {
+        this.socket.write(exchange.bytes!);
+      } catch (err) {
+        this.owner.reportError(err);
+        this.socket.destroy();
+        return;
+      }
+      if (exchange.last) {
+        // As Node after a last answer: the calls behind it are dropped; end, and close once written.
+        for (const dropped of exchanges.splice(0)) dropped.gone.abort();
+        this.pending = undefined;
+        this.socket.end();
+        this.socket.once('finish', () => this.socket.destroy());
+        return;
+      }
+    }
+    if (exchanges.length === 0) this.idleSince = performance.now();
+    this.take();
   }
 
   /** The connection goes to Node's server with every byte not yet consumed; this reader lets go. */
@@ -320,16 +368,19 @@ class InvokeConnection {
     this.owner.release(this, true);
   }
 
-  /** The client ended its side: as Node's server, which ends the connection and drops a call in flight. */
+  /** Every call not yet answered on the wire is dropped (its client is gone). */
+  private abortAll(): void {
+    for (const exchange of this.exchanges.splice(0)) exchange.gone.abort();
+  }
+
+  /** The client ended its side: as Node's server, which ends the connection and drops the calls in flight. */
   private readonly onEnd = (): void => {
-    this.gone?.abort();
-    this.gone = undefined;
+    this.abortAll();
     this.socket.end();
   };
 
   private readonly onClose = (): void => {
-    this.gone?.abort();
-    this.gone = undefined;
+    this.abortAll();
     if (!this.released) {
       this.released = true;
       this.owner.release(this, false);

@@ -1,7 +1,9 @@
 /**
- * POST /function/invoke is answered ahead of Fastify (src/api/invoke-route.ts). Every request here
- * is sent, byte for byte, to a server with that fast path and to one with Fastify's route only, and
- * the two answers must be the same bytes (but the Date header): status, headers in order, body.
+ * POST /function/invoke is answered ahead of Fastify, on the connection itself
+ * (src/api/invoke-connection.ts, the default) or on Node's request event (src/api/invoke-route.ts).
+ * Every request here is sent, byte for byte, to a server with each fast path and to one with
+ * Fastify's route only, and the three answers must be the same bytes (but the Date header):
+ * status, headers in order, body. test/api/invoke-connection.test.ts holds longer conversations.
  */
 import { connect } from 'node:net';
 import { join } from 'node:path';
@@ -42,11 +44,18 @@ function post(body: string | undefined, headers: string[] = ['Content-Type: appl
 
 describe('POST /function/invoke fast path', () => {
   let inProcess: InProcessEngine;
+  /** The connection reader (and the request-event path behind it for what the reader leaves). */
   let fast: FastifyInstance;
+  /** The request-event path only. */
+  let onRequest: FastifyInstance;
   let plain: FastifyInstance;
   let fastPort: number;
+  let onRequestPort: number;
   let plainPort: number;
-  let fastifyInvokes = 0;
+  /** POST /function/invoke requests that reached Fastify on each fast server. */
+  let fastifyInvokes = { fast: 0, onRequest: 0 };
+  /** POST /function/invoke requests Node's server parsed on `fast`: the reader left them to it. */
+  let nodeInvokes = 0;
 
   const listen = async (app: FastifyInstance): Promise<number> => {
     await app.listen({ port: 0, host: '127.0.0.1' });
@@ -64,25 +73,35 @@ describe('POST /function/invoke fast path', () => {
     await engine.deploy({ name: 'spin', image: `file:${watFixture('integration', 'spin')}`, limits: { timeout_ms: 300 } });
     const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
     fast = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
-    // Counts what reaches Fastify on the fast server: POST /function/invoke must not.
-    fast.addHook('onRequest', async (request) => {
-      if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes++;
+    onRequest = buildServer({ engine, bodyLimitBytes: LIMIT, platform, invokeOnConnection: false });
+    // Counts what reaches Fastify on the fast servers: POST /function/invoke must not.
+    for (const [app, key] of [[fast, 'fast'], [onRequest, 'onRequest']] as const) {
+      app.addHook('onRequest', async (request) => {
+        if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes[key]++;
+      });
+    }
+    fast.server.prependListener('request', (request) => {
+      if (request.method === 'POST' && request.url?.startsWith('/function/invoke')) nodeInvokes++;
     });
     plain = buildServer({ engine, bodyLimitBytes: LIMIT, platform, invokeFastPath: false });
     fastPort = await listen(fast);
+    onRequestPort = await listen(onRequest);
     plainPort = await listen(plain);
   });
 
   afterAll(async () => {
     await fast?.close();
+    await onRequest?.close();
     await plain?.close();
     await inProcess?.close();
   });
 
   const same = async (request: string): Promise<string> => {
     const a = withoutDate(await exchange(fastPort, request));
-    const b = withoutDate(await exchange(plainPort, request));
-    expect(a).toBe(b);
+    const b = withoutDate(await exchange(onRequestPort, request));
+    const c = withoutDate(await exchange(plainPort, request));
+    expect(a).toBe(c);
+    expect(b).toBe(c);
     return a;
   };
 
@@ -139,13 +158,20 @@ describe('POST /function/invoke fast path', () => {
     await same(request);
   });
 
-  it('POST /function/invoke never reached Fastify on the fast server; other requests do', async () => {
-    fastifyInvokes = 0;
+  it('POST /function/invoke never reached Fastify on either fast server; other requests do', async () => {
+    fastifyInvokes = { fast: 0, onRequest: 0 };
+    nodeInvokes = 0;
     await same(post('{"function_name":"gcd","args":["2","4"]}'));
-    expect(fastifyInvokes).toBe(0);
+    expect(nodeInvokes).toBe(0);
+    // Left by the reader to the request-event path, which takes it.
+    const body = '{"function_name":"gcd","args":["2","4"]}';
+    const head = ['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Connection: close', 'Transfer-Encoding: chunked'].join('\r\n');
+    expect(await same(`${head}\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`)).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    expect(nodeInvokes).toBe(1);
+    expect(fastifyInvokes).toEqual({ fast: 0, onRequest: 0 });
     await same(post('{"function_name":"gcd"}', undefined, '/function/invoke/'));
-    expect(fastifyInvokes).toBe(1);
-    fastifyInvokes = 0;
+    expect(fastifyInvokes).toEqual({ fast: 1, onRequest: 1 });
+    fastifyInvokes = { fast: 0, onRequest: 0 };
   });
 
   it('answers the expected bytes (a sample, so that "the same" is not "the same mistake")', async () => {
@@ -160,22 +186,24 @@ describe('POST /function/invoke fast path', () => {
     expect(big.endsWith('status code: 413, message: request body is larger than the limit (PAYLOAD_TOO_LARGE)')).toBe(true);
   });
 
-  it('a chunked body over the limit is refused with 413 on both', async () => {
+  it('a chunked body over the limit is refused with 413 on all', async () => {
     const head = ['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Connection: close', 'Transfer-Encoding: chunked', 'Content-Type: application/json'].join('\r\n');
     const chunk = 'x'.repeat(LIMIT + 10);
     const request = `${head}\r\n\r\n${chunk.length.toString(16)}\r\n${chunk}\r\n0\r\n\r\n`;
     const a = withoutDate(await exchange(fastPort, request));
-    const b = withoutDate(await exchange(plainPort, request));
+    const b = withoutDate(await exchange(onRequestPort, request));
+    const c = withoutDate(await exchange(plainPort, request));
     expect(a).toMatch(/^HTTP\/1\.1 413 /);
-    expect(a).toBe(b);
+    expect(a).toBe(c);
+    expect(b).toBe(c);
   });
 
-  it('a call over its time limit answers 504 FUNCTION_TIMEOUT on both', async () => {
+  it('a call over its time limit answers 504 FUNCTION_TIMEOUT on all', async () => {
     expect(await same(post('{"function_name":"spin"}', json))).toMatch(/"code":"FUNCTION_TIMEOUT"/);
   });
 
-  it('OVERLOADED carries Retry-After on both', async () => {
-    for (const port of [fastPort, plainPort]) {
+  it('OVERLOADED carries Retry-After on all', async () => {
+    for (const port of [fastPort, onRequestPort, plainPort]) {
       // One slot per function and no waiting room: a second spin while one runs is refused.
       const first = exchange(port, post('{"function_name":"spin"}'));
       await new Promise((resolve) => setTimeout(resolve, 50));
@@ -187,22 +215,24 @@ describe('POST /function/invoke fast path', () => {
   });
 
   it('counts fast-path answers in the HTTP metrics under the route, as Fastify did', async () => {
-    const before = await inProcess.metrics.text();
     const count = (text: string, code: number): number => {
       const m = new RegExp(`^provider_http_requests_total\\{method="POST",path="/function/invoke",code="${code}"\\} (\\d+)$`, 'm').exec(text);
       return m ? Number(m[1]) : 0;
     };
-    await exchange(fastPort, post('{"function_name":"gcd","args":["2","4"]}'));
-    await exchange(fastPort, post('{"function_name":"nope"}'));
-    const after = await inProcess.metrics.text();
-    expect(count(after, 200) - count(before, 200)).toBe(1);
-    expect(count(after, 404) - count(before, 404)).toBe(1);
+    for (const port of [fastPort, onRequestPort]) {
+      const before = await inProcess.metrics.text();
+      await exchange(port, post('{"function_name":"gcd","args":["2","4"]}'));
+      await exchange(port, post('{"function_name":"nope"}'));
+      const after = await inProcess.metrics.text();
+      expect(count(after, 200) - count(before, 200)).toBe(1);
+      expect(count(after, 404) - count(before, 404)).toBe(1);
+    }
   });
 
-  it('a client that goes away drops its queued call at once', async () => {
+  it.each([true, false])('a client that goes away drops its queued call at once (on the connection: %s)', async (invokeOnConnection) => {
     // One slot and room to wait: the second spin waits for the first (which runs to its 600 ms limit).
     const waiting = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 4 });
-    const app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT });
+    const app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT, invokeOnConnection });
     try {
       await waiting.engine.deploy({ name: 'spin', image: `file:${watFixture('integration', 'spin')}`, limits: { timeout_ms: 600 } });
       const port = await listen(app);

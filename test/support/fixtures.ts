@@ -1,6 +1,7 @@
 /** Test modules built from WAT source by the test setup (never committed binaries). */
 import { execFileSync } from 'node:child_process';
 import { mkdirSync, renameSync } from 'node:fs';
+import { threadId } from 'node:worker_threads';
 import { basename, join } from 'node:path';
 import { REPO_ROOT } from './engine-process.js';
 
@@ -13,7 +14,17 @@ export function watFixture(dir: string, name: string): string {
   mkdirSync(FIXTURE_OUT, { recursive: true });
   const source = join(REPO_ROOT, 'test', 'fixtures', dir, `${name}.wat`);
   const out = join(FIXTURE_OUT, `${basename(dir)}-${name}.wasm`);
-  execFileSync('wat2wasm', ['--enable-all', source, '-o', out]);
+  return buildInto(out, (tmp) => execFileSync('wat2wasm', ['--enable-all', source, '-o', tmp]));
+}
+
+/**
+ * Builds `out` under a private name and renames it into place: test files running in parallel
+ * may build the same fixture, and one must never read another's half-written file.
+ */
+function buildInto(out: string, build: (tmp: string) => void): string {
+  const tmp = `${out}.${process.pid}-${threadId}-${Math.random().toString(36).slice(2)}.tmp`;
+  build(tmp);
+  renameSync(tmp, out);
   return out;
 }
 
@@ -22,9 +33,5 @@ export function cFixture(dir: string, name: string): string {
   mkdirSync(FIXTURE_OUT, { recursive: true });
   const source = join(REPO_ROOT, 'test', 'fixtures', dir, `${name}.c`);
   const out = join(FIXTURE_OUT, `${basename(dir)}-${name}.wasm`);
-  // Built under a private name and renamed: test files running in parallel may build the same one.
-  const tmp = `${out}.${process.pid}.tmp`;
-  execFileSync('clang', ['--target=wasm32-wasi', '--sysroot=/usr', '-O2', '-Wl,--strip-all', '-o', tmp, source]);
-  renameSync(tmp, out);
-  return out;
+  return buildInto(out, (tmp) => execFileSync('clang', ['--target=wasm32-wasi', '--sysroot=/usr', '-O2', '-Wl,--strip-all', '-o', tmp, source]));
 }

@@ -1,0 +1,839 @@
+/**
+ * POST /function/invoke read on the connection itself (src/api/invoke-connection.ts). Each
+ * conversation here — keep-alive, pipelining, hand-over to Node's server mid-connection or at the
+ * first byte — is held on raw sockets with a server that has the reader and with one that has
+ * Fastify's route only, and the two must write the same bytes (but the Date header) and leave the
+ * connection in the same state.
+ */
+import { connect, type Socket } from 'node:net';
+import { join } from 'node:path';
+import type { FastifyInstance } from 'fastify';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { INCOMPLETE, readInvokeRequest } from '../../src/api/invoke-connection.js';
+import { buildServer } from '../../src/api/server.js';
+import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
+import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+
+const LIMIT = 2048;
+
+/** A raw client connection; everything is kept as latin1 text, one character a byte. */
+class Client {
+  readonly socket: Socket;
+  closed = false;
+  private received = '';
+  private waiters: (() => void)[] = [];
+
+  constructor(port: number) {
+    this.socket = connect(port, '127.0.0.1');
+    this.socket.on('data', (chunk: Buffer) => {
+      this.received += chunk.toString('latin1');
+      this.wake();
+    });
+    // A server that answers before reading a body may reset the connection.
+    this.socket.on('error', () => {});
+    this.socket.on('close', () => {
+      this.closed = true;
+      this.wake();
+    });
+  }
+
+  write(data: string | Buffer): void {
+    this.socket.write(data);
+  }
+
+  /** What the server wrote, Date headers left out. */
+  text(): string {
+    return withoutDate(this.received);
+  }
+
+  /** The whole answers received so far. */
+  answers(): string[] {
+    return splitAnswers(this.received, this.closed).map(withoutDate);
+  }
+
+  /** Resolves once `count` whole answers (interim 1xx included) have come, or the connection closed. */
+  async waitAnswers(count: number, timeoutMs = 5_000): Promise<string[]> {
+    await this.until(() => this.answers().length >= count || this.closed, timeoutMs);
+    return this.answers();
+  }
+
+  /** Resolves once the server closed the connection, or after `ms`: whether it is closed. */
+  async closedWithin(ms: number): Promise<boolean> {
+    await this.until(() => this.closed, ms);
+    return this.closed;
+  }
+
+  destroy(): void {
+    this.socket.destroy();
+  }
+
+  private wake(): void {
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const waiter of waiters) waiter();
+  }
+
+  private until(done: () => boolean, timeoutMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(finish, timeoutMs);
+      const check = (): void => {
+        if (done()) finish();
+        else this.waiters.push(check);
+      };
+      function finish(): void {
+        clearTimeout(timer);
+        resolve();
+      }
+      check();
+    });
+  }
+}
+
+/**
+ * Splits what a server wrote into its answers: 1xx without a body, then by Content-Length, by
+ * chunks, or to the close.
+ */
+function splitAnswers(text: string, closed: boolean): string[] {
+  const answers: string[] = [];
+  let at = 0;
+  while (at < text.length) {
+    const headEnd = text.indexOf('\r\n\r\n', at);
+    if (headEnd < 0) break;
+    const head = text.slice(at, headEnd);
+    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
+    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
+    let end: number;
+    if (status >= 100 && status < 200) end = headEnd + 4;
+    else if (length) end = headEnd + 4 + Number(length[1]);
+    else if (/\r\ntransfer-encoding: *chunked/i.test(head)) end = chunksEnd(text, headEnd + 4);
+    else if (closed) end = text.length;
+    else break;
+    if (end < 0 || end > text.length) break;
+    answers.push(text.slice(at, end));
+    at = end;
+  }
+  return answers;
+}
+
+/** Where the chunked body starting at `at` ends (trailers left out), or -1 when it has not all come. */
+function chunksEnd(text: string, at: number): number {
+  for (;;) {
+    const lineEnd = text.indexOf('\r\n', at);
+    if (lineEnd < 0) return -1;
+    const size = parseInt(text.slice(at, lineEnd), 16);
+    if (size === 0) return text.startsWith('\r\n', lineEnd + 2) ? lineEnd + 4 : -1;
+    at = lineEnd + 2 + size + 2;
+  }
+}
+
+const withoutDate = (answer: string): string => answer.replace(/^date: .*\r\n/gim, '');
+const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** A request; no Connection header unless given. */
+function request(body: string | undefined, headers: string[] = ['Content-Type: application/json'], path = '/function/invoke', method = 'POST', version = 'HTTP/1.1'): string {
+  const lines = [`${method} ${path} ${version}`, 'Host: 127.0.0.1', ...headers];
+  if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
+  return `${lines.join('\r\n')}\r\n\r\n${body ?? ''}`;
+}
+
+const gcd = (a: number, b: number, headers?: string[]): string => request(`{"function_name":"gcd","args":["${a}","${b}"]}`, headers);
+const LIST = request(undefined, [], '/function/list', 'GET');
+
+describe('POST /function/invoke read on the connection', () => {
+  let inProcess: InProcessEngine;
+  let spinWasm: string;
+  let reader: FastifyInstance;
+  let plain: FastifyInstance;
+  let readerPort: number;
+  let plainPort: number;
+  /** Requests Node's server parsed on the reader's server (hand-overs), invocations among them. */
+  let nodeRequests = 0;
+  let nodeInvokes = 0;
+  /** Times a connection of the reader's server stopped reading. */
+  let pauses = 0;
+  const clients: Client[] = [];
+
+  const listen = async (app: FastifyInstance): Promise<number> => {
+    await app.listen({ port: 0, host: '127.0.0.1' });
+    const address = app.server.address();
+    if (typeof address !== 'object' || address === null) throw new Error('no port');
+    return address.port;
+  };
+
+  const open = (port: number): Client => {
+    const client = new Client(port);
+    clients.push(client);
+    return client;
+  };
+
+  beforeAll(async () => {
+    // Room for pipelined calls, which Node's server runs side by side and the reader one by one.
+    inProcess = await startInProcess();
+    const { engine, metrics, logs } = inProcess;
+    await engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
+    await engine.deploy({ name: 'authentication', image: `file:${join(EXAMPLES_WASM, 'authentication.wasm')}` });
+    await engine.deploy({ name: 'trap', image: `file:${watFixture('integration', 'trap')}` });
+    spinWasm = watFixture('integration', 'spin');
+    await engine.deploy({ name: 'spin', image: `file:${spinWasm}`, limits: { timeout_ms: 300 } });
+    const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
+    reader = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
+    reader.server.prependListener('request', (req) => {
+      nodeRequests++;
+      if (req.method === 'POST' && req.url?.startsWith('/function/invoke')) nodeInvokes++;
+    });
+    reader.server.on('connection', (socket: Socket) => socket.on('pause', () => pauses++));
+    plain = buildServer({ engine, bodyLimitBytes: LIMIT, platform, invokeFastPath: false });
+    readerPort = await listen(reader);
+    plainPort = await listen(plain);
+  });
+
+  afterAll(async () => {
+    for (const client of clients) client.destroy();
+    await reader?.close();
+    await plain?.close();
+    await inProcess?.close();
+  });
+
+  /**
+   * Holds the same conversation with both servers: the bytes written back (Date left out) and
+   * whether the server closed the connection within `settleMs` after it must be the same.
+   */
+  const converse = async (talk: (client: Client) => Promise<void>, settleMs = 100): Promise<{ text: string; closed: boolean; nodeRequests: number }> => {
+    const results: { text: string; closed: boolean }[] = [];
+    let seen = 0;
+    for (const port of [readerPort, plainPort]) {
+      const before = nodeRequests;
+      const client = open(port);
+      await talk(client);
+      const closed = await client.closedWithin(settleMs);
+      results.push({ text: client.text(), closed });
+      if (port === readerPort) seen = nodeRequests - before;
+      client.destroy();
+    }
+    expect(results[0]!.text).toBe(results[1]!.text);
+    expect(results[0]!.closed).toBe(results[1]!.closed);
+    return { ...results[0]!, nodeRequests: seen };
+  };
+
+  describe('keep-alive', () => {
+    it('three invocations one after another on one connection, answered by the reader', async () => {
+      const invokesBefore = nodeInvokes;
+      const { text, closed } = await converse(async (client) => {
+        for (const [i, [a, b]] of [[12, 18], [7, 21], [9, 6]].entries()) {
+          client.write(gcd(a!, b!));
+          await client.waitAnswers(i + 1);
+        }
+      });
+      expect(closed).toBe(false);
+      expect(nodeInvokes - invokesBefore).toBe(0);
+      const answers = splitAnswers(text, false);
+      expect(answers).toHaveLength(3);
+      for (const answer of answers) expect(answer).toMatch(/\r\nConnection: keep-alive\r\nKeep-Alive: timeout=\d+\r\n\r\n/);
+      expect(answers.map((answer) => answer.slice(answer.indexOf('\r\n\r\n') + 4))).toEqual([
+        'status code: 200, message: 6',
+        'status code: 200, message: 7',
+        'status code: 200, message: 3',
+      ]);
+    });
+
+    it('keep-alive asked for by name, JSON answers, errors that keep the connection', async () => {
+      const json = ['Content-Type: application/json', 'Accept: application/json', 'Connection: keep-alive'];
+      const { closed } = await converse(async (client) => {
+        client.write(gcd(4, 6, json));
+        await client.waitAnswers(1);
+        client.write(request('{"function_name":"nope"}', json));
+        await client.waitAnswers(2);
+        client.write(request('{"function_name":"gcd","extra":1}'));
+        await client.waitAnswers(3);
+        client.write(request('{"function_name":"trap"}', json));
+        await client.waitAnswers(4);
+        client.write(request(undefined, []));
+        await client.waitAnswers(5);
+      });
+      expect(closed).toBe(false);
+    });
+
+    it('a last request with Connection: close is answered and the connection closed', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18));
+        await client.waitAnswers(1);
+        client.write(gcd(12, 18, ['Connection: close']));
+        await client.waitAnswers(2);
+      });
+      expect(closed).toBe(true);
+      expect(text).toMatch(/\r\nConnection: close\r\n\r\nstatus code: 200, message: 6$/);
+    });
+
+    it('a body that is not JSON closes the connection after its answer, with one Connection header', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18));
+        await client.waitAnswers(1);
+        client.write(request('{"function_name":'));
+        await client.waitAnswers(2);
+        // Nothing after the close is read.
+        client.write(gcd(1, 1));
+      });
+      expect(closed).toBe(true);
+      expect(splitAnswers(text, true)).toHaveLength(2);
+      expect(text.match(/^connection:/gim)).toHaveLength(2);
+    });
+  });
+
+  describe('the client ends its side after a whole invocation', () => {
+    it('an answer given at once is written', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(request('{"function_name":'));
+        client.socket.end();
+        await client.waitAnswers(1, 500);
+      });
+      expect(closed).toBe(true);
+      expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    });
+
+    it('a call that takes its time is dropped, its answer not written', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18));
+        client.socket.end();
+        await client.waitAnswers(1, 300);
+      });
+      expect(closed).toBe(true);
+      expect(text).toBe('');
+    });
+  });
+
+  it('a body that is not UTF-8 is read as Node reads it', async () => {
+    const body = Buffer.concat([Buffer.from('{"function_name":"g'), Buffer.from([0xff, 0xc3]), Buffer.from('"}')]);
+    const head = `POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${body.length}\r\n\r\n`;
+    const { text } = await converse(async (client) => {
+      client.write(Buffer.concat([Buffer.from(head), body]));
+      await client.waitAnswers(1);
+    });
+    expect(Buffer.from(text, 'latin1').toString('utf8')).toMatch(/message: function g\ufffd\ufffd is not deployed \(FUNCTION_NOT_FOUND\)$/);
+  });
+
+  describe('pipelining', () => {
+    it('two invocations in one write are answered in order', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18) + gcd(7, 21));
+        await client.waitAnswers(2);
+      });
+      expect(closed).toBe(false);
+      expect(splitAnswers(text, false).map((answer) => answer.slice(-1))).toEqual(['6', '7']);
+    });
+
+    it('three invocations in one write, the last with Connection: close', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18) + request('{"function_name":"nope"}', ['Accept: application/json']) + gcd(9, 6, ['Connection: close']));
+        await client.waitAnswers(3);
+      });
+      expect(closed).toBe(true);
+      expect(splitAnswers(text, true)).toHaveLength(3);
+    });
+
+    it('an invocation with Connection: close followed by another in the same write: as Node, 400 in its place', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(gcd(12, 18, ['Connection: close']) + gcd(7, 21));
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+      expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n/);
+    });
+
+    it('an invocation with Connection: close followed by a line end in the same write', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(`${gcd(12, 18, ['Connection: close'])}\r\n`);
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+      expect(text).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    });
+
+    it('a body that is not JSON followed by an invocation in the same write', async () => {
+      const { closed } = await converse(async (client) => {
+        client.write(request('{"function_name":') + gcd(7, 21));
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+    });
+
+    it('a request split inside the second of two pipelined invocations', async () => {
+      const second = gcd(7, 21);
+      await converse(async (client) => {
+        client.write(gcd(12, 18) + second.slice(0, 30));
+        await client.waitAnswers(1);
+        await sleep(20);
+        client.write(second.slice(30));
+        await client.waitAnswers(2);
+      });
+    });
+  });
+
+  describe("hand-over to Node's server mid-connection", () => {
+    it('an invocation, GET /function/list, another invocation: the last one on the request path', async () => {
+      const invokesBefore = nodeInvokes;
+      const { closed, nodeRequests: handed } = await converse(async (client) => {
+        client.write(gcd(12, 18));
+        await client.waitAnswers(1);
+        client.write(LIST);
+        await client.waitAnswers(2);
+        client.write(gcd(7, 21));
+        await client.waitAnswers(3);
+      });
+      expect(closed).toBe(false);
+      expect(handed).toBe(2);
+      expect(nodeInvokes - invokesBefore).toBe(1);
+    });
+
+    it('/healthz between invocations', async () => {
+      await converse(async (client) => {
+        client.write(gcd(12, 18));
+        await client.waitAnswers(1);
+        client.write(request(undefined, [], '/healthz', 'GET'));
+        await client.waitAnswers(2);
+        client.write(gcd(7, 21));
+        await client.waitAnswers(3);
+      });
+    });
+
+    it('an invocation followed by another route in the same write', async () => {
+      const { text } = await converse(async (client) => {
+        client.write(gcd(12, 18) + LIST);
+        await client.waitAnswers(2);
+      });
+      expect(splitAnswers(text, false)[1]).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+    });
+
+    it('two invocations and two other requests in one write, then an invocation', async () => {
+      await converse(async (client) => {
+        client.write(gcd(12, 18) + gcd(4, 6) + LIST + request('{"function_name":"gcd"}', undefined, '/function/query') + gcd(9, 6));
+        await client.waitAnswers(5);
+        client.write(gcd(5, 10));
+        await client.waitAnswers(6);
+      });
+    });
+
+    it('an invocation followed by the head of a chunked invocation, then its chunks', async () => {
+      const body = '{"function_name":"gcd","args":["8","12"]}';
+      const head = ['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Transfer-Encoding: chunked', 'Content-Type: application/json'].join('\r\n');
+      await converse(async (client) => {
+        client.write(gcd(12, 18) + `${head}\r\n\r\n`);
+        await client.waitAnswers(1);
+        await sleep(20);
+        client.write(`${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`);
+        await client.waitAnswers(2);
+      });
+    });
+  });
+
+  describe('more pipelined bytes than the reader holds while a call runs', () => {
+    const pad = `X-Pad: ${'p'.repeat(3000)}`;
+
+    it('invocations behind a slow one: reading pauses, then every one is answered in order', async () => {
+      const pausesBefore = pauses;
+      const { text, nodeRequests: handed } = await converse(async (client) => {
+        let all = request('{"function_name":"spin"}');
+        for (let i = 1; i <= 30; i++) all += gcd(i, 30, ['Content-Type: application/json', pad]);
+        client.write(all);
+        await client.waitAnswers(31);
+      });
+      const answers = splitAnswers(text, false);
+      expect(answers).toHaveLength(31);
+      expect(answers[0]).toMatch(/^HTTP\/1\.1 504 /);
+      expect(answers[30]!.endsWith('message: 30')).toBe(true);
+      expect(handed).toBe(0);
+      expect(pauses - pausesBefore).toBeGreaterThan(0);
+    });
+
+    it('other requests behind a slow invocation: handed over with them all', async () => {
+      const pausesBefore = pauses;
+      const { text, nodeRequests: handed } = await converse(async (client) => {
+        let all = request('{"function_name":"spin"}');
+        for (let i = 0; i < 30; i++) all += request(undefined, [pad], '/healthz', 'GET');
+        all += gcd(12, 18);
+        client.write(all);
+        await client.waitAnswers(32);
+      });
+      expect(splitAnswers(text, false)).toHaveLength(32);
+      expect(handed).toBe(31);
+      expect(pauses - pausesBefore).toBeGreaterThan(0);
+    });
+  });
+
+  it('counts the answers of the reader in the HTTP metrics under the route, as Fastify did', async () => {
+    const count = (text: string, code: number): number => {
+      const m = new RegExp(`^provider_http_requests_total\\{method="POST",path="/function/invoke",code="${code}"\\} (\\d+)$`, 'm').exec(text);
+      return m ? Number(m[1]) : 0;
+    };
+    const before = await inProcess.metrics.text();
+    const requestsBefore = nodeRequests;
+    const client = open(readerPort);
+    client.write(gcd(2, 4) + request('{"function_name":"nope"}'));
+    await client.waitAnswers(2);
+    client.write(gcd(3, 9) + request('{', ['Connection: close']));
+    await client.waitAnswers(4);
+    expect(nodeRequests - requestsBefore).toBe(0);
+    const after = await inProcess.metrics.text();
+    expect(count(after, 200) - count(before, 200)).toBe(2);
+    expect(count(after, 404) - count(before, 404)).toBe(1);
+    expect(count(after, 400) - count(before, 400)).toBe(1);
+  });
+
+  describe('shutdown', () => {
+    it('close() with an idle keep-alive connection held by the reader ends it and resolves at once', async () => {
+      const app = buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT });
+      let requests = 0;
+      app.server.on('request', () => requests++);
+      const port = await listen(app);
+      const client = open(port);
+      client.write(gcd(12, 18));
+      expect(await client.waitAnswers(1)).toHaveLength(1);
+      expect(client.text()).toMatch(/\r\nKeep-Alive: timeout=72\r\n/);
+      expect(requests).toBe(0);
+      const started = performance.now();
+      await app.close();
+      // Well under the keep-alive timeout of 72 s (and the 1 s sweep of idle connections).
+      expect(performance.now() - started).toBeLessThan(500);
+      expect(await client.closedWithin(500)).toBe(true);
+    });
+
+    it('a call in flight on a connection held by the reader at close still gets its answer, then the connection ends', async () => {
+      const app = buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT });
+      const port = await listen(app);
+      const client = open(port);
+      client.write(gcd(12, 18));
+      await client.waitAnswers(1);
+      client.write(request('{"function_name":"spin"}', ['Accept: application/json']));
+      await vi.waitFor(() => expect(inProcess.engine.inflightInvocations).toBe(1));
+      const started = performance.now();
+      await app.close();
+      // close() waited for the answer (spin's time limit is 300 ms), not for the keep-alive timeout.
+      expect(performance.now() - started).toBeLessThan(2_000);
+      const answers = await client.waitAnswers(2);
+      expect(answers).toHaveLength(2);
+      // Unlike Node's server, which answers `keep-alive` and keeps the connection (and close()
+      // waiting) until the client's next request or the keep-alive timeout.
+      expect(answers[1]).toMatch(/^HTTP\/1\.1 504 Gateway Timeout\r\ncontent-type: application\/json; charset=utf-8\r\ncontent-length: \d+\r\nConnection: close\r\n\r\n\{"status":504,"error":\{"code":"FUNCTION_TIMEOUT"/);
+      expect(await client.closedWithin(500)).toBe(true);
+    });
+  });
+
+  describe('a client that goes away', () => {
+    let waiting: InProcessEngine;
+    let app: FastifyInstance;
+    let port: number;
+    let requests = 0;
+
+    beforeAll(async () => {
+      // One slot and room to wait: a second spin waits for the first (which runs to its 600 ms limit).
+      waiting = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 4 });
+      await waiting.engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
+      await waiting.engine.deploy({ name: 'spin', image: `file:${spinWasm}`, limits: { timeout_ms: 600 } });
+      app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT });
+      app.server.on('request', () => requests++);
+      port = await listen(app);
+    });
+
+    afterAll(async () => {
+      await app?.close();
+      await waiting?.close();
+    });
+
+    it('pipelined calls run at once, as on Node\'s server: the one past the bound waits, answers in order', async () => {
+      requests = 0;
+      const plain = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT, invokeFastPath: false });
+      const plainPort = await listen(plain);
+      try {
+        const answersOn = async (p: number): Promise<string[]> => {
+          const client = open(p);
+          // gcd's answer, ready long before, waits behind both spins' answers.
+          client.write(request('{"function_name":"spin"}') + request('{"function_name":"spin"}') + gcd(12, 18));
+          // Both spins at once (one runs, one waits for the slot) before the first ends: one at a
+          // time, a single one would ever be in flight.
+          await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(2), { timeout: 500, interval: 5 });
+          const answers = await client.waitAnswers(3, 5_000);
+          client.destroy();
+          return answers;
+        };
+        const reader = await answersOn(port);
+        expect(requests).toBe(0);
+        expect(reader.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 504', 'HTTP/1.1 504', 'HTTP/1.1 200']);
+        expect(reader).toEqual(await answersOn(plainPort));
+      } finally {
+        await plain.close();
+      }
+    });
+
+    for (const [label, leave] of [
+      ['closes', (client: Client) => client.destroy()],
+      ['ends its side', (client: Client) => client.socket.end()],
+    ] as const) {
+      it(`${label} on a keep-alive connection the reader holds: its queued call is dropped at once`, async () => {
+        requests = 0;
+        const first = open(port);
+        first.write(request('{"function_name":"spin"}'));
+        await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(1));
+        const client = open(port);
+        client.write(gcd(12, 18));
+        await client.waitAnswers(1);
+        client.write(request('{"function_name":"spin"}'));
+        await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(2));
+        const left = performance.now();
+        leave(client);
+        await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(1), { interval: 5 });
+        // Dropped when the client left, not when the first call ended.
+        expect(performance.now() - left).toBeLessThan(200);
+        expect(await first.waitAnswers(1)).toEqual([expect.stringMatching(/^HTTP\/1\.1 504 /)]);
+        expect(waiting.engine.inflightInvocations).toBe(0);
+        expect(client.answers()).toHaveLength(1);
+        expect(await client.closedWithin(500)).toBe(true);
+        // All on the connection reader: Node's server saw none of it.
+        expect(requests).toBe(0);
+      });
+    }
+  });
+
+  describe('keep-alive timeout', () => {
+    /** A reader server and a plain one with `keepAliveTimeout`, listening; closed by the caller. */
+    const pair = async (keepAliveTimeout: number): Promise<{ apps: FastifyInstance[]; ports: number[] }> => {
+      const apps = [buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT }), buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT, invokeFastPath: false })];
+      const ports: number[] = [];
+      for (const app of apps) {
+        app.server.keepAliveTimeout = keepAliveTimeout;
+        ports.push(await listen(app));
+      }
+      return { apps, ports };
+    };
+
+    it('an idle connection is kept as long as Node keeps it (its timeout and a second more), then ended', async () => {
+      const { apps, ports } = await pair(1_000);
+      try {
+        // The reader looks for idle connections once a second from its start: answered 0.7 s after
+        // it, a connection is found idle for 1.3 s (more than the timeout; Node keeps it 2 s), 2.3 s...
+        await sleep(700);
+        const [a, b] = ports.map(open);
+        a!.write(gcd(12, 18));
+        b!.write(gcd(12, 18));
+        await Promise.all([a!.waitAnswers(1), b!.waitAnswers(1)]);
+        expect(a!.text()).toBe(b!.text());
+        expect(a!.text()).toMatch(/\r\nKeep-Alive: timeout=1\r\n/);
+        // Node's server ends it 2 s after the answer (keepAliveTimeout + 1 s).
+        await sleep(1_600);
+        expect([a!.closed, b!.closed]).toEqual([false, false]);
+        expect(await a!.closedWithin(1_500)).toBe(true);
+        expect(await b!.closedWithin(1_500)).toBe(true);
+      } finally {
+        for (const app of apps) await app.close();
+      }
+    });
+
+    it('a keep-alive timeout under a second is announced as Node announces it', async () => {
+      const { apps, ports } = await pair(500);
+      try {
+        const [a, b] = ports.map(open);
+        a!.write(gcd(12, 18));
+        b!.write(gcd(12, 18));
+        await Promise.all([a!.waitAnswers(1), b!.waitAnswers(1)]);
+        expect(a!.text()).toBe(b!.text());
+      } finally {
+        for (const app of apps) await app.close();
+      }
+    });
+  });
+
+  describe('hand-over at the first request', () => {
+    const json = ['Content-Type: application/json', 'Accept: application/json'];
+    const body = '{"function_name":"gcd","args":["12","18"]}';
+
+    it('a head, then ~50 ms later its body', async () => {
+      const whole = gcd(12, 18);
+      const { text, nodeRequests: handed } = await converse(async (client) => {
+        const bodyAt = whole.indexOf('\r\n\r\n') + 4;
+        client.write(whole.slice(0, bodyAt));
+        await sleep(50);
+        client.write(whole.slice(bodyAt));
+        await client.waitAnswers(1);
+        client.write(gcd(7, 21));
+        await client.waitAnswers(2);
+      });
+      expect(handed).toBe(2);
+      expect(splitAnswers(text, false).map((answer) => answer.slice(-1))).toEqual(['6', '7']);
+    });
+
+    it('a head cut in the middle of a header', async () => {
+      const whole = gcd(12, 18);
+      await converse(async (client) => {
+        client.write(whole.slice(0, 40));
+        await sleep(30);
+        client.write(whole.slice(40));
+        await client.waitAnswers(1);
+      });
+    });
+
+    /** A request, and the status of each answer Node's server gives it. */
+    const cases: [string, string, number[]][] = [
+      ['chunked body', `${['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Transfer-Encoding: chunked', ...json].join('\r\n')}\r\n\r\n${body.length.toString(16)}\r\n${body}\r\n0\r\n\r\n`, [200]],
+      ['chunked body in two chunks', `${['POST /function/invoke HTTP/1.1', 'Host: 127.0.0.1', 'Transfer-Encoding: chunked'].join('\r\n')}\r\n\r\n5\r\n${body.slice(0, 5)}\r\n${(body.length - 5).toString(16)}\r\n${body.slice(5)}\r\n0\r\n\r\n`, [200]],
+      ['Expect: 100-continue, body sent at once', request(body, ['Expect: 100-continue']), [100, 200]],
+      ['Expect: something else', request(body, ['Expect: nothing']), [417]],
+      ['HTTP/1.0', request(body, [], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
+      ['HTTP/1.0 with Connection: keep-alive', request(body, ['Connection: keep-alive'], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
+      ['no Host', `POST /function/invoke HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, [400]],
+      ['two Hosts', request(body, ['Host: example.com']), [200]],
+      ['two Content-Lengths', request(body, [`Content-Length: ${body.length}`]), [400]],
+      ['two different Content-Lengths', request(body, ['Content-Length: 3']), [400]],
+      ['Content-Length with a sign', `POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: +${body.length}\r\n\r\n${body}`, [400]],
+      ['no Content-Length, no body', request(undefined, []), [400]],
+      ['obs-fold', request(body, ['X-Folded: a', ' b']), [400]],
+      ['obs-fold in Accept', request(body, ['Accept: text/plain,', ' application/json']), [400]],
+      ['a control character in a value', request(body, ['X-Odd: a\x01b']), [400]],
+      ['a space before the colon', request(body, ['Accept : application/json']), [400]],
+      ['body over the limit', request(`{"function_name":"gcd","args":["${'1'.repeat(LIMIT)}"]}`), [413]],
+      ['body over the limit, not sent', `POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: ${LIMIT + 1}\r\n\r\n`, [413]],
+      ['Connection: Upgrade', request(body, ['Connection: Upgrade', 'Upgrade: websocket']), [200]],
+      ['Connection: keep-alive, close', request(body, ['Connection: keep-alive, close']), [200]],
+      ['lowercase post', request(body, [], '/function/invoke', 'post'), [400]],
+      ['absolute-form target', request(body, [], 'http://127.0.0.1/function/invoke'), [200]],
+      ['empty line before the request', `\r\n${gcd(12, 18)}`, [200]],
+      ['bare LF line ends', `POST /function/invoke HTTP/1.1\nHost: 127.0.0.1\nContent-Length: ${body.length}\n\n${body}`, [400]],
+      ['a head over 16 KiB', request(body, [`X-Big: ${'a'.repeat(17 * 1024)}`]), [431]],
+    ];
+
+    it.each(cases)('%s: answered as the plain server answers, and so is the next request if the connection stays', async (_label, raw, statuses) => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(raw);
+        await client.waitAnswers(statuses.length);
+        if (!(await client.closedWithin(50))) {
+          client.write(gcd(7, 21));
+          await client.waitAnswers(statuses.length + 1);
+        }
+      });
+      const answers = splitAnswers(text, closed);
+      expect(answers.map((answer) => Number(answer.slice(9, 12)))).toEqual(closed ? statuses : [...statuses, 200]);
+    });
+
+    it('Expect: 100-continue, body sent after the 100', async () => {
+      const whole = request(body, ['Expect: 100-continue']);
+      const bodyAt = whole.indexOf('\r\n\r\n') + 4;
+      const { text } = await converse(async (client) => {
+        client.write(whole.slice(0, bodyAt));
+        await client.waitAnswers(1);
+        client.write(whole.slice(bodyAt));
+        await client.waitAnswers(2);
+      });
+      expect(text).toMatch(/^HTTP\/1\.1 100 Continue\r\n\r\nHTTP\/1\.1 200 OK\r\n/);
+    });
+  });
+});
+
+describe('readInvokeRequest', () => {
+  const read = (text: string, limit = LIMIT) => readInvokeRequest(Buffer.from(text, 'latin1'), limit);
+  const body = '{"function_name":"gcd"}';
+  const head = (lines: string[]): string => `${['POST /function/invoke HTTP/1.1', ...lines].join('\r\n')}\r\n\r\n`;
+
+  it('takes a whole plain request: where its body lies, its Accept and whether it closes', () => {
+    const text = request(body, ['Content-Type: application/json', 'Accept: application/json']);
+    const start = text.indexOf('\r\n\r\n') + 4;
+    expect(read(text)).toEqual({ bodyStart: start, bodyEnd: start + body.length, accept: 'application/json', close: false });
+    // Pipelined bytes after it are left alone.
+    expect(read(text + gcd(1, 2))).toEqual({ bodyStart: start, bodyEnd: start + body.length, accept: 'application/json', close: false });
+    expect(read(request(body, ['Connection: close']))).toMatchObject({ accept: undefined, close: true });
+    expect(read(request(body, ['Connection: keep-alive']))).toMatchObject({ close: false });
+    expect(read(request(body, ['Connection: CLOSE']))).toMatchObject({ close: true });
+    expect(read(request(body, [], '/function/invoke?x=1'))).toMatchObject({ close: false });
+    // No body at all: an empty one.
+    const empty = head(['Host: h', 'Content-Length: 0']);
+    expect(read(empty)).toEqual({ bodyStart: empty.length, bodyEnd: empty.length, accept: undefined, close: false });
+    // Exactly at the limit.
+    expect(read(request('x'.repeat(LIMIT)))).toMatchObject({ close: false });
+  });
+
+  it('joins repeated Accept headers with ", " as Node does, values trimmed', () => {
+    expect(read(request(body, ['Accept: text/plain', 'accept:  application/json \t']))?.accept).toBe('text/plain, application/json');
+    expect(read(request(body, ['Accept:', 'Accept: a']))?.accept).toBe(', a');
+  });
+
+  it('reads header names in any case', () => {
+    const lower = `${['POST /function/invoke HTTP/1.1', 'host: h', 'content-length: 2', 'accept: a', 'connection: close'].join('\r\n')}\r\n\r\n{}`;
+    expect(read(lower)).toMatchObject({ accept: 'a', close: true, bodyEnd: lower.length });
+    const upper = `${['POST /function/invoke HTTP/1.1', 'HOST: h', 'CONTENT-LENGTH: 2', 'ACCEPT: a', 'CONNECTION: keep-alive'].join('\r\n')}\r\n\r\n{}`;
+    expect(read(upper)).toMatchObject({ accept: 'a', close: false, bodyEnd: upper.length });
+    // Case only: another Host among them is a second Host.
+    expect(read(`${['POST /function/invoke HTTP/1.1', 'host: h', 'HOST: h', 'Content-Length: 2'].join('\r\n')}\r\n\r\n{}`)).toBeUndefined();
+  });
+
+  it('says when a request has not arrived whole', () => {
+    const text = request(body);
+    expect(read('')).toBe(INCOMPLETE);
+    expect(read(text.slice(0, text.indexOf('\r\n\r\n') + 2))).toBe(INCOMPLETE);
+    expect(read(text.slice(0, text.indexOf('\r\n\r\n') + 4))).toBe(INCOMPLETE);
+    expect(read(text.slice(0, -1))).toBe(INCOMPLETE);
+    expect(read(text)).toMatchObject({ close: false });
+    // A head that cannot end within Node's bound is not incomplete: it is not one to take.
+    expect(read(`POST /function/invoke HTTP/1.1\r\nX-A: ${'a'.repeat(17 * 1024)}`)).toBeUndefined();
+    // An invoke request whose body would be over the limit is not waited for.
+    expect(read(request('x'.repeat(LIMIT + 1)).slice(0, -5))).toBeUndefined();
+  });
+
+  it('leaves other methods, paths and versions to Node', () => {
+    expect(read(request(body, [], '/function/invoke', 'PUT'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke', 'post'))).toBeUndefined();
+    expect(read(request(undefined, [], '/function/invoke', 'GET'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke/'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invokes'))).toBeUndefined();
+    expect(read(request(body, [], '/function/list'))).toBeUndefined();
+    expect(read(request(body, [], 'http://h/function/invoke'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke?a b'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke?\x7f'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke', 'POST', 'HTTP/1.0'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke', 'POST', 'HTTP/2.0'))).toBeUndefined();
+    expect(read(request(body, [], '/function/invoke', 'POST', 'http/1.1'))).toBeUndefined();
+    expect(read(request(body, [], ' /function/invoke'))).toBeUndefined();
+    expect(read(`\r\n${request(body)}`)).toBeUndefined();
+  });
+
+  it('leaves requests with headers that ask for more, or that Node may judge otherwise, to Node', () => {
+    const refused: string[][] = [
+      ['Connection: Upgrade', 'Upgrade: h2c'],
+      ['Upgrade: websocket'],
+      ['Connection: keep-alive, close'],
+      ['Connection: TE'],
+      ['Transfer-Encoding: chunked'],
+      ['Transfer-Encoding: identity'],
+      ['Expect: 100-continue'],
+      ['X-A: a\x01b'],
+      ['X-A: a\x7fb'],
+      ['X-A: a\x00'],
+      ['Accept: a\rb'],
+      ['X-A: a', ' folded'],
+      ['X-A: a', '\tfolded'],
+      ['Bad Name: a'],
+      ['X-A : a'],
+      [': a'],
+      ['no colon'],
+      ['X-(A): a'],
+    ];
+    for (const headers of refused) expect(read(request(body, headers)), JSON.stringify(headers)).toBeUndefined();
+    // A horizontal tab and text past ASCII are allowed in values, as Node allows them.
+    expect(read(request(body, ['X-A: a\tb\xe9']))).toBeDefined();
+  });
+
+  it('leaves requests without one plain Content-Length within the limit, or without one Host, to Node', () => {
+    expect(read(head(['Host: h']))).toBeUndefined();
+    expect(read(`${head(['Host: h', 'Content-Length: 2', 'Content-Length: 2'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: h', 'Content-Length: +2'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: h', 'Content-Length: 2 2'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: h', 'Content-Length: 0x2'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: h', 'Content-Length:'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: h', `Content-Length: ${'1'.repeat(16)}`])}{}`)).toBeUndefined();
+    expect(read(request('x'.repeat(LIMIT + 1)))).toBeUndefined();
+    expect(read(request(body), body.length - 1)).toBeUndefined();
+    expect(read(`${head(['Content-Length: 2'])}{}`)).toBeUndefined();
+    expect(read(`${head(['Host: a', 'Host: b', 'Content-Length: 2'])}{}`)).toBeUndefined();
+  });
+
+  it('leaves a head over 16 KiB to Node', () => {
+    const big = (size: number): string => request(body, [`X-Big: ${'a'.repeat(size)}`]);
+    expect(read(big(16 * 1024 - 100))).toBeDefined();
+    expect(read(big(16 * 1024 + 1))).toBeUndefined();
+  });
+});
