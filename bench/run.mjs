@@ -63,8 +63,8 @@ for (const r of await inProcess({ examplesDir: EXAMPLES_WASM, quick, log })) {
     target,
     yes(met),
     `${r.reused ? 'instance reused, restored after each call' : r.why}; reuse off ${fmtUs(r.fresh)}; ` +
-      `through the pool: 1 in flight ${fmtUs(r.pool.latency2)}, 64 in flight ${fmtUs(r.pool.throughput2)}/call ` +
-      `(no pipelining ${fmtUs(r.pool.throughput1)}); wasmtime published ${fmtUs(r.wasmtimeUs)} (other machine)`,
+      `through the pool: 1 in flight ${fmtUs(r.pool.latencyOn)}, 64 in flight ${fmtUs(r.pool.throughputOn)}/call ` +
+      `(no pipelining ${fmtUs(r.pool.throughputOff)}); wasmtime published ${fmtUs(r.wasmtimeUs)} (other machine)`,
   );
 }
 
