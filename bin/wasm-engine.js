@@ -1,5 +1,10 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=64
 // Runs the compiled CLI; `npm run build` produces dist/.
+// The flag on the first line: with V8's default young generation (16 MB semi-spaces, full under
+// load) the HTTP thread's scavenges took about 3 ms each and set the invocation route's p99; with
+// room to grow they take about 0.6 ms (docs/runtime.md). Heap sizes cannot be set once Node runs, so
+// `npm start`, the package's bin and the bench run this file directly; `node bin/wasm-engine.js`
+// works the same, without the flag.
 import { setFlagsFromString } from 'node:v8';
 
 // V8 compiles WebAssembly functions lazily, on their first call, by default: that first call of

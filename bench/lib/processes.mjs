@@ -24,7 +24,8 @@ export function freePort() {
 /** Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now() marks. */
 export function startEngine(dataDir, args = []) {
   const spawned = performance.now();
-  const child = spawn(process.execPath, [join(ROOT, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, ...args], {
+  // The bin file itself, as `npm start` runs it: its first line carries the engine's Node flags.
+  const child = spawn(join(ROOT, 'bin/wasm-engine.js'), ['serve', '--port', '0', '--data-dir', dataDir, ...args], {
     cwd: ROOT,
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -7,10 +7,11 @@
  * what has arrived, is `POST /function/invoke` over HTTP/1.1 with a Host and one plain
  * Content-Length within the body limit, and has no header that asks for more (Transfer-Encoding,
  * Expect, Upgrade, a Connection other than keep-alive or close, an obsolete line folding, a
- * control character). Anything else — another route, a body still on its way, a request this
- * reader is unsure of, a closing server — hands the connection, with every byte read so far, to
- * Node's server for good, at a request boundary, where Node parses it from the start as if it had
- * been there all along. So the strict parser and the limits of Node and Fastify still judge every
+ * control character). Pipelined requests run at once, as on Node's server, and are answered in
+ * order. Anything else — another route, a request still on its way while no call runs, a request
+ * this reader is unsure of, a closing server — hands the connection, with every byte read so far,
+ * to Node's server for good, at a request boundary (once the answers before it are written), where
+ * Node parses it from the start as if it had been there all along. So the strict parser and the limits of Node and Fastify still judge every
  * request this reader does not answer itself, and what it answers is written byte for byte as
  * they would (test/api/invoke-connection.test.ts compares the two).
  */
