@@ -32,23 +32,50 @@ export const INVOCATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.
 const DEPLOY_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
 const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
 
+/** A histogram's state for one label set, turned into samples when scraped. */
+class Durations {
+  /** Non-cumulative counts per bucket; the last slot is +Inf. */
+  readonly buckets: Float64Array;
+  sum = 0;
+  count = 0;
+
+  constructor(private readonly bounds: readonly number[]) {
+    this.buckets = new Float64Array(bounds.length + 1);
+  }
+
+  observe(seconds: number): void {
+    let i = 0;
+    while (i < this.bounds.length && seconds > this.bounds[i]!) i += 1;
+    this.buckets[i]! += 1;
+    this.sum += seconds;
+    this.count += 1;
+  }
+
+  /** The histogram's samples for these labels, as prom-client writes them. */
+  samples(name: string, labels: Record<string, string>, into: Sample[]): void {
+    let cumulative = 0;
+    for (let i = 0; i <= this.bounds.length; i += 1) {
+      cumulative += this.buckets[i]!;
+      const le = i < this.bounds.length ? this.bounds[i]! : '+Inf';
+      into.push({ metricName: `${name}_bucket`, labels: { le, ...labels }, value: cumulative });
+    }
+    into.push({ metricName: `${name}_sum`, labels, value: this.sum });
+    into.push({ metricName: `${name}_count`, labels, value: this.count });
+  }
+}
+
 /** One function's invocation series. */
 class FunctionSeries {
   success = 0;
   readonly failures = new Map<Outcome, number>();
   coldStarts = 0;
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
-  readonly buckets = new Float64Array(INVOCATION_BUCKETS.length + 1);
-  sum = 0;
-  count = 0;
+  readonly durations = new Durations(INVOCATION_BUCKETS);
+}
 
-  observe(seconds: number): void {
-    let i = 0;
-    while (i < INVOCATION_BUCKETS.length && seconds > INVOCATION_BUCKETS[i]!) i += 1;
-    this.buckets[i]! += 1;
-    this.sum += seconds;
-    this.count += 1;
-  }
+/** One (method, route path, status) of the HTTP series. */
+interface HttpSeries {
+  labels: { method: string; path: string; code: string };
+  durations: Durations;
 }
 
 interface Sample {
@@ -86,8 +113,11 @@ export class EngineMetrics implements EngineEvents {
   private readonly pulls: Counter<'outcome'>;
   private readonly pullBytes: Counter<'outcome'>;
   private readonly pullDuration: Histogram<'outcome'>;
-  private readonly httpRequests: Counter<'method' | 'path' | 'code'>;
-  private readonly httpDuration: Histogram<'method' | 'path' | 'code'>;
+  /**
+   * By `method path code`. Kept by hand like the invocation series: every invocation is an HTTP
+   * request too, and prom-client hashes the labels of every observation.
+   */
+  private readonly http = new Map<string, HttpSeries>();
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -156,19 +186,18 @@ export class EngineMetrics implements EngineEvents {
       buckets: DEPLOY_BUCKETS,
       registers,
     });
-    this.httpRequests = new Counter({
-      name: 'provider_http_requests_total',
-      help: 'HTTP requests by method, route path and status code.',
-      labelNames: ['method', 'path', 'code'],
-      registers,
-    });
-    this.httpDuration = new Histogram({
-      name: 'provider_http_request_duration_seconds',
-      help: 'Seconds spent serving HTTP requests, by method, route path and status code.',
-      labelNames: ['method', 'path', 'code'],
-      buckets: HTTP_BUCKETS,
-      registers,
-    });
+    this.register(
+      new ScrapedMetric('provider_http_requests_total', 'HTTP requests by method, route path and status code.', 'counter', () =>
+        [...this.http.values()].map(({ labels, durations }) => ({ labels, value: durations.count })),
+      ),
+    );
+    this.register(
+      new ScrapedMetric('provider_http_request_duration_seconds', 'Seconds spent serving HTTP requests, by method, route path and status code.', 'histogram', () => {
+        const samples: Sample[] = [];
+        for (const { labels, durations } of this.http.values()) durations.samples('provider_http_request_duration_seconds', labels, samples);
+        return samples;
+      }),
+    );
   }
 
   get contentType(): string {
@@ -188,7 +217,7 @@ export class EngineMetrics implements EngineEvents {
     if (outcome === 'success') s.success += 1;
     else s.failures.set(outcome, (s.failures.get(outcome) ?? 0) + 1);
     if (coldStart) s.coldStarts += 1;
-    s.observe(seconds);
+    s.durations.observe(seconds);
   }
 
   functionStderr(): void {}
@@ -210,9 +239,13 @@ export class EngineMetrics implements EngineEvents {
 
   /** `path` must be a route pattern (e.g. /function/:name), never the raw URL, to bound cardinality. */
   httpRequest(method: string, path: string, code: number, seconds: number): void {
-    const labels = { method, path, code: String(code) };
-    this.httpRequests.inc(labels);
-    this.httpDuration.observe(labels, seconds);
+    const key = `${method} ${path} ${code}`;
+    let series = this.http.get(key);
+    if (!series) {
+      series = { labels: { method, path, code: String(code) }, durations: new Durations(HTTP_BUCKETS) };
+      this.http.set(key, series);
+    }
+    series.durations.observe(seconds);
   }
 
   private register(metric: ScrapedMetric): void {
@@ -230,17 +263,7 @@ export class EngineMetrics implements EngineEvents {
 
   private durationSamples(): Sample[] {
     const samples: Sample[] = [];
-    const name = 'wasm_engine_invocation_duration_seconds';
-    for (const [fn, s] of this.series) {
-      let cumulative = 0;
-      for (let i = 0; i <= INVOCATION_BUCKETS.length; i += 1) {
-        cumulative += s.buckets[i]!;
-        const le = i < INVOCATION_BUCKETS.length ? INVOCATION_BUCKETS[i]! : '+Inf';
-        samples.push({ metricName: `${name}_bucket`, labels: { le, function_name: fn }, value: cumulative });
-      }
-      samples.push({ metricName: `${name}_sum`, labels: { function_name: fn }, value: s.sum });
-      samples.push({ metricName: `${name}_count`, labels: { function_name: fn }, value: s.count });
-    }
+    for (const [fn, s] of this.series) s.durations.samples('wasm_engine_invocation_duration_seconds', { function_name: fn }, samples);
     return samples;
   }
 }

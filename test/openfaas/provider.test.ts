@@ -272,6 +272,13 @@ describe('/metrics after known traffic', () => {
     expect(sampleValue(m, 'provider_http_requests_total', { method: 'POST', path: '/function/invoke', code: '400' })).toBe(2);
     expect(sampleValue(m, 'provider_http_requests_total', { method: 'POST', path: '/system/functions', code: '404' })).toBe(1);
     expect(sampleValue(m, 'provider_http_request_duration_seconds_count', { method: 'GET', path: '/function/:name', code: '200' })).toBe(5);
+    expect(m.types.get('provider_http_requests_total')).toBe('counter');
+    expect(m.types.get('provider_http_request_duration_seconds')).toBe('histogram');
+    const httpLabels = { method: 'POST', path: '/function/invoke', code: '400' };
+    expect(sampleValue(m, 'provider_http_request_duration_seconds_bucket', { ...httpLabels, le: '+Inf' })).toBe(2);
+    // Injected requests take well under 10 s: the 10 s bucket holds them all, cumulatively.
+    expect(sampleValue(m, 'provider_http_request_duration_seconds_bucket', { ...httpLabels, le: '10' })).toBe(2);
+    expect(sampleValue(m, 'provider_http_request_duration_seconds_sum', httpLabels)).toBeGreaterThan(0);
   });
 
   it('a deleted function drops out of the labels', async () => {
