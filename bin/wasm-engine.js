@@ -2,8 +2,8 @@
 // Runs the compiled CLI; `npm run build` produces dist/.
 // The flag on the first line: under load V8 grows the young generation to 16 MB semi-spaces, and
 // the HTTP thread's scavenges then took about 3 ms each (most survivors promoted) and set the
-// invocation route's p99; with 8 MB they come twice as often and cost less in all, p99 at 32
-// connections fell by a quarter to a half, and RSS under load by 50 MB (64 MB was better until the
+// invocation route's p99; with 8 MB they come more often and cost less in all, p99 at 32
+// connections fell by 10–50% over runs, and RSS under load by about 50 MB (64 MB was better until the
 // heap had grown, then worse: 13–20 ms scavenges). docs/runtime.md has the figures. Heap sizes
 // cannot be set once Node runs, so `npm start`, the package's bin and the bench run this file
 // directly; `node bin/wasm-engine.js` works the same, without the flag.
