@@ -321,7 +321,9 @@ class InvokeConnection {
   }
 
   private answer(exchange: Exchange, answer: InvokeAnswer): boolean {
-    if (exchange.gone.aborted || this.socket.destroyed || !this.exchanges.includes(exchange)) return false;
+    // An exchange leaves the line unanswered only through abortAll or after a last answer, both of
+    // which abort it.
+    if (exchange.gone.aborted || this.socket.destroyed) return false;
     exchange.last = exchange.close || answer.close || this.closing;
     exchange.bytes = this.owner.serialize(answer, exchange.last);
     this.flush();

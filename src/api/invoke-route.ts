@@ -168,9 +168,10 @@ export function isInvokeTarget(url: string): boolean {
   return url.length === INVOKE_ROUTE.length || url.charCodeAt(INVOKE_ROUTE.length) === QUERY;
 }
 
-export function invokeRoute(options: InvokeRouteOptions): RequestTaker {
+/** `shared`: the invoker the connection reader uses too (invoke-connection.ts), so both count and log alike. */
+export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invoker(options)): RequestTaker {
   const { bodyLimitBytes: limit, active, logError } = options;
-  const { run, refuse } = invoker(options);
+  const { run, refuse } = shared;
 
   /** Writes an answer on Node's response (false when that threw: the socket then goes). */
   const writer =

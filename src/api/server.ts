@@ -140,7 +140,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       ...(observe ? { observe: (status: number, seconds: number) => observe('POST', INVOKE_ROUTE, status, seconds) } : {}),
       logError: (err: unknown) => app.log.error({ err }, 'unexpected error'),
     };
-    const take = invokeRoute(routeOptions);
+    const shared = invoker(routeOptions);
+    const take = invokeRoute(routeOptions, shared);
     // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
     // listener kept for every other request: the invoke route is looked at first.
     const server = app.server;
@@ -153,7 +154,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       });
     }
     if (options.invokeOnConnection !== false) {
-      const connections = new InvokeConnections({ ...routeOptions, server, invoker: invoker(routeOptions) });
+      const connections = new InvokeConnections({ ...routeOptions, server, invoker: shared });
       if (connections.install()) {
         // Node's server.close() ends its idle connections and app.ts ends every connection past
         // the shutdown bound through closeAllConnections: the ones read here go the same way.
