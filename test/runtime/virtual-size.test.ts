@@ -52,7 +52,7 @@ describe('virtualizeMemorySize', () => {
     const made = new wasm.Instance(new wasm.Module(bytes)).exports;
     const e = made as unknown as Exports;
     const sizeGlobal = made[state.globals[state.globals.length - 1] as string] as { value: number };
-    const memory = made[state.memory] as { buffer: ArrayBuffer };
+    const memory = made[state.memory as string] as { buffer: ArrayBuffer };
     const fresh = sequence(instance(wat('virtual-size')));
     expect(sequence(e)).toEqual(fresh);
     const realPages = memory.buffer.byteLength / 65536;
