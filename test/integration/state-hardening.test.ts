@@ -5,8 +5,13 @@
  * wedge the engine; a crash leaves no temporary file behind once the engine is back; and one
  * engine per data directory, decided atomically. No test here asserts a duration.
  */
-import { describe, expect, it } from 'vitest';
-import { watFixture } from '../support/fixtures.js';
+import { execFileSync } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, symlink } from 'node:fs/promises';
+import { createServer, type Server } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 
@@ -71,5 +76,84 @@ describe('a module shared by functions changed at the same moment', () => {
     } finally {
       await engine.kill();
     }
+  });
+});
+
+describe('local image paths that are not regular files', () => {
+  let work: string;
+  let engine: EngineProcess;
+  let socket: Server;
+
+  beforeAll(async () => {
+    work = await mkdtemp(join(tmpdir(), 'we-special-'));
+    for (let i = 0; i < 4; i++) execFileSync('mkfifo', [join(work, `fifo${i}.wasm`)]);
+    await symlink(join(work, 'fifo0.wasm'), join(work, 'link.wasm'));
+    socket = createServer();
+    await new Promise<void>((resolve) => socket.listen(join(work, 'socket.wasm'), resolve));
+    engine = await startEngineProcess({ args: ['--workers', '1'] });
+  });
+
+  afterAll(async () => {
+    await engine?.kill();
+    socket?.close();
+    await rm(work, { recursive: true, force: true });
+  });
+
+  const refused = async (image: string): Promise<Answer> => {
+    const answer = await deploy(engine, 'special', image);
+    expect(answer.status, `${image}: ${answer.text}`).toBe(422);
+    expect(answer.json.error.code).toBe('INVALID_FUNCTION_IMAGE');
+    return answer;
+  };
+
+  it('a FIFO, a symlink to one, a socket and a device named as file: are refused (422), never opened', async () => {
+    expect((await refused(`file:${join(work, 'fifo0.wasm')}`)).json.error.message).toMatch(/a FIFO, not a regular file/);
+    expect((await refused(`file:${join(work, 'link.wasm')}`)).json.error.message).toMatch(/a FIFO/);
+    expect((await refused(`file:${join(work, 'socket.wasm')}`)).json.error.message).toMatch(/a socket/);
+    expect((await refused('file:/dev/zero')).json.error.message).toMatch(/a character device/);
+  });
+
+  it('four FIFO deploys at once leave the engine serving: a deploy and a delete succeed after, and SIGTERM exits 0', async () => {
+    const answers = await Promise.all([0, 1, 2, 3].map((i) => deploy(engine, `fifo${i}`, `file:${join(work, `fifo${i}.wasm`)}`)));
+    for (const answer of answers) expect(answer.status, answer.text).toBe(422);
+    const add = `file:${watFixture('hardening', 'state-add')}`;
+    expectOk(await deploy(engine, 'after', add), 'deploy after the FIFOs');
+    expect((await invoke(engine, 'after', { a: 1, b: 2 })).json.output).toBe('3');
+    expectOk(await remove(engine, 'after'), 'delete after the FIFOs');
+    expect(await engine.stop()).toBe(0);
+    engine = await startEngineProcess({ args: ['--workers', '1'] });
+  });
+
+  it('an oci: layout whose directory, index.json, manifest or layer is a FIFO is refused (422)', async () => {
+    const layout = async (name: string): Promise<{ dir: string; manifest: string; layer: string }> => {
+      const dir = join(work, name);
+      await cp(join(EXAMPLES_OCI, 'gcd'), dir, { recursive: true });
+      const index = JSON.parse(await readFile(join(dir, 'index.json'), 'utf8')) as { manifests: { digest: string }[] };
+      const manifest = index.manifests[0]!.digest.slice('sha256:'.length);
+      const parsed = JSON.parse(await readFile(join(dir, 'blobs', 'sha256', manifest), 'utf8')) as { layers: { digest: string }[] };
+      return { dir, manifest, layer: parsed.layers[0]!.digest.slice('sha256:'.length) };
+    };
+    const fifoInPlaceOf = async (file: string): Promise<void> => {
+      await rm(file);
+      execFileSync('mkfifo', [file]);
+    };
+    execFileSync('mkfifo', [join(work, 'layout-fifo')]);
+    await refused(`oci:${join(work, 'layout-fifo')}`);
+
+    const withIndex = await layout('index-fifo');
+    await fifoInPlaceOf(join(withIndex.dir, 'index.json'));
+    expect((await refused(`oci:${withIndex.dir}`)).json.error.message).toMatch(/index\.json is a FIFO/);
+
+    const withManifest = await layout('manifest-fifo');
+    await fifoInPlaceOf(join(withManifest.dir, 'blobs', 'sha256', withManifest.manifest));
+    expect((await refused(`oci:${withManifest.dir}`)).json.error.message).toMatch(/a FIFO/);
+
+    const withLayer = await layout('layer-fifo');
+    await fifoInPlaceOf(join(withLayer.dir, 'blobs', 'sha256', withLayer.layer));
+    expect((await refused(`oci:${withLayer.dir}`)).json.error.message).toMatch(/a FIFO/);
+
+    // The engine is none the worse: the untouched layout deploys and runs.
+    expectOk(await deploy(engine, 'gcd', `oci:${join(EXAMPLES_OCI, 'gcd')}`), 'deploy gcd');
+    expect((await invoke(engine, 'gcd', { a: 12, b: 18 })).json.output).toBe('6');
   });
 });
