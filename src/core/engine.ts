@@ -96,6 +96,12 @@ interface FunctionState {
 /** Per module digest: invocations using it, so that an update or delete unloads it only when they end. */
 interface DigestUse {
   inflight: number;
+  /**
+   * Deploys and updates between loading the module and storing the entry that names it. Until that
+   * entry is visible in the store, a delete or update of another function of the same module sees
+   * no user of it: the module must stay loaded while any such change is on its way.
+   */
+  pending: number;
   /** No function uses the digest any more: unload when inflight reaches 0. */
   retired: boolean;
   /** Has run once since it was loaded: the next invocation is not a cold start. */
@@ -243,12 +249,13 @@ export class Engine {
     const replicas = checkReplicas(request.replicas ?? 1);
     const release = this.store.reserve(request.name);
     const started = performance.now();
+    let held: string | undefined;
     try {
       const { record, bytes } = await this.buildVersion(request, limits, () => replicas);
       const { digest, analysis } = record;
+      held = this.hold(digest);
       // Compile before persisting: a module the runtime refuses never becomes a deployed function.
       await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
-      this.revive(digest);
       await this.store.insert(record, bytes);
       this.ready.set(record.name, Promise.resolve());
       this.loaded.add(record.name);
@@ -263,6 +270,7 @@ export class Engine {
       throw err;
     } finally {
       release();
+      if (held !== undefined) this.unhold(held);
     }
   }
 
@@ -280,15 +288,14 @@ export class Engine {
     this.query(request.name);
     return this.exclusive(request.name, async () => {
       const started = performance.now();
-      let loadedDigest: string | undefined;
+      let held: string | undefined;
       try {
         // Replicas are read after the pull: a scale that ran meanwhile must not be undone.
         const { record, bytes } = await this.buildVersion(request, limits, () => request.replicas ?? this.query(request.name).replicas ?? 1);
         const { digest } = record;
         const replicas = record.replicas ?? 1;
+        held = this.hold(digest);
         await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
-        loadedDigest = digest;
-        this.revive(digest);
         const old = await this.store.replace(record, bytes);
         this.ready.set(record.name, Promise.resolve());
         this.loaded.add(record.name);
@@ -301,10 +308,11 @@ export class Engine {
         this.deployEvent('update', 'success', started);
         return record;
       } catch (err) {
-        // A new module compiled for an entry that was not stored (deleted meanwhile) is not kept.
-        if (loadedDigest !== undefined && this.store.get(request.name)?.digest !== loadedDigest) this.retire(loadedDigest);
         this.deployEvent('update', outcomeOf(err), started);
         throw err;
+      } finally {
+        // A new module compiled for an entry that was not stored (deleted meanwhile) is not kept.
+        if (held !== undefined) this.unhold(held);
       }
     });
   }
@@ -543,7 +551,7 @@ export class Engine {
   private useOf(digest: string): DigestUse {
     let use = this.uses.get(digest);
     if (!use) {
-      use = { inflight: 0, retired: false, warm: false };
+      use = { inflight: 0, pending: 0, retired: false, warm: false };
       this.uses.set(digest, use);
     }
     return use;
@@ -554,16 +562,33 @@ export class Engine {
     return replicas === 0 ? 0 : replicas * this.scaling.concurrencyPerReplica;
   }
 
-  /** A digest loaded again (deployed anew) is no longer on its way out. */
-  private revive(digest: string): void {
+  /**
+   * A deploy or update is about to load `digest` and store an entry naming it: the module is no
+   * longer on its way out, and stays loaded until unhold(). Taken before the load, so that an
+   * unload cannot fall between the compile and the store's write either.
+   */
+  private hold(digest: string): string {
+    const use = this.useOf(digest);
+    use.pending += 1;
+    use.retired = false;
+    return digest;
+  }
+
+  /** The change that held `digest` has ended: stored (kept), or failed (unloaded when unused). */
+  private unhold(digest: string): void {
+    // retire() never unloads a held digest, so the entry hold() made is still the one in the map.
     const use = this.uses.get(digest);
-    if (use) use.retired = false;
+    if (!use) return;
+    use.pending -= 1;
+    if (use.pending === 0) this.retire(digest);
   }
 
   /** Unloads a module no function uses any more, once the invocations running on it have ended. */
   private retire(digest: string): void {
     if (this.store.list().some((r) => r.digest === digest)) return;
     const use = this.uses.get(digest);
+    // A change on its way holds it: its unhold() retires it again if no stored entry names it then.
+    if (use && use.pending > 0) return;
     if (use && use.inflight > 0) use.retired = true;
     else this.unload(digest);
   }

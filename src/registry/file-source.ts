@@ -1,35 +1,32 @@
 /** A module read straight from a `.wasm` file (`file:PATH`), for local development. */
-import { open } from 'node:fs/promises';
 import path from 'node:path';
 import { EngineError } from '../errors.js';
+import { LocalFileError, readRegularFile } from './local-file.js';
 import type { FileReference } from './reference.js';
 import type { FetchedModule } from './types.js';
 import { checkCoreModule } from './wasm-binary.js';
 
-export async function readModuleFile(reference: FileReference, maxBytes: number): Promise<FetchedModule> {
+/**
+ * A missing path (or a directory) is IMAGE_NOT_FOUND; a FIFO, socket or device is refused before
+ * it is opened (local-file.ts) as INVALID_FUNCTION_IMAGE: something is there, and it can never be
+ * a module. `signal` is the pull's deadline.
+ */
+export async function readModuleFile(reference: FileReference, maxBytes: number, signal?: AbortSignal): Promise<FetchedModule> {
   const file = reference.path;
-  let handle;
+  let bytes: Buffer;
   try {
-    handle = await open(file, 'r');
+    bytes = await readRegularFile(
+      file,
+      maxBytes,
+      () => new EngineError('INVALID_FUNCTION_IMAGE', `module file ${file} is larger than the limit of ${maxBytes} bytes`),
+      signal,
+    );
   } catch (err) {
-    const code = (err as { code?: unknown }).code;
-    const reason = code === 'ENOENT' || code === 'ENOTDIR' ? 'no such file' : (err as Error).message;
-    throw new EngineError('IMAGE_NOT_FOUND', `module file ${file}: ${reason}`);
+    if (!(err instanceof LocalFileError)) throw err;
+    if (err.problem === 'special') throw new EngineError('INVALID_FUNCTION_IMAGE', `module file ${file}: ${err.message}`);
+    if (err.problem === 'directory') throw new EngineError('IMAGE_NOT_FOUND', `module file ${file}: not a regular file`);
+    throw new EngineError('IMAGE_NOT_FOUND', `module file ${file}: ${err.message}`);
   }
-  try {
-    const info = await handle.stat();
-    if (!info.isFile()) throw new EngineError('IMAGE_NOT_FOUND', `module file ${file}: not a regular file`);
-    if (info.size > maxBytes) {
-      throw new EngineError('INVALID_FUNCTION_IMAGE', `module file ${file} is larger than the limit of ${maxBytes} bytes`);
-    }
-    // Read through the same handle that was checked, so the size bound holds for what is read.
-    const bytes = await handle.readFile();
-    if (bytes.length > maxBytes) {
-      throw new EngineError('INVALID_FUNCTION_IMAGE', `module file ${file} is larger than the limit of ${maxBytes} bytes`);
-    }
-    checkCoreModule(bytes, `module file ${file}`);
-    return { bytes, fileName: path.basename(file) };
-  } finally {
-    await handle.close();
-  }
+  checkCoreModule(bytes, `module file ${file}`);
+  return { bytes, fileName: path.basename(file) };
 }

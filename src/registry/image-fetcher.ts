@@ -50,7 +50,7 @@ export function createImageFetcher(options: ImageFetcherOptions): ClosableImageF
     const resolve = { limits, logger, signal, onProgress, ...(options.cache ? { cache: options.cache } : {}) };
     switch (parsed.kind) {
       case 'file':
-        return readModuleFile(parsed, limits.maxImageBytes);
+        return readModuleFile(parsed, limits.maxImageBytes, signal);
       case 'oci':
         return resolveModule(new OciLayoutSource(parsed), resolve);
       case 'registry':

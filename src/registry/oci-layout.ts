@@ -2,10 +2,11 @@
  * An image in an OCI image layout directory (`oci-layout`, `index.json`, `blobs/<alg>/<hex>`), as
  * skopeo, umoci and `wasm-engine pack` write them. The tag is the `org.opencontainers.image.ref.name`
  * annotation of an `index.json` entry. A layout is local, so a corrupt one is a bad image
- * (INVALID_FUNCTION_IMAGE) rather than an upstream failure.
+ * (INVALID_FUNCTION_IMAGE) rather than an upstream failure, and so is a FIFO, socket or device
+ * where a file or the layout directory should be: refused before it is opened (local-file.ts).
+ * Every file operation races the pull's deadline.
  */
-import { createReadStream } from 'node:fs';
-import { readFile, stat } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
 import path from 'node:path';
 import { EngineError } from '../errors.js';
 import { parseDigest } from './digest.js';
@@ -20,13 +21,9 @@ import {
 } from './manifest.js';
 import { OCI_INDEX } from './media-types.js';
 import { DEFAULT_TAG, type OciLayoutReference } from './reference.js';
+import { LocalFileError, kindOf, openRegularFile, readRegularFile, statLocal } from './local-file.js';
 
 const REF_NAME = 'org.opencontainers.image.ref.name';
-
-function errnoCode(err: unknown): string | undefined {
-  const code = (err as { code?: unknown } | null)?.code;
-  return typeof code === 'string' ? code : undefined;
-}
 
 export class OciLayoutSource implements ImageSource {
   readonly image: string;
@@ -53,35 +50,45 @@ export class OciLayoutSource implements ImageSource {
     return path.join(this.reference.dir, 'blobs', parsed.algorithm, parsed.hex);
   }
 
-  private async readSmallFile(file: string, what: string, missing: () => EngineError): Promise<Buffer> {
-    let size: number;
+  /** A LocalFileError about `what` as this source's error; anything else (the deadline) as is. */
+  private localError(err: unknown, what: string, missing: () => EngineError): unknown {
+    if (!(err instanceof LocalFileError)) return err;
+    if (err.problem === 'missing' || err.problem === 'directory') return missing();
+    if (err.problem === 'special') return this.corrupt(`${what} is ${err.message}`);
+    return this.corrupt(`cannot read ${what}: ${err.message}`);
+  }
+
+  private async readSmallFile(file: string, what: string, missing: () => EngineError, signal: AbortSignal): Promise<Buffer> {
     try {
-      const info = await stat(file);
-      if (!info.isFile()) throw missing();
-      size = info.size;
+      return await readRegularFile(
+        file,
+        MAX_MANIFEST_BYTES,
+        () => this.corrupt(`${what} is larger than ${MAX_MANIFEST_BYTES} bytes`),
+        signal,
+      );
     } catch (err) {
-      if (err instanceof EngineError) throw err;
-      if (errnoCode(err) === 'ENOENT' || errnoCode(err) === 'ENOTDIR') throw missing();
-      throw this.corrupt(`cannot read ${what}: ${(err as Error).message}`);
-    }
-    if (size > MAX_MANIFEST_BYTES) throw this.corrupt(`${what} is larger than ${MAX_MANIFEST_BYTES} bytes`);
-    try {
-      return await readFile(file);
-    } catch (err) {
-      throw this.corrupt(`cannot read ${what}: ${(err as Error).message}`);
+      throw this.localError(err, what, missing);
     }
   }
 
-  private async checkLayoutDir(): Promise<void> {
+  private async checkLayoutDir(signal: AbortSignal): Promise<void> {
     const { dir } = this.reference;
+    let info;
     try {
-      if (!(await stat(dir)).isDirectory()) throw this.notFound('not a directory');
+      info = await statLocal(dir, signal);
     } catch (err) {
-      if (err instanceof EngineError) throw err;
-      throw this.notFound(errnoCode(err) === 'ENOENT' ? 'no such directory' : `cannot open it: ${(err as Error).message}`);
+      if (!(err instanceof LocalFileError)) throw err;
+      throw this.notFound(err.problem === 'missing' ? 'no such directory' : `cannot open it: ${err.message}`);
     }
-    const marker = await this.readSmallFile(path.join(dir, 'oci-layout'), 'oci-layout', () =>
-      this.notFound('not an OCI image layout (it has no oci-layout file)'),
+    if (!info.isDirectory()) {
+      if (!info.isFile()) throw this.corrupt(`${kindOf(info)}, not a directory`);
+      throw this.notFound('not a directory');
+    }
+    const marker = await this.readSmallFile(
+      path.join(dir, 'oci-layout'),
+      'oci-layout',
+      () => this.notFound('not an OCI image layout (it has no oci-layout file)'),
+      signal,
     );
     let version: unknown;
     try {
@@ -93,9 +100,12 @@ export class OciLayoutSource implements ImageSource {
   }
 
   /** The index.json entry the reference names: by digest, by tag, or the default. */
-  private async chooseEntry(): Promise<Descriptor> {
-    const bytes = await this.readSmallFile(path.join(this.reference.dir, 'index.json'), 'index.json', () =>
-      this.notFound('not an OCI image layout (it has no index.json)'),
+  private async chooseEntry(signal: AbortSignal): Promise<Descriptor> {
+    const bytes = await this.readSmallFile(
+      path.join(this.reference.dir, 'index.json'),
+      'index.json',
+      () => this.notFound('not an OCI image layout (it has no index.json)'),
+      signal,
     );
     let index;
     try {
@@ -113,8 +123,17 @@ export class OciLayoutSource implements ImageSource {
       if (byDigest) return byDigest;
       // Not listed at top level (e.g. a platform manifest of a listed index): read the blob itself.
       const blob = this.blobPath(digest);
-      const info = await stat(blob).catch(() => undefined);
-      if (!info?.isFile()) throw this.notFound(`no manifest with digest ${digest}`);
+      let info;
+      try {
+        info = await statLocal(blob, signal);
+      } catch (err) {
+        if (err instanceof LocalFileError) throw this.notFound(`no manifest with digest ${digest}`);
+        throw err;
+      }
+      if (!info.isFile()) {
+        if (info.isDirectory()) throw this.notFound(`no manifest with digest ${digest}`);
+        throw this.corrupt(`manifest ${digest} is ${kindOf(info)}, not a regular file`);
+      }
       return { mediaType: '', digest, size: info.size };
     }
 
@@ -132,33 +151,46 @@ export class OciLayoutSource implements ImageSource {
     );
   }
 
-  async fetchRoot(): Promise<RootManifest> {
-    await this.checkLayoutDir();
-    const entry = await this.chooseEntry();
-    const bytes = await this.readSmallFile(this.blobPath(entry.digest), `manifest ${entry.digest}`, () =>
-      this.notFound(`manifest blob ${entry.digest} is missing`),
+  async fetchRoot(signal: AbortSignal): Promise<RootManifest> {
+    await this.checkLayoutDir(signal);
+    const entry = await this.chooseEntry(signal);
+    const bytes = await this.readSmallFile(
+      this.blobPath(entry.digest),
+      `manifest ${entry.digest}`,
+      () => this.notFound(`manifest blob ${entry.digest} is missing`),
+      signal,
     );
     verifyManifestBytes(this, bytes, entry);
     return { bytes, ...(entry.mediaType === '' ? {} : { contentType: entry.mediaType }), digest: entry.digest };
   }
 
-  async fetchManifest(descriptor: Descriptor): Promise<RawManifest> {
-    const bytes = await this.readSmallFile(this.blobPath(descriptor.digest), `manifest ${descriptor.digest}`, () =>
-      this.notFound(`manifest blob ${descriptor.digest} is missing`),
+  async fetchManifest(descriptor: Descriptor, signal: AbortSignal): Promise<RawManifest> {
+    const bytes = await this.readSmallFile(
+      this.blobPath(descriptor.digest),
+      `manifest ${descriptor.digest}`,
+      () => this.notFound(`manifest blob ${descriptor.digest} is missing`),
+      signal,
     );
     return { bytes, contentType: descriptor.mediaType };
   }
 
   async openBlob(descriptor: Descriptor, signal: AbortSignal): Promise<AsyncIterable<Uint8Array>> {
     const file = this.blobPath(descriptor.digest);
-    const info = await stat(file).catch(() => undefined);
-    if (!info?.isFile()) throw this.notFound(`blob ${descriptor.digest} is missing`);
-    return this.readBlob(file, descriptor.digest, signal);
+    let handle;
+    try {
+      ({ handle } = await openRegularFile(file, signal));
+    } catch (err) {
+      throw this.localError(err, `blob ${descriptor.digest}`, () => this.notFound(`blob ${descriptor.digest} is missing`));
+    }
+    return this.readBlob(handle, descriptor.digest, signal);
   }
 
-  /** The blob's bytes; a read failure names the blob instead of surfacing as a bare errno. */
-  private async *readBlob(file: string, digest: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
-    const stream = createReadStream(file, { signal });
+  /**
+   * The blob's bytes, read through the handle that was checked; a read failure names the blob
+   * instead of surfacing as a bare errno. The stream closes the handle when it ends.
+   */
+  private async *readBlob(handle: FileHandle, digest: string, signal: AbortSignal): AsyncGenerator<Uint8Array> {
+    const stream = handle.createReadStream({ signal });
     try {
       for await (const chunk of stream as AsyncIterable<Buffer>) yield chunk;
     } catch (err) {

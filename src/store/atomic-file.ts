@@ -2,10 +2,14 @@
  * Crash-safe file writes: write to a temporary sibling, fsync it, rename over the target, fsync
  * the directory. After a crash the target holds either the old or the new content, never a mix.
  */
-import { open, rename, unlink } from 'node:fs/promises';
+import { open, readdir, rename, rm, unlink } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
 import { randomBytes } from 'node:crypto';
 
+/**
+ * Every temporary name the store writes starts with this (writeFileAtomic's files, the lock's
+ * directories): removeTempFiles() knows them all by it.
+ */
 export const TEMP_PREFIX = '.tmp-';
 
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
@@ -37,4 +41,26 @@ export async function syncDir(dir: string): Promise<void> {
   } finally {
     await handle.close();
   }
+}
+
+/**
+ * Removes what writes cut short by a crash left in `dir` (names starting with TEMP_PREFIX, files or
+ * directories); a missing `dir` holds none. Only for an engine that holds the data directory's
+ * lock: another engine's write in progress would go too. Returns the names removed.
+ */
+export async function removeTempFiles(dir: string): Promise<string[]> {
+  let names: string[];
+  try {
+    names = await readdir(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
+    throw err;
+  }
+  const removed: string[] = [];
+  for (const name of names) {
+    if (!name.startsWith(TEMP_PREFIX)) continue;
+    await rm(join(dir, name), { recursive: true, force: true });
+    removed.push(name);
+  }
+  return removed;
 }

@@ -3,7 +3,7 @@ import { createHash } from 'node:crypto';
 import { mkdir, readFile, readdir, stat, unlink } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from '../errors.js';
-import { TEMP_PREFIX, syncDir, writeFileAtomic } from './atomic-file.js';
+import { removeTempFiles, syncDir, writeFileAtomic } from './atomic-file.js';
 import type { BlobStore } from './types.js';
 
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
@@ -19,12 +19,10 @@ export class FileBlobStore implements BlobStore {
     this.dir = join(dataDir, 'blobs', 'sha256');
   }
 
-  async init(): Promise<void> {
+  /** Returns the temporary files it removed (leftovers of writes cut short by a crash). */
+  async init(): Promise<string[]> {
     await mkdir(this.dir, { recursive: true });
-    // Temporary files are leftovers of writes cut short by a crash.
-    for (const name of await readdir(this.dir)) {
-      if (name.startsWith(TEMP_PREFIX)) await unlink(join(this.dir, name)).catch(() => {});
-    }
+    return removeTempFiles(this.dir);
   }
 
   pathOf(digest: string): string {

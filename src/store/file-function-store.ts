@@ -8,9 +8,10 @@ import { mkdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { EngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { removeTempFiles, writeFileAtomic } from './atomic-file.js';
 import { FileBlobStore } from './blob-store.js';
 import { lockDataDir } from './data-dir-lock.js';
+import { layerNotesDir } from './layer-notes.js';
 import type { FunctionRecord, FunctionStore } from './types.js';
 
 interface IndexFile {
@@ -38,7 +39,14 @@ export class FileFunctionStore implements FunctionStore {
   async open(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
     this.unlock = await lockDataDir(this.dataDir);
-    await this.blobs.init();
+    // Leftovers of writes a crash cut short, wherever the store writes (the index, blobs, layer
+    // notes, the lock's own): only now, with the lock held, is none of them a write in progress.
+    const leftovers = [
+      ...(await removeTempFiles(this.dataDir)),
+      ...(await this.blobs.init()),
+      ...(await removeTempFiles(layerNotesDir(this.dataDir))),
+    ];
+    if (leftovers.length > 0) this.logger.info({ removed: leftovers.length }, 'removed temporary files left by an interrupted write');
     for (const record of await this.readIndex()) this.records.set(record.name, record);
     const used = new Set([...this.records.values()].map((r) => r.digest));
     for (const digest of await this.blobs.list()) {

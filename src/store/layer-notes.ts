@@ -11,12 +11,17 @@ import { TEMP_PREFIX, writeFileAtomic } from './atomic-file.js';
 const DIGEST = /^sha256:([0-9a-f]{64})$/;
 const FILE = /^([0-9a-f]{64})\.json$/;
 
+/** Where the notes live in a data directory. */
+export function layerNotesDir(dataDir: string): string {
+  return join(dataDir, 'layers', 'sha256');
+}
+
 export class FileLayerNotes {
   private readonly dir: string;
   private made = false;
 
   constructor(dataDir: string) {
-    this.dir = join(dataDir, 'layers', 'sha256');
+    this.dir = layerNotesDir(dataDir);
   }
 
   private path(digest: string): string | undefined {

@@ -1,4 +1,4 @@
-import { readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
@@ -45,9 +45,13 @@ describe('FileFunctionStore', () => {
     await writeFile(join(temp.dir, 'blobs', 'sha256', orphan), B);
     await writeFile(join(temp.dir, 'blobs', 'sha256', '.tmp-half'), B.slice(0, 3));
     await writeFile(join(temp.dir, '.tmp-functions.json-x'), '{"version":1,"functions":[');
+    await mkdir(join(temp.dir, 'layers', 'sha256'), { recursive: true });
+    await writeFile(join(temp.dir, 'layers', 'sha256', `.tmp-${'1'.repeat(64)}.json-x`), '{');
     const reopened = await temp.reopen();
     expect(reopened.list().map((r) => r.name)).toEqual(['a']);
     expect(await readdir(join(temp.dir, 'blobs', 'sha256'))).toEqual([sha256Digest(A).slice(7)]);
+    expect((await readdir(temp.dir)).filter((name) => name.startsWith('.tmp-'))).toEqual([]);
+    expect(await readdir(join(temp.dir, 'layers', 'sha256'))).toEqual([]);
   });
 
   it('serialises concurrent inserts so none is lost', async () => {
