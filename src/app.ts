@@ -45,6 +45,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
     maxQueue: config.maxQueue,
     logger: logger.child({ component: 'runtime' }),
     moduleCacheBytes: config.moduleCacheMb * 1024 * 1024,
+    maxTableEntries: config.maxTableEntries,
     // A module evicted from the compiled cache is compiled again from the store on its next call.
     fetchModule: (digest) => store.readBlob(digest),
   });

@@ -29,6 +29,7 @@ export interface EngineConfig {
   maxQueue: number;
   maxQueuePerFunction: number;
   moduleCacheMb: number;
+  maxTableEntries: number;
   bodyLimitBytes: number;
   insecureRegistries: string[];
   shutdownTimeoutMs: number;
@@ -175,6 +176,14 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_MODULE_CACHE_MB'],
     parse: integer(1, 1024 * 1024),
     default: () => 512,
+  },
+  maxTableEntries: {
+    key: 'maxTableEntries',
+    flag: 'max-table-entries',
+    env: ['WASM_ENGINE_MAX_TABLE_ENTRIES'],
+    // V8 refuses tables of more than 10,000,000 entries.
+    parse: integer(1, 10_000_000),
+    default: () => 100_000,
   },
   bodyLimitBytes: {
     key: 'bodyLimitBytes',

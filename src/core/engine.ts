@@ -6,7 +6,7 @@ import { EngineError, toEngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import type { ImageFetcher } from '../registry/types.js';
 import { analyzeModule, normalizeArgs, warmUpFunction } from '../runtime/index.js';
-import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationRequest, InvocationResult } from '../runtime/index.js';
+import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationRequest, InvocationResult, ModuleAnalysis } from '../runtime/index.js';
 import { sha256Digest } from '../store/index.js';
 import type { FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
 import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
@@ -324,17 +324,13 @@ export class Engine {
     replicasOf: () => number,
   ): Promise<{ record: FunctionRecord; bytes: Uint8Array }> {
     const fetched = await this.pull(request.image);
-    const analysis = analyzeModule(fetched.bytes, {
-      functionName: request.name,
-      ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
-      ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
-    });
+    const { analysis, digest, bytes } = await this.inspect(fetched.bytes, request, limits);
     const replicas = replicasOf();
     const record: FunctionRecord = {
       name: request.name,
       image: request.image,
-      digest: sha256Digest(fetched.bytes),
-      size: fetched.bytes.byteLength,
+      digest,
+      size: bytes.byteLength,
       ...(fetched.manifestDigest === undefined ? {} : { manifestDigest: fetched.manifestDigest }),
       deployedAt: new Date().toISOString(),
       analysis,
@@ -343,7 +339,30 @@ export class Engine {
       ...metadata(request),
       ...(replicas === 1 ? {} : { replicas }),
     };
-    return { record, bytes: fetched.bytes };
+    return { record, bytes };
+  }
+
+  /**
+   * Analyses and hashes a new module; when the runtime can, also compiles it and makes a trial
+   * instance (its start function run under the function's time limit), all off the thread that
+   * answers requests: on a module of hundreds of MB that work takes seconds.
+   */
+  private async inspect(
+    moduleBytes: Uint8Array,
+    request: DeployRequest,
+    limits: FunctionLimitsOverride,
+  ): Promise<{ analysis: ModuleAnalysis; digest: string; bytes: Uint8Array }> {
+    const analyze = {
+      functionName: request.name,
+      ...(request.wasiCap === undefined ? {} : { wasiCap: request.wasiCap }),
+      ...(request.entrypoint === undefined ? {} : { entrypoint: request.entrypoint }),
+    };
+    if (!this.runtime.admit) return { analysis: analyzeModule(moduleBytes, analyze), digest: sha256Digest(moduleBytes), bytes: moduleBytes };
+    return this.runtime.admit(moduleBytes, {
+      ...analyze,
+      memoryLimitMb: limits.memory_limit_mb ?? this.defaults.memoryLimitMb,
+      timeoutMs: limits.timeout_ms ?? this.defaults.timeoutMs,
+    });
   }
 
   /** Sets a function's replicas: its concurrency bound, persisted; 0 pauses it. */

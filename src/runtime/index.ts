@@ -8,11 +8,14 @@ export { exposeState, type ExposedState } from './reuse/expose.js';
 export { prepareForReuse } from './reuse/prepare.js';
 export { virtualizeMemorySize } from './reuse/virtual-size.js';
 export { warmUpFunction } from './pool/warm-up.js';
+export { DEFAULT_MAX_TABLE_ENTRIES } from './pool/preparer.js';
 export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, DEFAULT_PIPELINE_DEPTH, type WorkerPoolOptions } from './pool/worker-pool.js';
-export { parseModule, wasmBinaryKind, withMemoryMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
+export { parseModule, wasmBinaryKind, withMemoryMaximum, withTableMaximum, type ParsedModule, type WasmBinaryKind } from './wasm-binary.js';
 export { wasm, type WasmModule } from './wasm-api.js';
 export type {
   Abi,
+  AdmitRequest,
+  AdmittedModule,
   CancelSignal,
   FunctionArgs,
   FunctionRuntime,

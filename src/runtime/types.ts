@@ -90,10 +90,35 @@ export interface PreloadRequest {
   abi: Abi;
 }
 
+/** A deploy's module as FunctionRuntime.admit takes it: analysis options and the limits it is compiled and tried under. */
+export interface AdmitRequest {
+  /** The function's name: the default entry export. */
+  functionName: string;
+  wasiCap?: boolean;
+  entrypoint?: string;
+  memoryLimitMb: number;
+  timeoutMs: number;
+}
+
+export interface AdmittedModule {
+  analysis: ModuleAnalysis;
+  /** sha256:<hex> of the bytes. */
+  digest: string;
+  bytes: Uint8Array;
+}
+
 /** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
 export interface FunctionRuntime {
   /** Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE. */
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void>;
+  /**
+   * Optional: what a deploy does with a new module, off the thread that answers requests when the
+   * runtime can: analyses it (throws INVALID_FUNCTION_IMAGE as analyzeModule does), hashes it,
+   * compiles and loads it as load() would, and makes a trial instance of it within
+   * `timeoutMs` (a start function that does not end, traps or exits with an error: throws
+   * INVALID_FUNCTION_IMAGE). `bytes` may be transferred away: the answer carries them back.
+   */
+  admit?(bytes: Uint8Array, request: AdmitRequest): Promise<AdmittedModule>;
   /**
    * Runs one invocation of a loaded module. Throws EngineError: INVALID_ARGS, FUNCTION_FAILED,
    * FUNCTION_TIMEOUT, OVERLOADED. An aborted `signal` drops a call still queued (the promise then

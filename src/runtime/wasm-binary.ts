@@ -1,7 +1,7 @@
 /**
  * A small, hand-written reader of a core module's binary: just the sections deploy needs to decide
- * the ABI and check imports (types, imports, functions, memories, globals, exports), plus the one
- * rewrite the runtime does (capping memory maxima). It is a security boundary, so it trusts no
+ * the ABI and check imports (types, imports, functions, memories, globals, exports), plus the
+ * rewrites the runtime does (capping memory and table maxima). It is a security boundary, so it trusts no
  * length or count and fails with INVALID_FUNCTION_IMAGE on anything it cannot read. The code
  * section is skipped by its size: instruction validation is WebAssembly.validate's job.
  */
@@ -360,6 +360,71 @@ export function withMemoryMaximum(bytes: Uint8Array, maxPages: number): Uint8Arr
     if (!changed) return bytes;
     const body = [...encodeU32(capped.length), ...capped.flatMap(encodeLimits)];
     const header = [SECTION.memory, ...encodeU32(body.length)];
+    const out = new Uint8Array(bytes.length - (section.end - section.start) + header.length + body.length);
+    out.set(bytes.subarray(0, section.start), 0);
+    out.set(header, section.start);
+    out.set(body, section.start + header.length);
+    out.set(bytes.subarray(section.end), section.start + header.length + body.length);
+    return out;
+  });
+}
+
+/** The reference type bytes a table section may hold (Node 20: funcref and externref). */
+const REF_TYPE_BYTES: Partial<Record<WasmValType, number>> = { funcref: 0x70, externref: 0x6f };
+
+/**
+ * Returns the module with the entries of the tables it defines capped at `maxEntries` in all:
+ * table entries are memory the engine allocates for the guest (a V8 heap object per instance) that
+ * memory_limit_mb does not count, so without a cap a module could make every sandbox allocate
+ * gigabytes. A module whose tables' initial entries already exceed the cap is refused
+ * (INVALID_FUNCTION_IMAGE); otherwise each table's maximum is lowered so that their sum stays
+ * within the cap (the room left is shared evenly; most modules have one table, which gets it all),
+ * and table.grow past a maximum returns -1 as the WebAssembly spec says. Imported tables are not
+ * touched: analysis refuses modules that import one. Returns the input itself when nothing needs
+ * changing.
+ */
+export function withTableMaximum(bytes: Uint8Array, maxEntries: number): Uint8Array {
+  const cap = Math.max(0, Math.floor(maxEntries));
+  if (wasmBinaryKind(bytes) !== 'module') {
+    throw new EngineError('INVALID_FUNCTION_IMAGE', 'not a core WebAssembly module');
+  }
+  return wrap(() => {
+    const section = sections(bytes).find((s) => s.id === SECTION.table);
+    if (!section) return bytes;
+    const tables: { element: WasmValType; limits: Limits }[] = [];
+    readSection(bytes, section, (r) => {
+      const n = r.count(2);
+      for (let i = 0; i < n; i++) {
+        // 0x40 0x00 starts a table with an initialiser (typed function references): not in Node 20.
+        if (bytes[r.pos] === 0x40) r.fail('tables with an initialiser are not supported');
+        const at = r.pos;
+        const table = tableType(r);
+        if (REF_TYPE_BYTES[table.element] === undefined) r.fail(`a table of ${table.element}`, at);
+        tables.push(table);
+      }
+    });
+    let initial = 0;
+    for (const t of tables) {
+      if (t.limits.is64 || t.limits.shared) throw new EngineError('INVALID_FUNCTION_IMAGE', 'the module declares a table of an unsupported kind (64-bit or shared)');
+      initial += t.limits.min;
+    }
+    if (initial > cap) {
+      throw new EngineError(
+        'INVALID_FUNCTION_IMAGE',
+        `the module's tables have ${initial} initial entries in all, more than the limit of ${cap} table entries per module (--max-table-entries)`,
+      );
+    }
+    const share = Math.floor((cap - initial) / Math.max(1, tables.length));
+    let changed = false;
+    const capped = tables.map((t) => {
+      const max = t.limits.min + share;
+      if (t.limits.max !== undefined && t.limits.max <= max) return t;
+      changed = true;
+      return { ...t, limits: { ...t.limits, max } };
+    });
+    if (!changed) return bytes;
+    const body = [...encodeU32(capped.length), ...capped.flatMap((t) => [REF_TYPE_BYTES[t.element] as number, ...encodeLimits(t.limits)])];
+    const header = [SECTION.table, ...encodeU32(body.length)];
     const out = new Uint8Array(bytes.length - (section.end - section.start) + header.length + body.length);
     out.set(bytes.subarray(0, section.start), 0);
     out.set(header, section.start);

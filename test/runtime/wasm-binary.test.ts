@@ -1,8 +1,8 @@
 import { describe, expect, it } from 'vitest';
 import { ByteReader, MalformedBinary, encodeU32 } from '../../src/runtime/byte-reader.js';
 import { wasm } from '../../src/runtime/wasm-api.js';
-import { parseModule, wasmBinaryKind, withMemoryMaximum } from '../../src/runtime/wasm-binary.js';
-import { engineError, wat } from './support.js';
+import { parseModule, wasmBinaryKind, withMemoryMaximum, withTableMaximum } from '../../src/runtime/wasm-binary.js';
+import { engineError, wat, watText } from './support.js';
 
 const HEADER = [0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00];
 const module = (...sections: number[][]): Uint8Array => new Uint8Array([...HEADER, ...sections.flat()]);
@@ -110,5 +110,47 @@ describe('withMemoryMaximum', () => {
 
   it('refuses a module whose initial memory exceeds the limit', () => {
     engineError(() => withMemoryMaximum(wat('big-memory'), 16), 'INVALID_FUNCTION_IMAGE', /initial memory \(32 pages.*exceeds.*16 pages/);
+  });
+});
+
+describe('withTableMaximum', () => {
+  /** Each table's maximum (as the engine would instantiate it: V8 reports the table's maximum nowhere else). */
+  const tableMaxima = (bytes: Uint8Array): (number | undefined)[] => {
+    const instance = new wasm.Instance(new wasm.Module(bytes), {});
+    const tables = Object.values(instance.exports) as { length: number; grow(delta: number): number }[];
+    return tables.map((t) => {
+      // Grow one entry at a time until refused: the length then is the maximum.
+      for (let i = 0; i < 100; i++) {
+        try {
+          t.grow(1);
+        } catch {
+          return t.length;
+        }
+      }
+      return undefined;
+    });
+  };
+
+  it('lowers the maximum of a table that declares none, and the result validates', () => {
+    const capped = withTableMaximum(watText('(module (table (export "t") 2 funcref))'), 10);
+    expect(wasm.validate(capped)).toBe(true);
+    expect(tableMaxima(capped)).toEqual([10]);
+  });
+
+  it('shares the room left between several tables, and keeps a smaller declared maximum (returning the input itself)', () => {
+    const two = watText('(module (table (export "a") 2 funcref) (table (export "b") 4 externref))');
+    expect(tableMaxima(withTableMaximum(two, 20))).toEqual([9, 11]);
+    const declared = watText('(module (table (export "t") 1 5 funcref))');
+    expect(withTableMaximum(declared, 10)).toBe(declared);
+  });
+
+  it('returns a module without tables unchanged', () => {
+    const bytes = wat('numeric');
+    expect(withTableMaximum(bytes, 1)).toBe(bytes);
+  });
+
+  it('refuses a module whose tables start with more entries than the cap, naming it', () => {
+    const two = watText('(module (table 6 funcref) (table 5 funcref))');
+    engineError(() => withTableMaximum(two, 10), 'INVALID_FUNCTION_IMAGE', /11 initial entries in all, more than the limit of 10 table entries per module/);
   });
 });

@@ -8,13 +8,17 @@
  * its store) and compiles it anew. unload() forgets a module for good. The bound counts the size of
  * the module's binary, which is what the cache can know; V8's machine code for it is of the same
  * order (typically one to three times the binary).
+ *
+ * Modules are capped, rewritten and compiled by the preparer's worker threads, never on this
+ * (the HTTP) thread: see preparer.ts.
  */
 import { EngineError } from '../../errors.js';
-import type { ExposeResult, ExposedState } from '../reuse/expose.js';
-import { prepareForReuse } from '../reuse/prepare.js';
-import { wasm, type WasmModule } from '../wasm-api.js';
-import { withMemoryMaximum } from '../wasm-binary.js';
-import { WARM_UP_NUMERIC } from './warm-up.js';
+import type { AnalyzeOptions } from '../analyze.js';
+import type { ExposedState } from '../reuse/expose.js';
+import type { ModuleAnalysis } from '../types.js';
+import type { WasmModule } from '../wasm-api.js';
+import type { CompiledModule } from './prepare-protocol.js';
+import type { ModulePreparer } from './preparer.js';
 
 export interface LoadedModule {
   /** Small number naming the module in messages to workers. */
@@ -31,6 +35,8 @@ export interface LoadedModule {
 }
 
 export interface ModuleCacheOptions {
+  /** Compiles modules, off this thread. */
+  preparer: ModulePreparer;
   /** Bytes of module binaries kept compiled (default: unbounded). */
   maxBytes?: number;
   /** Gets an evicted module's bytes again (default: none, and an evicted module is an error). */
@@ -38,8 +44,6 @@ export interface ModuleCacheOptions {
   /** Called with the modules dropped to keep within the bound (the pool tells its workers). */
   onEvict?: (evicted: LoadedModule[]) => void;
 }
-
-const PAGES_PER_MIB = 16;
 
 const keyOf = (digest: string, memoryLimitMb: number): string => `${digest}|${memoryLimitMb}`;
 
@@ -53,11 +57,7 @@ export class ModuleCache {
   private heldBytes = 0;
   private evictions = 0;
 
-  constructor(private readonly options: ModuleCacheOptions = {}) {
-    // The binary rewrites on a tiny module, so that their code is compiled before the first deploy
-    // or restored module needs it (it would otherwise be interpreted through a cold start).
-    prepareForReuse(withMemoryMaximum(new Uint8Array(Buffer.from(WARM_UP_NUMERIC, 'base64')), 16));
-  }
+  constructor(private readonly options: ModuleCacheOptions) {}
 
   get size(): number {
     return this.ready.size;
@@ -98,6 +98,31 @@ export class ModuleCache {
       this.pending.set(key, compiling);
     }
     return compiling;
+  }
+
+  /**
+   * A deploy's module: analysed (throws INVALID_FUNCTION_IMAGE as analyzeModule does), hashed,
+   * compiled and tried (a start function that runs past `timeoutMs`, traps or exits with an error
+   * is refused with INVALID_FUNCTION_IMAGE), all in a preparation worker; then held like a loaded
+   * one. `bytes` may be transferred away: use the returned ones after.
+   */
+  async admit(
+    bytes: Uint8Array,
+    memoryLimitMb: number,
+    analyze: AnalyzeOptions,
+    timeoutMs: number,
+  ): Promise<{ analysis: ModuleAnalysis; digest: string; bytes: Uint8Array }> {
+    const admitted = await this.options.preparer.admit(bytes, memoryLimitMb, analyze, timeoutMs);
+    const { digest } = admitted;
+    const key = keyOf(digest, memoryLimitMb);
+    // Compiled already (or being so) under this key: that one stays, this one is dropped.
+    if (!this.ready.has(key) && !this.pending.has(key)) {
+      this.evicted.delete(key);
+      this.ready.set(key, this.loadedOf(digest, admitted.compiled));
+      this.heldBytes += admitted.compiled.bytes;
+      this.trim(key);
+    }
+    return { analysis: admitted.analysis, digest, bytes: admitted.bytes };
   }
 
   /**
@@ -176,28 +201,10 @@ export class ModuleCache {
   }
 
   private async compile(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<LoadedModule> {
-    const capped = withMemoryMaximum(bytes, Math.floor(memoryLimitMb * PAGES_PER_MIB));
-    let exposed: ExposeResult;
-    try {
-      exposed = prepareForReuse(capped);
-    } catch (err) {
-      // Analysis and the memory cap have read this binary already: never refuse a module for this.
-      exposed = { reason: `its binary could not be read for reuse: ${err instanceof Error ? err.message : String(err)}` };
-    }
-    const binary = 'bytes' in exposed ? exposed.bytes : capped;
-    try {
-      const module = await wasm.compile(binary);
-      return {
-        id: this.nextId++,
-        digest,
-        module,
-        bytes: binary.byteLength,
-        state: 'state' in exposed ? exposed.state : undefined,
-        noReuse: 'reason' in exposed ? exposed.reason : undefined,
-      };
-    } catch (err) {
-      const reason = err instanceof Error ? err.message.replace(/^WebAssembly\.compile\(\): /, '') : String(err);
-      throw new EngineError('INVALID_FUNCTION_IMAGE', `the module does not compile: ${reason}`, { cause: err });
-    }
+    return this.loadedOf(digest, await this.options.preparer.compile(bytes, memoryLimitMb));
+  }
+
+  private loadedOf(digest: string, compiled: CompiledModule): LoadedModule {
+    return { id: this.nextId++, digest, ...compiled };
   }
 }

@@ -20,9 +20,10 @@ import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { toSandboxCall, type SandboxCall } from '../abi/call.js';
-import type { CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
+import type { AdmitRequest, AdmittedModule, CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
 import { normalizeArgs } from '../args.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
+import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
 import { WARM_UP_STRING } from './warm-up.js';
 import {
   CELLS_PER_WORKER,
@@ -63,6 +64,10 @@ export interface WorkerPoolOptions {
   idleInstanceMs?: number;
   /** Calls a worker is given at once: one runs, the others wait in it (default 4; 1 turns this off). */
   pipelineDepth?: number;
+  /** Entries a module's tables may hold in all (default DEFAULT_MAX_TABLE_ENTRIES): see preparer.ts. */
+  maxTableEntries?: number;
+  /** The preparation worker's entry file (default: see worker-url.ts). */
+  prepareWorkerUrl?: URL;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
@@ -146,6 +151,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly workerUrl: URL;
   private readonly workerSettings: Omit<WorkerSettings, 'cells'>;
   private readonly cache: ModuleCache;
+  private readonly preparer: ModulePreparer;
   private readonly slots = new Set<Slot>();
   private readonly queue: Call[] = [];
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
@@ -178,7 +184,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       instanceBytes: options.instanceBytesPerWorker ?? 64 * 1024 * 1024,
       idleInstanceMs: options.idleInstanceMs ?? 60_000,
     };
+    this.preparer = new ModulePreparer({
+      maxTableEntries: options.maxTableEntries ?? DEFAULT_MAX_TABLE_ENTRIES,
+      ...(options.prepareWorkerUrl ? { workerUrl: options.prepareWorkerUrl } : {}),
+    });
     this.cache = new ModuleCache({
+      preparer: this.preparer,
       ...(options.moduleCacheBytes === undefined ? {} : { maxBytes: options.moduleCacheBytes }),
       ...(options.fetchModule ? { fetch: options.fetchModule } : {}),
       onEvict: (evicted) => {
@@ -209,6 +220,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
     await this.cache.load(digest, bytes, memoryLimitMb);
+  }
+
+  /** Analyses, compiles and tries a deploy's module off this thread, and loads it (module-cache.ts admit). */
+  admit(bytes: Uint8Array, request: AdmitRequest): Promise<AdmittedModule> {
+    const { memoryLimitMb, timeoutMs, ...analyze } = request;
+    return this.cache.admit(bytes, memoryLimitMb, analyze, timeoutMs);
   }
 
   /**
@@ -390,6 +407,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       for (const { call } of sent) this.settle(call, new EngineError('FUNCTION_FAILED', 'the engine shut down before the function finished'));
       stopping.push(slot.worker.terminate());
     }
+    stopping.push(this.preparer.close().then(() => 0));
     await Promise.allSettled(stopping);
     this.logger.debug({}, 'sandbox workers stopped');
   }

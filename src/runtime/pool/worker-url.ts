@@ -20,3 +20,14 @@ export function defaultWorkerUrl(): URL {
   }
   return compiled;
 }
+
+/** Where the preparation worker's entry file is (prepare-worker.ts), found as the sandbox worker's is. */
+export function defaultPrepareWorkerUrl(): URL {
+  const here = new URL(import.meta.url);
+  if (!here.pathname.endsWith('.ts')) return new URL('./prepare-worker.js', here);
+  const compiled = new URL('../../../dist/runtime/pool/prepare-worker.js', here);
+  if (!existsSync(fileURLToPath(compiled))) {
+    throw new EngineError('INTERNAL', `the compiled preparation worker ${fileURLToPath(compiled)} is missing: run \`npm run build\` first`);
+  }
+  return compiled;
+}
