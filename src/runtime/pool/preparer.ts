@@ -80,20 +80,25 @@ export class ModulePreparer {
     this.workerUrl = options.workerUrl ?? defaultPrepareWorkerUrl();
   }
 
-  /** Caps, rewrites and compiles a module (a restored or evicted one). Throws INVALID_FUNCTION_IMAGE. */
-  async compile(bytes: Uint8Array, memoryLimitMb: number): Promise<CompiledModule> {
-    // Copied, not transferred: the caller may still use its bytes.
-    return (await this.submit({ bytes, memoryLimitMb }, [], undefined)).compiled;
+  /**
+   * Caps, rewrites and compiles a module (a restored or evicted one). Throws INVALID_FUNCTION_IMAGE.
+   * `owned`: the caller gives its bytes away (they are transferred, and detached here); otherwise
+   * they are copied first. A copy then a transfer, not a structured clone: cloning a large array
+   * costs several times a copy on this thread.
+   */
+  async compile(bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<CompiledModule> {
+    const sent = owned && ownsBuffer(bytes) ? bytes : bytes.slice();
+    return (await this.submit({ bytes: sent, memoryLimitMb }, [sent.buffer as ArrayBuffer], undefined)).compiled;
   }
 
   /**
    * A deploy: analyses (throws what analyzeModule throws), hashes and compiles the module, then
-   * makes a trial instance of it within `timeoutMs`. The bytes are transferred to the worker when
-   * they own their buffer (no copy on this thread); use the returned ones after.
+   * makes a trial instance of it within `timeoutMs`. The bytes are transferred to the worker (no
+   * copy on this thread when they own their buffer) and back: use the returned ones after.
    */
   async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<AdmittedModule> {
-    const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
-    const reply = await this.submit({ bytes, memoryLimitMb, admit: analyze }, transfer, timeoutMs);
+    const sent = ownsBuffer(bytes) ? bytes : bytes.slice();
+    const reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
     return {
       compiled: reply.compiled,
       analysis: reply.analysis as ModuleAnalysis,
