@@ -65,8 +65,9 @@ describe('deploy-time limits', () => {
   let engine: EngineProcess;
 
   beforeAll(async () => {
-    // One sandbox worker: a trial that occupied it would hold up every invocation.
-    engine = await startEngineProcess({ args: ['--workers', '1'] });
+    // One sandbox worker: a trial that occupied it would hold up every invocation. A default time
+    // limit of 1 s: what a deploy that sets none tries its module under.
+    engine = await startEngineProcess({ args: ['--workers', '1', '--timeout-ms', '1000'] });
     expect((await deploy(engine, 'gcd', gcdImage)).status).toBe(200);
   });
   afterAll(() => engine?.kill());
@@ -118,6 +119,11 @@ describe('deploy-time limits', () => {
     expect(ok.status, ok.text).toBe(200);
     expect(ok.json.output).toBe('ok');
     expect((await deploy(engine, 'gcd-again', gcdImage)).status).toBe(200);
+    expect((await invoke(engine, 'gcd-again', { a: '10', b: '4' })).json.output).toBe('2');
+    // An update (OpenFaaS PUT) to such a module is refused the same way; the old version serves on.
+    const update = await call(engine.url, 'PUT', '/system/functions', { service: 'gcd-again', image: fixture('start-loop') }, { json: true });
+    expect(update.status, update.text).toBe(422);
+    expect(update.json.error.message).toMatch(/ran past the time limit of 1000 ms/);
     expect((await invoke(engine, 'gcd-again', { a: '10', b: '4' })).json.output).toBe('2');
   });
 
