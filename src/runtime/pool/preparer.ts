@@ -67,6 +67,9 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** A copy in a buffer of its own (Buffer's slice() would be a view of the same memory). */
+const copyOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
+
 export class ModulePreparer {
   private readonly slots = new Set<Slot>();
   private readonly queue: Job[] = [];
@@ -87,7 +90,7 @@ export class ModulePreparer {
    * costs several times a copy on this thread.
    */
   async compile(bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<CompiledModule> {
-    const sent = owned && ownsBuffer(bytes) ? bytes : bytes.slice();
+    const sent = owned && ownsBuffer(bytes) ? bytes : copyOf(bytes);
     return (await this.submit({ bytes: sent, memoryLimitMb }, [sent.buffer as ArrayBuffer], undefined)).compiled;
   }
 
@@ -97,7 +100,7 @@ export class ModulePreparer {
    * copy on this thread when they own their buffer) and back: use the returned ones after.
    */
   async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<AdmittedModule> {
-    const sent = ownsBuffer(bytes) ? bytes : bytes.slice();
+    const sent = ownsBuffer(bytes) ? bytes : copyOf(bytes);
     const reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
     return {
       compiled: reply.compiled,
