@@ -127,6 +127,23 @@ describe('deploy-time limits', () => {
     expect((await invoke(engine, 'gcd-again', { a: '10', b: '4' })).json.output).toBe('2');
   });
 
+  it('does not hold other deploys up while start functions are tried: two trials run to their limit while a third deploy is answered', async () => {
+    const order: string[] = [];
+    const trials = ['slow-start-a', 'slow-start-b'].map((name) =>
+      deploy(engine, name, fixture('start-loop'), { timeout_ms: 4_000 }).then((answer) => {
+        order.push(name);
+        return answer;
+      }),
+    );
+    const other = await deploy(engine, 'gcd-meanwhile', gcdImage).then((answer) => {
+      order.push('gcd-meanwhile');
+      return answer;
+    });
+    expect(other.status, other.text).toBe(200);
+    for (const answer of await Promise.all(trials)) expect(answer.status, answer.text).toBe(422);
+    expect(order[0]).toBe('gcd-meanwhile');
+  });
+
   it('answers /healthz and an invoke of another function while a large deploy is in progress, before the deploy answers', async () => {
     // 24 MB of data in a module whose start function never returns: analysed, rewritten, compiled
     // and tried (until its time limit) while the engine goes on answering.

@@ -6,9 +6,11 @@
  * the worker's, and goes on to the sandbox workers the same way.
  *
  * Jobs run one at a time per worker, on at most `workers` workers (started when needed, then kept
- * idle); more wait in order. A trial that runs past its limit is stopped by terminating its worker
- * (the only way to stop a running start function): only that job fails, and a new worker is
- * started for the next.
+ * idle); more wait in order. A worker running a trial does not count against that bound (a trial
+ * may take the function's whole time limit, up to an hour, and other deploys must not wait for it);
+ * it is stopped after the trial when more than `workers` are left. A trial that runs past its limit
+ * is stopped by terminating its worker (the only way to stop a running start function): only that
+ * job fails.
  */
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
@@ -140,8 +142,12 @@ export class ModulePreparer {
   private pump(): void {
     while (this.queue.length > 0 && !this.closed) {
       let slot: Slot | undefined;
-      for (const s of this.slots) if (s.job === undefined) slot = s;
-      if (!slot && this.slots.size < this.max) slot = this.spawn();
+      let counted = 0;
+      for (const s of this.slots) {
+        if (s.job === undefined) slot = s;
+        if (s.timer === undefined) counted++;
+      }
+      if (!slot && counted < this.max) slot = this.spawn();
       if (!slot) return;
       const job = this.queue.shift() as Job;
       slot.job = job;
@@ -180,6 +186,8 @@ export class ModulePreparer {
       job.compiled = reply;
       const limit = job.trialMs;
       slot.timer = setTimeout(() => this.onTrialTimeout(slot, limit), limit);
+      // No longer counted against the bound: a waiting job may start on another worker.
+      this.pump();
       return;
     }
     this.release(slot);
@@ -209,12 +217,17 @@ export class ModulePreparer {
     this.pump();
   }
 
-  /** The worker is free for the next job. */
+  /** The worker is free for the next job (or stopped, when more than the bound are left). */
   private release(slot: Slot): void {
     clearTimeout(slot.timer);
     slot.timer = undefined;
     slot.job = undefined;
     slot.worker.unref();
+    if (this.slots.size > this.max && this.queue.length === 0) {
+      this.retire(slot);
+      void slot.worker.terminate();
+      return;
+    }
     this.pump();
   }
 
