@@ -4,7 +4,8 @@
 // for one answer and the deploy's own duration. Never part of `npm test`; nothing here asserts.
 //
 //   node bench/deploy-stall.mjs --mb 100      (needs `npm run build` and `npm run examples`)
-import { mkdtempSync, rmSync } from 'node:fs';
+//   node bench/deploy-stall.mjs --file M.wasm  (deploys that module instead, with its only export)
+import { mkdtempSync, rmSync, statSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { request } from 'undici';
@@ -14,9 +15,10 @@ import { EXAMPLES_WASM, kill, startEngine } from './lib/processes.mjs';
 const argv = process.argv.slice(2);
 const at = argv.indexOf('--mb');
 const mb = at >= 0 ? Number(argv[at + 1]) : 100;
+const fileAt = argv.indexOf('--file');
 const dir = mkdtempSync(join(tmpdir(), 'we-stall-'));
-const file = join(dir, 'big.wasm');
-const size = writePadded(join(EXAMPLES_WASM, 'authentication.wasm'), file, mb * 1024 * 1024);
+const file = fileAt >= 0 ? argv[fileAt + 1] : join(dir, 'big.wasm');
+const size = fileAt >= 0 ? statSync(file).size : writePadded(join(EXAMPLES_WASM, 'authentication.wasm'), file, mb * 1024 * 1024);
 const engine = await startEngine(join(dir, 'data'), ['--workers', '2']);
 try {
   let deploying = true;

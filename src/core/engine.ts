@@ -543,7 +543,8 @@ export class Engine {
     if (!pending) {
       pending = this.store
         .readBlob(record.digest)
-        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb))
+        // The bytes were read for this load alone: the runtime may take them rather than copy them.
+        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
         .then(() => {
           if (this.store.get(record.name)?.digest === record.digest) this.loaded.add(record.name);
         });

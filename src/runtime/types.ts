@@ -109,8 +109,12 @@ export interface AdmittedModule {
 
 /** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
 export interface FunctionRuntime {
-  /** Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE. */
-  load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void>;
+  /**
+   * Compiles (memoised by digest + memory limit) the module; throws INVALID_FUNCTION_IMAGE.
+   * `owned`: the caller will not use `bytes` again, and the runtime may take them (detach them)
+   * instead of copying them.
+   */
+  load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned?: boolean): Promise<void>;
   /**
    * Optional: what a deploy does with a new module, off the thread that answers requests when the
    * runtime can: analyses it (throws INVALID_FUNCTION_IMAGE as analyzeModule does), hashes it,

@@ -56,7 +56,9 @@ export class FileBlobStore implements BlobStore {
   }
 
   async get(digest: string): Promise<Uint8Array> {
-    const bytes = new Uint8Array(await readFile(this.pathOf(digest)));
+    const read = await readFile(this.pathOf(digest));
+    // A view, not a copy (new Uint8Array(buffer) copies): a module may be hundreds of MB.
+    const bytes = new Uint8Array(read.buffer, read.byteOffset, read.byteLength);
     // A blob damaged on disk must not run as if it were the deployed module.
     if ((await sha256DigestSliced(bytes)) !== digest) {
       throw new EngineError('INTERNAL', `stored blob ${digest} does not match its digest`);

@@ -65,8 +65,9 @@ describe('deploy-time limits', () => {
   let engine: EngineProcess;
 
   beforeAll(async () => {
-    // One sandbox worker: a trial that occupied it would hold up every invocation.
-    engine = await startEngineProcess({ args: ['--workers', '1'] });
+    // One sandbox worker: a trial that occupied it would hold up every invocation. A default time
+    // limit of 1 s: what a deploy that sets none tries its module under.
+    engine = await startEngineProcess({ args: ['--workers', '1', '--timeout-ms', '1000'] });
     expect((await deploy(engine, 'gcd', gcdImage)).status).toBe(200);
   });
   afterAll(() => engine?.kill());
@@ -119,6 +120,28 @@ describe('deploy-time limits', () => {
     expect(ok.json.output).toBe('ok');
     expect((await deploy(engine, 'gcd-again', gcdImage)).status).toBe(200);
     expect((await invoke(engine, 'gcd-again', { a: '10', b: '4' })).json.output).toBe('2');
+    // An update (OpenFaaS PUT) to such a module is refused the same way; the old version serves on.
+    const update = await call(engine.url, 'PUT', '/system/functions', { service: 'gcd-again', image: fixture('start-loop') }, { json: true });
+    expect(update.status, update.text).toBe(422);
+    expect(update.json.error.message).toMatch(/ran past the time limit of 1000 ms/);
+    expect((await invoke(engine, 'gcd-again', { a: '10', b: '4' })).json.output).toBe('2');
+  });
+
+  it('does not hold other deploys up while start functions are tried: two trials run to their limit while a third deploy is answered', async () => {
+    const order: string[] = [];
+    const trials = ['slow-start-a', 'slow-start-b'].map((name) =>
+      deploy(engine, name, fixture('start-loop'), { timeout_ms: 4_000 }).then((answer) => {
+        order.push(name);
+        return answer;
+      }),
+    );
+    const other = await deploy(engine, 'gcd-meanwhile', gcdImage).then((answer) => {
+      order.push('gcd-meanwhile');
+      return answer;
+    });
+    expect(other.status, other.text).toBe(200);
+    for (const answer of await Promise.all(trials)) expect(answer.status, answer.text).toBe(422);
+    expect(order[0]).toBe('gcd-meanwhile');
   });
 
   it('answers /healthz and an invoke of another function while a large deploy is in progress, before the deploy answers', async () => {

@@ -72,13 +72,14 @@ export class ModuleCache {
     return this.evictions;
   }
 
-  load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<LoadedModule> {
+  /** `owned`: the bytes are the cache's to give away (to the preparation worker, without a copy). */
+  load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<LoadedModule> {
     const key = keyOf(digest, memoryLimitMb);
     const done = this.ready.get(key);
     if (done) return Promise.resolve(this.touch(key, done));
     let compiling = this.pending.get(key);
     if (!compiling) {
-      compiling = this.compile(digest, bytes, memoryLimitMb).then(
+      compiling = this.compile(digest, bytes, memoryLimitMb, owned).then(
         (loaded) => {
           // An unload during the compile wins: keep nothing for a key no longer pending.
           if (this.pending.get(key) === compiling) {
@@ -142,7 +143,8 @@ export class ModuleCache {
     const started = fetch(digest).then((bytes) => {
       if (this.pending.get(key) !== reloading) throw new EngineError('INTERNAL', `module ${digest} was unloaded while it was reloaded`);
       this.pending.delete(key);
-      return this.load(digest, bytes, memoryLimitMb);
+      // Fetched for this load alone: no copy needed.
+      return this.load(digest, bytes, memoryLimitMb, true);
     });
     reloading = started.catch((err: unknown) => {
       if (this.pending.get(key) === reloading) this.pending.delete(key);
@@ -200,8 +202,8 @@ export class ModuleCache {
     if (evicted.length > 0) this.options.onEvict?.(evicted);
   }
 
-  private async compile(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<LoadedModule> {
-    return this.loadedOf(digest, await this.options.preparer.compile(bytes, memoryLimitMb));
+  private async compile(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned: boolean): Promise<LoadedModule> {
+    return this.loadedOf(digest, await this.options.preparer.compile(bytes, memoryLimitMb, owned));
   }
 
   private loadedOf(digest: string, compiled: CompiledModule): LoadedModule {

@@ -8,7 +8,7 @@ import { parentPort } from 'node:worker_threads';
 import { toEngineError } from '../../errors.js';
 import { analyzeModule } from '../analyze.js';
 import { compileForPool } from './compile.js';
-import { ownsBuffer, type PrepareJob, type PrepareReply } from './prepare-protocol.js';
+import type { PrepareJob, PrepareReply } from './prepare-protocol.js';
 import { tryInstance } from './trial.js';
 import { WARM_UP_NUMERIC } from './warm-up.js';
 
@@ -26,9 +26,8 @@ async function run(job: PrepareJob): Promise<void> {
     const analysis = analyzeModule(job.bytes, job.admit);
     const digest = `sha256:${createHash('sha256').update(job.bytes).digest('hex')}`;
     const compiled = await compileForPool(job.bytes, job);
-    // The bytes came here transferred (when they could be): they go back the same way.
-    const transfer = ownsBuffer(job.bytes) ? [job.bytes.buffer as ArrayBuffer] : [];
-    post({ id: job.id, type: 'compiled', compiled, analysis, digest, bytes: job.bytes }, transfer);
+    // The bytes came here transferred: they go back the same way.
+    post({ id: job.id, type: 'compiled', compiled, analysis, digest, bytes: job.bytes }, [job.bytes.buffer as ArrayBuffer]);
     tryInstance(compiled.module, analysis.abi);
     post({ id: job.id, type: 'tried' });
   } catch (err) {

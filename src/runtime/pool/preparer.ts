@@ -6,9 +6,11 @@
  * the worker's, and goes on to the sandbox workers the same way.
  *
  * Jobs run one at a time per worker, on at most `workers` workers (started when needed, then kept
- * idle); more wait in order. A trial that runs past its limit is stopped by terminating its worker
- * (the only way to stop a running start function): only that job fails, and a new worker is
- * started for the next.
+ * idle); more wait in order. A worker running a trial does not count against that bound (a trial
+ * may take the function's whole time limit, up to an hour, and other deploys must not wait for it);
+ * it is stopped after the trial when more than `workers` are left. A trial that runs past its limit
+ * is stopped by terminating its worker (the only way to stop a running start function): only that
+ * job fails.
  */
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
@@ -67,6 +69,9 @@ interface Slot {
   timer: NodeJS.Timeout | undefined;
 }
 
+/** A copy in a buffer of its own (Buffer's slice() would be a view of the same memory). */
+const copyOf = (bytes: Uint8Array): Uint8Array => new Uint8Array(bytes);
+
 export class ModulePreparer {
   private readonly slots = new Set<Slot>();
   private readonly queue: Job[] = [];
@@ -80,20 +85,25 @@ export class ModulePreparer {
     this.workerUrl = options.workerUrl ?? defaultPrepareWorkerUrl();
   }
 
-  /** Caps, rewrites and compiles a module (a restored or evicted one). Throws INVALID_FUNCTION_IMAGE. */
-  async compile(bytes: Uint8Array, memoryLimitMb: number): Promise<CompiledModule> {
-    // Copied, not transferred: the caller may still use its bytes.
-    return (await this.submit({ bytes, memoryLimitMb }, [], undefined)).compiled;
+  /**
+   * Caps, rewrites and compiles a module (a restored or evicted one). Throws INVALID_FUNCTION_IMAGE.
+   * `owned`: the caller gives its bytes away (they are transferred, and detached here); otherwise
+   * they are copied first. A copy then a transfer, not a structured clone: cloning a large array
+   * costs several times a copy on this thread.
+   */
+  async compile(bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<CompiledModule> {
+    const sent = owned && ownsBuffer(bytes) ? bytes : copyOf(bytes);
+    return (await this.submit({ bytes: sent, memoryLimitMb }, [sent.buffer as ArrayBuffer], undefined)).compiled;
   }
 
   /**
    * A deploy: analyses (throws what analyzeModule throws), hashes and compiles the module, then
-   * makes a trial instance of it within `timeoutMs`. The bytes are transferred to the worker when
-   * they own their buffer (no copy on this thread); use the returned ones after.
+   * makes a trial instance of it within `timeoutMs`. The bytes are transferred to the worker (no
+   * copy on this thread when they own their buffer) and back: use the returned ones after.
    */
   async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<AdmittedModule> {
-    const transfer = ownsBuffer(bytes) ? [bytes.buffer as ArrayBuffer] : [];
-    const reply = await this.submit({ bytes, memoryLimitMb, admit: analyze }, transfer, timeoutMs);
+    const sent = ownsBuffer(bytes) ? bytes : copyOf(bytes);
+    const reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
     return {
       compiled: reply.compiled,
       analysis: reply.analysis as ModuleAnalysis,
@@ -132,8 +142,12 @@ export class ModulePreparer {
   private pump(): void {
     while (this.queue.length > 0 && !this.closed) {
       let slot: Slot | undefined;
-      for (const s of this.slots) if (s.job === undefined) slot = s;
-      if (!slot && this.slots.size < this.max) slot = this.spawn();
+      let counted = 0;
+      for (const s of this.slots) {
+        if (s.job === undefined) slot = s;
+        if (s.timer === undefined) counted++;
+      }
+      if (!slot && counted < this.max) slot = this.spawn();
       if (!slot) return;
       const job = this.queue.shift() as Job;
       slot.job = job;
@@ -172,6 +186,8 @@ export class ModulePreparer {
       job.compiled = reply;
       const limit = job.trialMs;
       slot.timer = setTimeout(() => this.onTrialTimeout(slot, limit), limit);
+      // No longer counted against the bound: a waiting job may start on another worker.
+      this.pump();
       return;
     }
     this.release(slot);
@@ -201,12 +217,17 @@ export class ModulePreparer {
     this.pump();
   }
 
-  /** The worker is free for the next job. */
+  /** The worker is free for the next job (or stopped, when more than the bound are left). */
   private release(slot: Slot): void {
     clearTimeout(slot.timer);
     slot.timer = undefined;
     slot.job = undefined;
     slot.worker.unref();
+    if (this.slots.size > this.max && this.queue.length === 0) {
+      this.retire(slot);
+      void slot.worker.terminate();
+      return;
+    }
     this.pump();
   }
 

@@ -218,8 +218,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (this.firstPending === 0) for (const resolve of this.firstStarted.splice(0)) resolve();
   }
 
-  async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
-    await this.cache.load(digest, bytes, memoryLimitMb);
+  async load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<void> {
+    await this.cache.load(digest, bytes, memoryLimitMb, owned);
   }
 
   /** Analyses, compiles and tries a deploy's module off this thread, and loads it (module-cache.ts admit). */
