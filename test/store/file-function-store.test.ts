@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
@@ -65,8 +65,17 @@ describe('FileFunctionStore', () => {
 
   it('refuses to open a data directory another live engine holds', async () => {
     const second = new FileFunctionStore(temp.dir, silentLogger);
+    await expect(second.open()).rejects.toThrow(new RegExp(`in use by another engine \\(pid ${process.pid} on `));
+  });
+
+  it("refuses a live older engine's lock file (a bare pid)", async () => {
+    await temp.store.close();
     await writeFile(join(temp.dir, 'engine.lock'), String(process.ppid));
+    const second = new FileFunctionStore(temp.dir, silentLogger);
     await expect(second.open()).rejects.toThrow(/in use by another engine/);
+    await rm(join(temp.dir, 'engine.lock'));
+    temp.store = new FileFunctionStore(temp.dir, silentLogger);
+    await temp.store.open();
   });
 
   it('takes over the lock of an engine that died', async () => {
