@@ -225,6 +225,9 @@ describe('a crash in the middle of a storm of deploys', () => {
       await writeFile(join(dataDir, 'blobs', 'sha256', `.tmp-${'2'.repeat(64)}-planted`), 'half');
       await mkdir(join(dataDir, 'layers', 'sha256'), { recursive: true });
       await writeFile(join(dataDir, 'layers', 'sha256', `.tmp-${'3'.repeat(64)}.json-planted`), '{');
+      // A lock prepared by an engine killed before it could rename it into place.
+      await mkdir(join(dataDir, `.tmp-engine.lock-${'4'.repeat(32)}`));
+      await writeFile(join(dataDir, `.tmp-engine.lock-${'4'.repeat(32)}`, 'owner'), '{}');
 
       const engine = await startEngineProcess({ dataDir, args: ['--workers', '1'] });
       try {
