@@ -96,6 +96,9 @@ async function readTrimmed(read: Promise<string>): Promise<string | undefined> {
 }
 
 async function identity(): Promise<Identity> {
+  // A /proc mounted for another pid namespace (a namespace made without remounting it) names other
+  // processes by our pids: then no pid of ours can be looked up, and only the heartbeat counts.
+  if ((await readTrimmed(readlink('/proc/self'))) !== String(process.pid)) return {};
   const boot = await readTrimmed(readFile('/proc/sys/kernel/random/boot_id', 'utf8'));
   const pidNamespace = await readTrimmed(readlink('/proc/self/ns/pid'));
   return { ...(boot === undefined ? {} : { boot }), ...(pidNamespace === undefined ? {} : { pidNamespace }) };
@@ -193,7 +196,11 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
     }
   }
 
-  /** Moves a stale lock out of the way, atomically against other takers (see the top). */
+  /**
+   * Moves a stale lock out of the way, atomically against other takers (see the top). A lock whose
+   * owner file cannot be read (only damage or a hand can make one) has no token to claim it by: it
+   * is moved under a name of ours, and the exclusive rename that follows still decides.
+   */
   async function takeOver(stale: LockOwner | undefined): Promise<void> {
     const dead = join(dataDir, `${DEAD_PREFIX}${stale?.token ?? `unreadable-${token}`}`);
     try {
