@@ -4,8 +4,7 @@
  * its heartbeat, and atomic takeover. Heartbeat and staleness bounds are shortened here; no test
  * asserts a duration (whether the engine waited is read from onWait).
  */
-import { readFile, readlink } from 'node:fs/promises';
-import { mkdir, mkdtemp, rename, rm, utimes, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readlink, rename, rm, utimes, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
