@@ -122,7 +122,9 @@ export async function openRegularFile(file: string, signal?: AbortSignal): Promi
     if (!info.isFile()) throw new LocalFileError('special', `${kindOf(info)}, not a regular file`);
     return { handle, info };
   } catch (err) {
-    await handle.close().catch(() => {});
+    // Past the deadline the close is not waited for: it would wait for the stuck fstat.
+    const closing = handle.close().catch(() => {});
+    if (!signal?.aborted) await closing;
     if (err instanceof LocalFileError || signal?.aborted) throw err;
     throw fromErrno(err);
   }

@@ -10,7 +10,7 @@ import { EngineError } from '../errors.js';
 import type { Logger } from '../logger.js';
 import { removeTempFiles, writeFileAtomic } from './atomic-file.js';
 import { FileBlobStore } from './blob-store.js';
-import { lockDataDir } from './data-dir-lock.js';
+import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { layerNotesDir } from './layer-notes.js';
 import type { FunctionRecord, FunctionStore } from './types.js';
 
@@ -26,7 +26,9 @@ export class FileFunctionStore implements FunctionStore {
   private readonly reserved = new Set<string>();
   /** Index rewrites run one at a time, in order, so no change overwrites another. */
   private writeChain: Promise<void> = Promise.resolve();
-  private unlock: (() => Promise<void>) | undefined;
+  private lock: DataDirLock | undefined;
+  /** Why the data directory's lock is no longer ours: every write is refused from then on. */
+  private lockLost: string | undefined;
 
   constructor(
     private readonly dataDir: string,
@@ -38,7 +40,13 @@ export class FileFunctionStore implements FunctionStore {
 
   async open(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
-    this.unlock = await lockDataDir(this.dataDir);
+    this.lock = await lockDataDir(this.dataDir, {
+      onWait: (_owner, message) => this.logger.info({ dataDir: this.dataDir }, message),
+      onLost: (reason) => {
+        this.lockLost = reason;
+        this.logger.error({ dataDir: this.dataDir, reason }, 'lost the data directory lock: deploys, updates and deletes are refused from now on');
+      },
+    });
     // Leftovers of writes a crash cut short, wherever the store writes (the index, blobs, layer
     // notes, the lock's own): only now, with the lock held, is none of them a write in progress.
     const leftovers = [
@@ -160,8 +168,8 @@ export class FileFunctionStore implements FunctionStore {
 
   async close(): Promise<void> {
     await this.writeChain.catch(() => {});
-    await this.unlock?.();
-    this.unlock = undefined;
+    await this.lock?.release();
+    this.lock = undefined;
   }
 
   private async putBlobOf(record: FunctionRecord, bytes: Uint8Array): Promise<void> {
@@ -182,7 +190,16 @@ export class FileFunctionStore implements FunctionStore {
     await writeFileAtomic(this.indexPath, `${JSON.stringify(index, null, 1)}\n`);
   }
 
-  private serialized<T>(task: () => Promise<T>): Promise<T> {
+  private serialized<T>(work: () => Promise<T>): Promise<T> {
+    // Checked when the write's turn comes: another engine may own the index by then.
+    const task = (): Promise<T> => {
+      if (this.lockLost !== undefined) {
+        return Promise.reject(
+          new EngineError('UNAVAILABLE', `the data directory lock was lost (${this.lockLost}); restart the engine`, { retryAfterSeconds: 1 }),
+        );
+      }
+      return work();
+    };
     const run = this.writeChain.then(task, task);
     this.writeChain = run.then(
       () => {},

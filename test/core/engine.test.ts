@@ -46,10 +46,11 @@ describe('Engine', () => {
   let runtime: RecordingRuntime;
   let engine: Engine;
   let counter: Uint8Array;
+  let store: FileFunctionStore;
 
   const makeEngine = (): Engine =>
     new Engine({
-      store: new FileFunctionStore(dir, silentLogger),
+      store: (store = new FileFunctionStore(dir, silentLogger)),
       fetcher: new MapFetcher({ 'img/counter': counter }),
       runtime,
       defaults: { timeoutMs: 1000, memoryLimitMb: 64, maxOutputBytes: 1024 },
@@ -114,9 +115,10 @@ describe('Engine', () => {
 
   it('restores deployed functions after a restart and compiles them in the background', async () => {
     const record = await engine.deploy({ name: 'a', image: 'img/counter' });
+    // A restart: the first engine's store lets go of the data directory (a live one is never taken over).
+    await store.close();
     runtime = new RecordingRuntime();
     engine = makeEngine();
-    // The first store still holds the lock in this process; same pid, so it is taken over.
     expect(await engine.restore()).toBe(1);
     await engine.whenAllReady();
     expect(runtime.loads).toEqual([record.digest]);

@@ -5,15 +5,15 @@
  * wedge the engine; a crash leaves no temporary file behind once the engine is back; and one
  * engine per data directory, decided atomically. No test here asserts a duration.
  */
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import { watch } from 'node:fs';
-import { cp, mkdir, mkdtemp, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
+import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
-import { makeDataDir, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 
 const deploy = (engine: EngineProcess, name: string, image: string): Promise<Answer> =>
@@ -225,6 +225,9 @@ describe('a crash in the middle of a storm of deploys', () => {
       await writeFile(join(dataDir, 'blobs', 'sha256', `.tmp-${'2'.repeat(64)}-planted`), 'half');
       await mkdir(join(dataDir, 'layers', 'sha256'), { recursive: true });
       await writeFile(join(dataDir, 'layers', 'sha256', `.tmp-${'3'.repeat(64)}.json-planted`), '{');
+      // A lock prepared by an engine killed before it could rename it into place.
+      await mkdir(join(dataDir, `.tmp-engine.lock-${'4'.repeat(32)}`));
+      await writeFile(join(dataDir, `.tmp-engine.lock-${'4'.repeat(32)}`, 'owner'), '{}');
 
       const engine = await startEngineProcess({ dataDir, args: ['--workers', '1'] });
       try {
@@ -241,6 +244,128 @@ describe('a crash in the middle of a storm of deploys', () => {
       console.info(`kill -9 storm: ${strayAtKill} temporary files at the last kill, ${acknowledged.size} deploys acknowledged`);
     } finally {
       await rm(work, { recursive: true, force: true });
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+});
+
+/** Root may run a process in a pid namespace of its own, as a container would. */
+const canUnshare = spawnSync('unshare', ['--pid', '--fork', '--mount-proc', 'true']).status === 0;
+
+/**
+ * `wasm-engine serve` as pid 1 of a new pid namespace (another container on the same volume).
+ * Resolves with 'listening' or the exit code, and the output; the process is killed either way.
+ */
+async function serveInOtherPidNamespace(dataDir: string): Promise<{ outcome: 'listening' | number | null; output: string }> {
+  const child = spawn('unshare', ['--pid', '--fork', '--mount-proc', '--kill-child', process.execPath, CLI, 'serve', '--port', '0', '--data-dir', dataDir], {
+    cwd: REPO_ROOT,
+    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let output = '';
+  const outcome = await new Promise<'listening' | number | null>((resolve) => {
+    const onData = (chunk: Buffer): void => {
+      output += chunk.toString('utf8');
+      if (output.includes('WasmEngine listening on')) resolve('listening');
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code) => resolve(code));
+  });
+  if (child.exitCode === null) {
+    const exited = new Promise((resolve) => child.once('exit', resolve));
+    child.kill('SIGKILL');
+    await exited;
+  }
+  return { outcome, output };
+}
+
+describe('one engine per data directory', () => {
+  const started = (result: PromiseSettledResult<EngineProcess>): result is PromiseFulfilledResult<EngineProcess> => result.status === 'fulfilled';
+
+  it('two engines started at the same moment on one directory: exactly one serves, every time', async () => {
+    for (let trial = 0; trial < 3; trial++) {
+      const dataDir = await makeDataDir();
+      const results = await Promise.allSettled([startEngineProcess({ dataDir }), startEngineProcess({ dataDir })]);
+      const serving = results.filter(started);
+      for (const result of serving) await result.value.kill();
+      expect(serving, `trial ${trial}`).toHaveLength(1);
+      const refused = results.find((result) => result.status === 'rejected') as PromiseRejectedResult;
+      expect(String(refused.reason)).toMatch(/exited with 1 before listening[\s\S]*is in use by another engine \(pid \d+ on /);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it.skipIf(!canUnshare)('an engine in another pid namespace (a second container on the volume) is refused while the first runs', async () => {
+    const first = await startEngineProcess();
+    try {
+      const add = `file:${watFixture('hardening', 'state-add')}`;
+      expectOk(await deploy(first, 'kept', add), 'deploy');
+      const second = await serveInOtherPidNamespace(first.dataDir);
+      expect(second.outcome, second.output).toBe(1);
+      expect(second.output).toMatch(new RegExp(`is in use by another engine \\(pid ${first.child.pid} on `));
+      // The first engine still owns its directory: it writes, and its functions answer.
+      expectOk(await remove(first, 'kept'), 'delete after the second engine gave up');
+      expectOk(await deploy(first, 'again', add), 'deploy after the second engine gave up');
+      expect((await invoke(first, 'again', { a: 1, b: 1 })).json.output).toBe('2');
+    } finally {
+      await first.kill();
+    }
+  });
+
+  /** A lock as an engine in another pid namespace leaves it, its heartbeat at `beatAt`. */
+  async function foreignLock(dataDir: string, beatAt: Date): Promise<string> {
+    await mkdir(join(dataDir, 'engine.lock'));
+    const file = join(dataDir, 'engine.lock', 'owner');
+    const owner = {
+      token: 'c'.repeat(32),
+      pid: 1,
+      host: 'other-container',
+      boot: (await readFile('/proc/sys/kernel/random/boot_id', 'utf8')).trim(),
+      pidNamespace: `${await readlink('/proc/self/ns/pid')}-elsewhere`,
+      startTicks: '42',
+      since: '2026-12-01T00:00:00.000Z',
+    };
+    await writeFile(file, JSON.stringify(owner));
+    await utimes(file, beatAt, beatAt);
+    return file;
+  }
+
+  it('pid 1 of another pid namespace with a live heartbeat holds the lock: the engine refuses, naming it', async () => {
+    const dataDir = await makeDataDir();
+    const file = await foreignLock(dataDir, new Date());
+    // That engine is alive: its heartbeat moves.
+    const beat = setInterval(() => {
+      const now = new Date();
+      void utimes(file, now, now).catch(() => {});
+    }, 200);
+    try {
+      const attempt = await startEngineProcess({ dataDir }).then(
+        async (engine) => {
+          await engine.kill();
+          return 'served';
+        },
+        (err: unknown) => String(err),
+      );
+      expect(attempt).toMatch(/is in use by another engine \(pid 1 on other-container, since 2026-12-01T00:00:00.000Z, last heartbeat/);
+    } finally {
+      clearInterval(beat);
+      await rm(dataDir, { recursive: true, force: true });
+    }
+  });
+
+  it('a lock whose heartbeat is older than the bound is taken over: the engine serves', async () => {
+    const dataDir = await makeDataDir();
+    await foreignLock(dataDir, new Date(Date.now() - 3_600_000));
+    const engine = await startEngineProcess({ dataDir });
+    try {
+      expect(engine.output.join('\n')).toMatch(/waiting to see whether the engine holding .* is alive \(pid 1 on other-container/);
+      const add = `file:${watFixture('hardening', 'state-add')}`;
+      expectOk(await deploy(engine, 'mine', add), 'deploy');
+      const owner = JSON.parse(await readFile(join(dataDir, 'engine.lock', 'owner'), 'utf8')) as { pid: number };
+      expect(owner.pid).toBe(engine.child.pid);
+    } finally {
+      await engine.kill();
       await rm(dataDir, { recursive: true, force: true });
     }
   });

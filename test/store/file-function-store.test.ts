@@ -1,4 +1,4 @@
-import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises';
+import { mkdir, readdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
@@ -65,8 +65,17 @@ describe('FileFunctionStore', () => {
 
   it('refuses to open a data directory another live engine holds', async () => {
     const second = new FileFunctionStore(temp.dir, silentLogger);
+    await expect(second.open()).rejects.toThrow(new RegExp(`in use by another engine \\(pid ${process.pid} on `));
+  });
+
+  it("refuses a live older engine's lock file (a bare pid)", async () => {
+    await temp.store.close();
     await writeFile(join(temp.dir, 'engine.lock'), String(process.ppid));
+    const second = new FileFunctionStore(temp.dir, silentLogger);
     await expect(second.open()).rejects.toThrow(/in use by another engine/);
+    await rm(join(temp.dir, 'engine.lock'));
+    temp.store = new FileFunctionStore(temp.dir, silentLogger);
+    await temp.store.open();
   });
 
   it('takes over the lock of an engine that died', async () => {
@@ -74,6 +83,31 @@ describe('FileFunctionStore', () => {
     await writeFile(join(temp.dir, 'engine.lock'), '999999999');
     temp.store = new FileFunctionStore(temp.dir, silentLogger);
     await expect(temp.store.open()).resolves.toBeUndefined();
+  });
+
+  it('refuses every write once its lock was taken by another engine (it stalled past the bound)', async () => {
+    await temp.store.insert(record('a', A), A);
+    await rename(join(temp.dir, 'engine.lock'), join(temp.dir, 'taken'));
+    await mkdir(join(temp.dir, 'engine.lock'));
+    await writeFile(join(temp.dir, 'engine.lock', 'owner'), JSON.stringify({ token: 'e'.repeat(32), pid: 7, host: 'elsewhere', since: 'now' }));
+    // The heartbeat (every 2 s) finds out; until it does, writes still go through.
+    let refusal: unknown;
+    for (let i = 0; i < 100 && refusal === undefined; i++) {
+      try {
+        await temp.store.remove('a');
+        await temp.store.insert(record('a', A), A);
+      } catch (err) {
+        refusal = err;
+      }
+      if (refusal === undefined) await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(refusal).toMatchObject({ code: 'UNAVAILABLE', message: /data directory lock was lost \(another engine holds it now \(pid 7 on elsewhere/ });
+    // It leaves the other engine's lock alone when it closes.
+    await temp.store.close();
+    expect(JSON.parse(await readFile(join(temp.dir, 'engine.lock', 'owner'), 'utf8'))).toMatchObject({ pid: 7 });
+    await rm(join(temp.dir, 'engine.lock'), { recursive: true });
+    temp.store = new FileFunctionStore(temp.dir, silentLogger);
+    await temp.store.open();
   });
 
   it('notices a blob damaged on disk instead of running it', async () => {
