@@ -160,6 +160,31 @@ describe('a stored function whose start function never returns', () => {
   }, 60_000);
 });
 
+describe('a start function run again after an answer', () => {
+  it('has a deadline too: a call held by a worker stuck there runs on another, and the module is then instantiated only inside its calls', async () => {
+    const engine = await start({ args: ['--workers', '1'] });
+    await deploy(engine, 'slow', `file:${watFixture('hardening', 'slow-start')}`, { timeout_ms: 120_000 });
+    await deploy(engine, 'gcd', gcdImage, { timeout_ms: 250 });
+    const slow = await invoke(engine.url, 'slow');
+    expect([slow.status, slow.json?.output], slow.text).toEqual([200, '7']);
+    // The worker now makes slow's next instance, for a second or more; gcd's call is sent to it.
+    // Before: it waited there past its time limit and answered 504.
+    const gcd = await invoke(engine.url, 'gcd', { a: '12', b: '18' });
+    expect([gcd.status, gcd.json?.output], gcd.text).toEqual([200, '6']);
+    await eventually(
+      () => lineIndex(engine.output, /did not start a call by its deadline/) >= 0 && lineIndex(engine.output, /instances are now made inside its calls/) >= 0,
+      'the log lines of the worker replaced and the module blamed',
+    );
+    // From now on slow's start function runs inside its own calls: the worker is free after answering.
+    const again = await invoke(engine.url, 'slow');
+    expect([again.status, again.json?.output], again.text).toEqual([200, '7']);
+    const after = await invoke(engine.url, 'gcd', { a: '12', b: '18' });
+    expect([after.status, after.json?.output], after.text).toEqual([200, '6']);
+    expect(engine.output.filter((line) => /did not start a call by its deadline/.test(line))).toHaveLength(1);
+    expect(await engine.stop()).toBe(0);
+  }, 120_000);
+});
+
 describe("a sandbox worker's heap limit", () => {
   it('a call that exhausts it answers FUNCTION_FAILED, its worker is replaced and the engine serves the rest, across a restart', async () => {
     // A heap limit small enough that a million table entries exhaust it (an environment variable:
