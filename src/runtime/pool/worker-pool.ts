@@ -674,9 +674,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const now = performance.now();
     if (!running) {
       // The worker readies its last module's next instance now (see BUSY_CELL), by that call's
-      // time limit. Idle workers must not keep the process alive: the timer is unreferenced.
+      // time limit. A timer set for a later deadline is kept (a backstop may be late; re-arming
+      // per answer would cost more than small calls run). Idle workers must not keep the process
+      // alive: the timer is unreferenced.
       slot.deadline = now + Math.min(slot.lastTimeoutMs, MAX_TIMER_MS);
-      if (slot.timer === undefined || slot.timerAt > slot.deadline) this.armDeadline(slot, now);
+      if (slot.timer === undefined) this.armDeadline(slot, now);
       slot.timer?.unref();
       return;
     }
@@ -739,7 +741,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     // elsewhere, once: a call that kills workers before it starts must not go round them all.
     const requeue: Call[] = [];
     if (running && !running.call.moved && this.withdraw(slot, running)) {
-      running.call.moved = true;
+      this.moved(running.call);
       requeue.push(running.call);
       running = undefined;
     }
@@ -788,7 +790,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (!running.call.moved && this.withdraw(slot, running)) {
       // Not started by its deadline: the worker is stuck outside any call (readying an instance
       // after an answer, see BUSY_CELL). It is replaced, and the call runs on another, once.
-      running.call.moved = true;
+      this.moved(running.call);
       const busy = Atomics.load(slot.cells, BUSY_CELL);
       const requeue = [running.call, ...this.takeBack(slot, undefined)];
       this.retire(slot);
@@ -808,6 +810,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
     if (!this.stopped) this.spawn();
     this.requeue(requeue);
+  }
+
+  /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
+  private moved(call: Call): void {
+    call.moved = true;
+    if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
   }
 
   /**
