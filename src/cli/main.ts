@@ -37,13 +37,13 @@ async function serve(argv: string[]): Promise<number> {
   // milliseconds to import, which every client command (push, list, …) would pay for nothing.
   const { startEngine, createLogger } = await import('../app.js');
   const logger = createLogger(config);
+  let running;
   // Heard from the start: a signal while the engine starts (it readies restored functions in the
   // sandboxes before it says it listens) cuts that short, and the engine stops as it would after.
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
-  let running;
   try {
     running = await startEngine(config, logger, { interrupted: signalled });
   } catch (e) {
