@@ -115,8 +115,7 @@ export interface FunctionRuntime {
    * Optional: hands modules already loaded to the sandboxes ahead of their first call (and readies
    * an instance of each); resolves when done, with the modules whose instantiation ran past its
    * time limit or exhausted a sandbox: those are set aside (their invocations answer
-   * FUNCTION_FAILED) until load() is called for them again. Never compiles; modules not loaded are
-   * skipped.
+   * FUNCTION_FAILED) until they are unloaded. Never compiles; modules not loaded are skipped.
    */
   preload?(modules: PreloadRequest[]): Promise<PreloadFailure[]>;
   stats(): RuntimeStats;

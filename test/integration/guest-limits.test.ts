@@ -115,7 +115,7 @@ describe('a stored function whose start function never returns', () => {
     const first = await start({ dataDir, args: ['--workers', '2'] });
     await deploy(first, 'gcd', gcdImage);
     expect(await first.stop()).toBe(0);
-    await storeDirectly(dataDir, 'stuck', watFixture('hardening', 'start-loop'), { timeout_ms: 300 });
+    await storeDirectly(dataDir, 'stuck', watFixture('hardening', 'start-never-returns'), { timeout_ms: 300 });
 
     // Before: every worker ran the start function with no deadline, and the engine never said it listened.
     const engine = await start({ dataDir, args: ['--workers', '2'] });
@@ -140,7 +140,7 @@ describe('a stored function whose start function never returns', () => {
   it('keeps /readyz not ready while restored functions are readied, and a SIGTERM then drains and exits 0', async () => {
     const dataDir = await makeDataDir();
     // Its deadline is ten minutes: the readying is still under way when the signal comes.
-    await storeDirectly(dataDir, 'stuck', watFixture('hardening', 'start-loop'), { timeout_ms: 600_000 });
+    await storeDirectly(dataDir, 'stuck', watFixture('hardening', 'start-never-returns'), { timeout_ms: 600_000 });
     const port = await freePort();
     const engine = spawnEngine(['--port', String(port), '--data-dir', dataDir, '--workers', '1']);
     running.push(engine);
@@ -187,11 +187,12 @@ describe('a start function run again after an answer', () => {
 
 describe("a sandbox worker's heap limit", () => {
   it('a call that exhausts it answers FUNCTION_FAILED, its worker is replaced and the engine serves the rest, across a restart', async () => {
-    // A heap limit small enough that a million table entries exhaust it (an environment variable:
-    // an engine without the setting ignores it).
-    const env = { WASM_ENGINE_WORKER_HEAP_MB: '8' };
+    // A heap limit small enough that a million table entries exhaust it, and a per-module cap on
+    // table entries (--max-table-entries) that lets the module take that many: the heap limit is
+    // what stops it here. Environment variables, which an engine without the setting ignores.
+    const env = { WASM_ENGINE_WORKER_HEAP_MB: '8', WASM_ENGINE_MAX_TABLE_ENTRIES: String(16 * 65_536) };
     const engine = await start({ args: ['--workers', '2'], env });
-    await deploy(engine, 'tables', `file:${watFixture('hardening', 'table-grow')}`, { entrypoint: 'grow', timeout_ms: 5_000 });
+    await deploy(engine, 'tables', `file:${watFixture('hardening', 'tables-exhaust-heap')}`, { entrypoint: 'grow', timeout_ms: 5_000 });
     await deploy(engine, 'gcd', gcdImage);
     const check = async (url: string): Promise<void> => {
       // Before: the worker had the process's own heap limit, and the call ran to its time limit.

@@ -118,7 +118,8 @@ interface Sent {
   withdrawn: boolean;
 }
 
-type SlotState = 'starting' | 'up' | 'gone';
+/** 'preloading': up, and given modules to ready ahead of their calls, but no call (see preload). */
+type SlotState = 'starting' | 'up' | 'preloading' | 'gone';
 
 interface Slot {
   worker: Worker;
@@ -143,7 +144,7 @@ interface Slot {
   timerAt: number;
   cells: Int32Array;
   cellsInUse: boolean[];
-  /** The modules this worker is to preload; it is given no call meanwhile. */
+  /** The modules this worker is to preload (state 'preloading' while it does). */
   preload: SlotPreload | undefined;
   /** When this worker last acknowledged a call (performance.now() time; see pump). */
   lastAnswer: number;
@@ -211,7 +212,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private nextPreloadId = 1;
   private readonly moduleCacheBytes: number | undefined;
   private readonly workerHeapMb: number;
-  /** Digests whose preload ran past its deadline or killed its worker, and why (see preload). */
+  /** Digests whose preload ran past its deadline or killed its worker, and why (see preload); until unloaded. */
   private readonly setAside = new Map<string, string>();
   /** Modules whose instances workers make only inside calls (see blame). */
   private readonly lazy = new WeakSet<LoadedModule>();
@@ -260,8 +261,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number): Promise<void> {
     await this.cache.load(digest, bytes, memoryLimitMb);
-    // Loaded anew (deployed again): a new decision, which deploy's own checks have made.
-    this.setAside.delete(digest);
   }
 
   /**
@@ -315,7 +314,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return new Promise<PreloadFailure[]>((resolve) => {
       const run: PreloadRun = { active: 0, failures: [], failed: new Set(), done: resolve };
       for (const slot of this.slots) {
-        if (slot.state === 'gone' || slot.preload) continue;
+        if ((slot.state !== 'up' && slot.state !== 'starting') || slot.preload) continue;
         const queue = [...items.values()].filter((item) => !slot.modules.has(item.loaded.id));
         if (queue.length === 0) continue;
         run.active++;
@@ -336,10 +335,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     }
     if (item === undefined) {
       slot.preload = undefined;
+      slot.state = 'up';
       this.preloadEnded(preload.run);
       this.pump();
       return;
     }
+    slot.state = 'preloading';
     slot.modules.add(item.loaded.id);
     preload.current = item;
     preload.id = this.nextPreloadId++;
@@ -434,7 +435,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (this.setAside.size !== 0) {
       const reason = this.setAside.get(req.digest);
       if (reason !== undefined) {
-        return Promise.reject(new EngineError('FUNCTION_FAILED', `the function was set aside when the engine started: ${reason}; deploy it again to retry`));
+        return Promise.reject(new EngineError('FUNCTION_FAILED', `the function was set aside when the engine started: ${reason}`));
       }
     }
     let sandbox: SandboxCall;
@@ -545,7 +546,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   private anyWorkerUp(): boolean {
-    for (const slot of this.slots) if (slot.state === 'up') return true;
+    for (const slot of this.slots) if (slot.state === 'up' || slot.state === 'preloading') return true;
     return false;
   }
 
@@ -658,17 +659,18 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     sentCalls.splice(at, 1);
     slot.cellsInUse[sent.cell] = false;
     slot.lastAnswer = performance.now();
-    if (sent === slot.running) {
-      slot.lastModule = sent.call.loaded;
-      slot.lastTimeoutMs = sent.call.timeoutMs;
-      this.startNext(slot);
-    }
+    if (sent === slot.running) this.startNext(slot);
     if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
     this.pump();
   }
 
   /** The worker has moved on to its next call: that one's deadline runs from now. */
   private startNext(slot: Slot): void {
+    const answered = slot.running;
+    if (answered !== undefined) {
+      slot.lastModule = answered.call.loaded;
+      slot.lastTimeoutMs = answered.call.timeoutMs;
+    }
     slot.running = slot.sent.find((s) => !s.withdrawn);
     const running = slot.running;
     const now = performance.now();
@@ -700,7 +702,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private readonly onDeadline = (slot: Slot): void => {
     slot.timer = undefined;
-    if (slot.state !== 'up') return;
+    // A worker given modules to preload still runs the calls it was sent before them.
+    if (slot.state === 'gone') return;
     if (!slot.running) {
       this.idleDeadline(slot);
       return;
@@ -786,7 +789,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private onTimeout(slot: Slot): void {
     const running = slot.running;
-    if (!running || slot.state !== 'up') return;
+    if (!running || slot.state === 'gone') return;
     if (!running.call.moved && this.withdraw(slot, running)) {
       // Not started by its deadline: the worker is stuck outside any call (readying an instance
       // after an answer, see BUSY_CELL). It is replaced, and the call runs on another, once.
@@ -900,7 +903,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     while (this.queue.length > 0) {
       let best: Slot | undefined;
       for (const slot of this.slots) {
-        if (slot.state === 'up' && (best === undefined || slot.lastAnswer > best.lastAnswer) && this.live(slot) === 0 && !slot.preload) best = slot;
+        if (slot.state === 'up' && (best === undefined || slot.lastAnswer > best.lastAnswer) && this.live(slot) === 0) best = slot;
       }
       // A worker whose every cell is held by withdrawn calls takes none now (send gives it back).
       if (best === undefined || !this.send(best, this.queue.shift() as Call)) break;
@@ -908,7 +911,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     for (let level = 1; level < this.depth && this.queue.length > 0; level++) {
       for (const slot of this.slots) {
         if (this.queue.length === 0) break;
-        if (slot.state === 'up' && this.live(slot) === level && !slot.preload) this.send(slot, this.queue.shift() as Call);
+        if (slot.state === 'up' && this.live(slot) === level) this.send(slot, this.queue.shift() as Call);
       }
     }
     if (this.depth > 1 && this.queue.length === 0) this.rebalance();
@@ -918,7 +921,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const now = performance.now();
     let soonest = Infinity;
     for (const idle of this.slots) {
-      if (idle.state !== 'up' || this.live(idle) > 0 || idle.preload) continue;
+      if (idle.state !== 'up' || this.live(idle) > 0) continue;
       for (const busy of this.slots) {
         if (busy === idle || busy.state !== 'up') continue;
         const waiting = busy.sent.find((s) => !s.withdrawn && s !== busy.running);
