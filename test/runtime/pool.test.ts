@@ -1,6 +1,6 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { CELLS_PER_WORKER, CellState } from '../../src/runtime/pool/protocol.js';
+import { CellState } from '../../src/runtime/pool/protocol.js';
 import type { Logger } from '../../src/logger.js';
 import {
   WorkerPoolRuntime,
@@ -12,6 +12,7 @@ import {
   type WorkerPoolOptions,
 } from '../../src/runtime/index.js';
 import { buildWorker, compile, engineRejection, eventually, request, sleep, wat } from './support.js';
+import { CELLS_PER_WORKER } from '../../src/runtime/pool/protocol.js';
 
 let worker: ReturnType<typeof buildWorker>;
 const pools: WorkerPoolRuntime[] = [];

@@ -20,7 +20,7 @@ import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { toSandboxCall, type SandboxCall } from '../abi/call.js';
-import type { CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadFailure, PreloadRequest, RuntimeStats } from '../types.js';
+import type { CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
 import { normalizeArgs } from '../args.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import { WARM_UP_STRING } from './warm-up.js';
@@ -37,10 +37,13 @@ import {
   type WorkerSettings,
 } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
+import type { PreloadFailure } from '../types.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
   workers?: number;
+  /** Each worker's V8 heap limit, in MiB (default DEFAULT_WORKER_HEAP_MB). */
+  workerHeapMb?: number;
   /** Invocations that may wait for a worker; more are refused with OVERLOADED (default 1024). */
   maxQueue?: number;
   logger?: Logger;
@@ -63,8 +66,6 @@ export interface WorkerPoolOptions {
   idleInstanceMs?: number;
   /** Calls a worker is given at once: one runs, the others wait in it (default 4; 1 turns this off). */
   pipelineDepth?: number;
-  /** Each worker's V8 heap limit, in MiB (default DEFAULT_WORKER_HEAP_MB). */
-  workerHeapMb?: number;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
