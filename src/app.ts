@@ -32,16 +32,25 @@ export interface RunningEngine {
   stop(): Promise<void>;
 }
 
+export interface StartOptions {
+  /**
+   * Settles when a stop is asked for (a signal) while the engine starts: readying restored
+   * functions in the sandboxes is then cut short, so that the caller can stop the engine at once.
+   */
+  interrupted?: Promise<unknown>;
+}
+
 export function createLogger(config: Pick<EngineConfig, 'logLevel'>): PinoLogger {
   return pino({ level: config.logLevel, base: { service: 'wasm-engine' } });
 }
 
 
-export async function startEngine(config: EngineConfig, logger: PinoLogger): Promise<RunningEngine> {
+export async function startEngine(config: EngineConfig, logger: PinoLogger, options: StartOptions = {}): Promise<RunningEngine> {
   const store = new FileFunctionStore(config.dataDir, logger.child({ component: 'store' }));
   const layerNotes = new FileLayerNotes(config.dataDir);
   const runtime = new WorkerPoolRuntime({
     workers: config.workers,
+    workerHeapMb: config.workerHeapMb,
     maxQueue: config.maxQueue,
     logger: logger.child({ component: 'runtime' }),
     moduleCacheBytes: config.moduleCacheMb * 1024 * 1024,
@@ -99,6 +108,8 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
   void engine.whenAllReady().then(() => {
     compiling = false;
   });
+  // Not ready until restored functions are in the sandboxes: a worker readying one is given no call.
+  let preloading = true;
   // Requests the engine makes to itself before it says it listens: not counted in the metrics.
   let warmingUp = false;
 
@@ -117,7 +128,9 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
           ? 'shutting down'
           : compiling
             ? 'compiling restored functions'
-            : runtime.stats().workers === 0
+            : preloading
+              ? 'readying restored functions in the sandboxes'
+              : runtime.stats().workers === 0
               ? 'no workers'
               : undefined,
       version: { release: packageVersion(), sha: process.env.WASM_ENGINE_GIT_SHA ?? 'unknown' },
@@ -140,7 +153,9 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger): Pro
     } finally {
       warmingUp = false;
     }
-    await engine.preloadRestored();
+    const preloaded = engine.preloadRestored();
+    await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
+    preloading = false;
   } catch (err) {
     await runtime.close();
     await store.close();

@@ -38,23 +38,21 @@ async function serve(argv: string[]): Promise<number> {
   const { startEngine, createLogger } = await import('../app.js');
   const logger = createLogger(config);
   let running;
+  // Heard from the start: a signal while the engine starts (it readies restored functions in the
+  // sandboxes before it says it listens) cuts that short, and the engine stops as it would after.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
   try {
-    running = await startEngine(config, logger);
+    running = await startEngine(config, logger, { interrupted: signalled });
   } catch (e) {
     logger.fatal({ err: e }, `could not start: ${(e as Error).message}`);
     return 1;
   }
-  await new Promise<void>((resolve) => {
-    const onSignal = (signal: string): void => {
-      logger.info({ signal }, 'shutting down');
-      running.stop().then(resolve, (e: unknown) => {
-        logger.error({ err: e }, 'error while shutting down');
-        resolve();
-      });
-    };
-    process.once('SIGTERM', onSignal);
-    process.once('SIGINT', onSignal);
-  });
+  const signal = await signalled;
+  logger.info({ signal }, 'shutting down');
+  await running.stop().catch((e: unknown) => logger.error({ err: e }, 'error while shutting down'));
   logger.info({}, 'stopped');
   return 0;
 }

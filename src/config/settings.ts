@@ -26,6 +26,7 @@ export interface EngineConfig {
   memoryLimitMb: number;
   maxOutputBytes: number;
   workers: number;
+  workerHeapMb: number;
   maxQueue: number;
   maxQueuePerFunction: number;
   moduleCacheMb: number;
@@ -155,6 +156,13 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_WORKERS'],
     parse: integer(1, 1024),
     default: () => availableParallelism(),
+  },
+  workerHeapMb: {
+    key: 'workerHeapMb',
+    flag: 'worker-heap-mb',
+    env: ['WASM_ENGINE_WORKER_HEAP_MB'],
+    parse: integer(8, 64 * 1024),
+    default: () => 512,
   },
   maxQueue: {
     key: 'maxQueue',

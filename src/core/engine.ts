@@ -164,17 +164,27 @@ export class Engine {
   /**
    * Once every restored function is compiled, hands their modules to the sandboxes ahead of their
    * first call (when the runtime can), so that a first invocation neither waits for a module to
-   * cross to a worker nor for its first instance. Never throws.
+   * cross to a worker nor for its first instance. A function whose first instance cannot be made
+   * within its time limit (a start function that never returns) or without exhausting a sandbox
+   * is set aside: logged here with the reason, kept in the store and listed, and its invocations
+   * answer FUNCTION_FAILED until it is deployed again. Never throws.
    */
   async preloadRestored(): Promise<void> {
     await this.whenAllReady();
     if (!this.runtime.preload) return;
-    const modules = this.store
-      .list()
-      .filter((record) => this.loaded.has(record.name))
-      .map((record) => ({ digest: record.digest, memoryLimitMb: this.limitsOf(record).memoryLimitMb, abi: record.analysis.abi }));
+    const records = this.store.list().filter((record) => this.loaded.has(record.name));
+    const modules = records.map((record) => {
+      const limits = this.limitsOf(record);
+      return { digest: record.digest, memoryLimitMb: limits.memoryLimitMb, abi: record.analysis.abi, timeoutMs: limits.timeoutMs };
+    });
+    if (modules.length > 0) this.logger.info({ functions: modules.length }, `readying ${modules.length} restored functions in the sandboxes`);
     try {
-      await this.runtime.preload(modules);
+      const failures = await this.runtime.preload(modules);
+      for (const { digest, reason } of failures) {
+        for (const record of this.store.list()) {
+          if (record.digest === digest) this.logger.error({ function: record.name, digest, reason }, `function ${record.name} set aside: ${reason}`);
+        }
+      }
     } catch (err) {
       this.logger.warn({ err }, 'restored functions could not be preloaded in the sandboxes');
     }

@@ -119,10 +119,11 @@ export class InstanceRunner {
 
   /**
    * Readies the next instance: restores the last one when the call succeeded and nothing grew,
-   * else makes a new one. Never throws (an instance that cannot be made is made again, and fails
-   * visibly, by the next call).
+   * else makes a new one — unless `instantiate` is false: then the next call makes it (a restore
+   * runs no guest code; an instantiation runs the start function). Never throws (an instance that
+   * cannot be made is made again, and fails visibly, by the next call).
    */
-  settle(): void {
+  settle(instantiate = true): void {
     const used = this.used;
     this.used = undefined;
     if (used && this.clean && used.snapshot) {
@@ -135,7 +136,7 @@ export class InstanceRunner {
       }
       this.growthStreak++;
     }
-    if (this.ready) return;
+    if (this.ready || !instantiate) return;
     try {
       this.ready = this.instantiate(true);
     } catch {

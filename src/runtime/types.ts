@@ -88,6 +88,15 @@ export interface PreloadRequest {
   digest: string;
   memoryLimitMb: number;
   abi: Abi;
+  /** How long readying its instance may take (its start function runs then): its time limit. */
+  timeoutMs: number;
+}
+
+/** A module preload set aside: its invocations are refused until it is loaded again. */
+export interface PreloadFailure {
+  digest: string;
+  memoryLimitMb: number;
+  reason: string;
 }
 
 /** A deploy's module as FunctionRuntime.admit takes it: analysis options and the limits it is compiled and tried under. */
@@ -133,9 +142,11 @@ export interface FunctionRuntime {
   unload(digest: string): void;
   /**
    * Optional: hands modules already loaded to the sandboxes ahead of their first call (and readies
-   * an instance of each); resolves when done. Never compiles; modules not loaded are skipped.
+   * an instance of each); resolves when done, with the modules whose instantiation ran past its
+   * time limit or exhausted a sandbox: those are set aside (their invocations answer
+   * FUNCTION_FAILED) until they are unloaded. Never compiles; modules not loaded are skipped.
    */
-  preload?(modules: PreloadRequest[]): Promise<void>;
+  preload?(modules: PreloadRequest[]): Promise<PreloadFailure[]>;
   stats(): RuntimeStats;
   /** Lets in-flight invocations finish (bounded), then stops the workers. */
   close(): Promise<void>;

@@ -12,6 +12,7 @@ import {
   type WorkerPoolOptions,
 } from '../../src/runtime/index.js';
 import { buildWorker, compile, engineRejection, eventually, request, sleep, wat } from './support.js';
+import { CELLS_PER_WORKER } from '../../src/runtime/pool/protocol.js';
 
 let worker: ReturnType<typeof buildWorker>;
 const pools: WorkerPoolRuntime[] = [];
@@ -92,20 +93,22 @@ describe('WorkerPoolRuntime', () => {
     expect(p.stats()).toMatchObject({ loadedModules: 0, loadedModuleBytes: 0, evictedModules: 0 });
     const counter = await deploy(p, 'counter');
     const echo = await deploy(p, 'string', 'echo');
-    await p.preload([
-      { digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' },
-      { digest: 'sha256:string', memoryLimitMb: 128, abi: 'string' },
-      // Not loaded: skipped, never compiled.
-      { digest: 'sha256:missing', memoryLimitMb: 128, abi: 'numeric' },
-    ]);
-    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' }]);
+    expect(
+      await p.preload([
+        { digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 },
+        { digest: 'sha256:string', memoryLimitMb: 128, abi: 'string', timeoutMs: 10_000 },
+        // Not loaded: skipped, never compiled.
+        { digest: 'sha256:missing', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 },
+      ]),
+    ).toEqual([]);
+    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 }]);
     expect(p.stats()).toMatchObject({ loadedModules: 2, evictedModules: 0 });
     const outputs = (await Promise.all(Array.from({ length: 6 }, () => p.invoke(counter())))).map((r) => r.output);
     expect(outputs).toEqual(Array(6).fill('1'));
     expect((await p.invoke(echo({ k: 'v' }))).output).toBe('{"k":"v"}');
     // An unloaded module is not preloaded, and stays refused.
     p.unload('sha256:counter');
-    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric' }]);
+    await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 }]);
     await expect(p.invoke(counter())).rejects.toThrow(/not loaded/);
   });
 
@@ -292,7 +295,7 @@ describe('WorkerPoolRuntime', () => {
   });
 
   it('a worker skips a call withdrawn before it started, and runs one that was not', async () => {
-    const cells = new Int32Array(new SharedArrayBuffer(64));
+    const cells = new Int32Array(new SharedArrayBuffer((CELLS_PER_WORKER + 1) * Int32Array.BYTES_PER_ELEMENT));
     const w = new Worker(worker.url, { workerData: { cells } });
     try {
       const replies: { type: string; id?: number; result?: { output: string } }[] = [];

@@ -13,6 +13,8 @@ export interface ModuleTransfer {
   state?: ExposedState;
   /** Why they may not, otherwise. */
   noReuse?: string;
+  /** Ready its instances only inside calls (see LazyMessage). */
+  lazy?: true;
 }
 
 /**
@@ -24,6 +26,13 @@ export const CellState = { PENDING: 0, STARTED: 1, WITHDRAWN: 2 } as const;
 
 /** Cells per worker: more than the calls it can hold at once, withdrawn ones not yet acknowledged included. */
 export const CELLS_PER_WORKER = 16;
+
+/**
+ * One more shared cell, after the call cells: the id of the module whose next instance the worker
+ * is readying outside any call (after an answer, or in a preload: a start function may run then),
+ * 0 otherwise. A worker past a deadline there is stuck in that module's code, and the pool says so.
+ */
+export const BUSY_CELL = CELLS_PER_WORKER;
 
 export interface InvokeMessage {
   type: 'invoke';
@@ -44,13 +53,25 @@ export interface EvictMessage {
 }
 
 /**
- * Modules sent ahead of their first call (restored functions, before the engine says it listens):
- * the worker keeps each and readies an instance for its ABI, then answers 'preloaded' with `id`.
+ * A module sent ahead of its first call (a restored function, before the engine says it listens):
+ * the worker keeps it and readies an instance for its ABI, then answers 'preloaded' with `id`.
+ * One module per message, so that the pool knows which one a worker that does not answer is in.
  */
 export interface PreloadMessage {
   type: 'preload';
   id: number;
-  modules: { moduleId: number; load: ModuleTransfer; abi: Abi }[];
+  moduleId: number;
+  load: ModuleTransfer;
+  abi: Abi;
+}
+
+/**
+ * Modules whose instances are from now on made only inside their own calls, under the call's
+ * deadline: readying one after an answer ran past a deadline (or the worker's heap) once.
+ */
+export interface LazyMessage {
+  type: 'lazy';
+  moduleIds: number[];
 }
 
 /**
@@ -88,7 +109,7 @@ export function expandInvoke(m: CompactInvoke): InvokeMessage {
   return { type: 'invoke', id: m[0], cell: m[1], moduleId: m[2], call };
 }
 
-export type ToWorker = InvokeMessage | CompactInvoke | EvictMessage | PreloadMessage;
+export type ToWorker = InvokeMessage | CompactInvoke | EvictMessage | PreloadMessage | LazyMessage;
 
 /**
  * A successful call's answer, flat for the same reason as CompactInvoke. Every field of
@@ -121,6 +142,6 @@ export interface WorkerSettings {
   instanceBytes: number;
   /** An instance unused this long is dropped, so that idle functions cost no guest memory. */
   idleInstanceMs: number;
-  /** The worker's call cells (see CellState), shared with the pool. */
+  /** The worker's call cells (see CellState) and its BUSY_CELL, shared with the pool. */
   cells: Int32Array;
 }

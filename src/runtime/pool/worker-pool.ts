@@ -26,6 +26,7 @@ import { ModuleCache, type LoadedModule } from './module-cache.js';
 import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
 import { WARM_UP_STRING } from './warm-up.js';
 import {
+  BUSY_CELL,
   CELLS_PER_WORKER,
   CellState,
   compactInvoke,
@@ -33,15 +34,17 @@ import {
   type FromWorker,
   type InvokeMessage,
   type ModuleTransfer,
-  type PreloadMessage,
   type ToWorker,
   type WorkerSettings,
 } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
+import type { PreloadFailure } from '../types.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
   workers?: number;
+  /** Each worker's V8 heap limit, in MiB (default DEFAULT_WORKER_HEAP_MB). */
+  workerHeapMb?: number;
   /** Invocations that may wait for a worker; more are refused with OVERLOADED (default 1024). */
   maxQueue?: number;
   logger?: Logger;
@@ -72,6 +75,14 @@ export interface WorkerPoolOptions {
 
 export const DEFAULT_MAX_QUEUE = 1024;
 /**
+ * A worker's V8 heap (old generation) limit. Guest memory is not on it (a WebAssembly memory is an
+ * ArrayBuffer), but what the engine allocates for a guest is: table entries, output strings,
+ * instances. Without a limit a worker has the process's own (several GiB), and reaching it ends
+ * the whole process; with one, Node ends only the worker. 512 MiB is far above what a call within
+ * the limits needs (output up to its cap, decoded; tables up to the cap), well below the process's.
+ */
+export const DEFAULT_WORKER_HEAP_MB = 512;
+/**
  * Four rather than two: with two, a worker that finished its held call often slept before the HTTP
  * thread sent the next, and gcd under wrk at 32 connections went at about 21k req/s against about
  * 28k with four (2 cores; more than four gained nothing measurable).
@@ -101,6 +112,8 @@ interface Call {
   /** Where it waits or runs: in the pool queue (undefined), or sent to a worker. */
   sent: Sent | undefined;
   settled: boolean;
+  /** Taken back once from a worker that had not started it by its deadline (see onTimeout). */
+  moved: boolean;
 }
 
 /** A call as sent to one worker; kept until that worker acknowledges it (ran it, or skipped it). */
@@ -111,7 +124,8 @@ interface Sent {
   withdrawn: boolean;
 }
 
-type SlotState = 'starting' | 'up' | 'gone';
+/** 'preloading': up, and given modules to ready ahead of their calls, but no call (see preload). */
+type SlotState = 'starting' | 'up' | 'preloading' | 'gone';
 
 interface Slot {
   worker: Worker;
@@ -136,10 +150,43 @@ interface Slot {
   timerAt: number;
   cells: Int32Array;
   cellsInUse: boolean[];
-  /** Preloads posted to this worker and not yet acknowledged (resolved when it goes, too). */
-  preloads: Map<number, () => void>;
+  /** The modules this worker is to preload (state 'preloading' while it does). */
+  preload: SlotPreload | undefined;
   /** When this worker last acknowledged a call (performance.now() time; see pump). */
   lastAnswer: number;
+  /**
+   * The module of the last call it answered, and that call's time limit: after an answer the
+   * worker readies that module's next instance, which may run its start function (BUSY_CELL);
+   * while nothing runs, `deadline` is when that must be done by.
+   */
+  lastModule: LoadedModule | undefined;
+  lastTimeoutMs: number;
+}
+
+/** One preload() over the workers. */
+interface PreloadRun {
+  /** Workers (or their replacements) still preloading. */
+  active: number;
+  failures: PreloadFailure[];
+  /** Modules set aside during this run: skipped by the workers that have not reached them. */
+  failed: Set<LoadedModule>;
+  done: (failures: PreloadFailure[]) => void;
+}
+
+interface PreloadItem {
+  loaded: LoadedModule;
+  request: PreloadRequest;
+}
+
+/** A worker's share of a preload: one module at a time, each under its own deadline. */
+interface SlotPreload {
+  run: PreloadRun;
+  queue: PreloadItem[];
+  /** Sent and not yet acknowledged. */
+  current: PreloadItem | undefined;
+  /** The message id of `current`. */
+  id: number;
+  timer: NodeJS.Timeout | undefined;
 }
 
 export class WorkerPoolRuntime implements FunctionRuntime {
@@ -171,6 +218,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private firstStarted: (() => void)[] = [];
   private nextPreloadId = 1;
   private readonly moduleCacheBytes: number | undefined;
+  private readonly workerHeapMb: number;
+  /** Digests whose preload ran past its deadline or killed its worker, and why (see preload); until unloaded. */
+  private readonly setAside = new Map<string, string>();
+  /** Modules whose instances workers make only inside calls (see blame). */
+  private readonly lazy = new WeakSet<LoadedModule>();
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -198,6 +250,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       },
     });
     this.moduleCacheBytes = options.moduleCacheBytes;
+    this.workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
   }
@@ -255,31 +308,113 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   /**
-   * Sends compiled modules to every worker that is up, ahead of their first call, and has each
-   * ready an instance for the module's ABI; resolves once they have (or have gone). Modules not in
-   * the compiled cache now (never loaded, evicted) are skipped: this never compiles or fetches.
+   * Sends compiled modules to every worker, ahead of their first call, and has each ready an
+   * instance for the module's ABI, one module at a time; resolves once they have (or have gone).
+   * A worker gets no call while it preloads. Modules not in the compiled cache now (never loaded,
+   * evicted) are skipped: this never compiles or fetches.
+   *
+   * Readying an instance runs the module's start function, so each module has a deadline there,
+   * its time limit. A worker past it, or one that dies in it (its heap exhausted, say), is replaced,
+   * and the replacement goes on with the modules after it; the module is set aside: reported in
+   * the result, and its invocations answer FUNCTION_FAILED until it is loaded again.
    */
-  preload(modules: PreloadRequest[]): Promise<void> {
-    if (this.closing || modules.length === 0) return Promise.resolve();
-    const acks: Promise<void>[] = [];
-    for (const slot of this.slots) {
-      if (slot.state !== 'up') continue;
-      const batch: PreloadMessage['modules'] = [];
-      for (const { digest, memoryLimitMb, abi } of modules) {
-        const loaded = this.cache.peek(digest, memoryLimitMb);
-        if (!loaded || loaded.unloaded || slot.modules.has(loaded.id)) continue;
-        slot.modules.add(loaded.id);
-        batch.push({ moduleId: loaded.id, load: transferOf(loaded), abi });
-      }
-      if (batch.length === 0) continue;
-      const id = this.nextPreloadId++;
-      acks.push(new Promise<void>((resolve) => slot.preloads.set(id, resolve)));
-      this.post(slot, { type: 'preload', id, modules: batch });
+  preload(modules: PreloadRequest[]): Promise<PreloadFailure[]> {
+    if (this.closing || modules.length === 0) return Promise.resolve([]);
+    const items = new Map<LoadedModule, PreloadItem>();
+    for (const request of modules) {
+      const loaded = this.cache.peek(request.digest, request.memoryLimitMb);
+      if (!loaded || loaded.unloaded) continue;
+      const seen = items.get(loaded);
+      // Functions sharing a module: the most patient one's time limit.
+      if (!seen || seen.request.timeoutMs < request.timeoutMs) items.set(loaded, { loaded, request });
     }
-    return Promise.all(acks).then(() => undefined);
+    if (items.size === 0) return Promise.resolve([]);
+    return new Promise<PreloadFailure[]>((resolve) => {
+      const run: PreloadRun = { active: 0, failures: [], failed: new Set(), done: resolve };
+      for (const slot of this.slots) {
+        if ((slot.state !== 'up' && slot.state !== 'starting') || slot.preload) continue;
+        const queue = [...items.values()].filter((item) => !slot.modules.has(item.loaded.id));
+        if (queue.length === 0) continue;
+        run.active++;
+        slot.preload = { run, queue, current: undefined, id: 0, timer: undefined };
+        if (slot.state === 'up') this.preloadNext(slot);
+      }
+      if (run.active === 0) resolve([]);
+    });
+  }
+
+  /** Sends a worker its next module to preload, or ends its preload. */
+  private preloadNext(slot: Slot): void {
+    const preload = slot.preload;
+    if (!preload) return;
+    let item: PreloadItem | undefined;
+    while ((item = preload.queue.shift()) !== undefined) {
+      if (!item.loaded.unloaded && !preload.run.failed.has(item.loaded) && !slot.modules.has(item.loaded.id)) break;
+    }
+    if (item === undefined) {
+      slot.preload = undefined;
+      slot.state = 'up';
+      this.preloadEnded(preload.run);
+      this.pump();
+      return;
+    }
+    slot.state = 'preloading';
+    slot.modules.add(item.loaded.id);
+    preload.current = item;
+    preload.id = this.nextPreloadId++;
+    preload.timer = setTimeout(this.onPreloadDeadline, Math.min(item.request.timeoutMs, MAX_TIMER_MS), slot, preload.id);
+    const { loaded, request } = item;
+    this.post(slot, { type: 'preload', id: preload.id, moduleId: loaded.id, load: this.transferOf(loaded), abi: request.abi });
+  }
+
+  private readonly onPreloadDeadline = (slot: Slot, id: number): void => {
+    const current = slot.preload?.current;
+    if (slot.state === 'gone' || slot.preload?.id !== id || !current) return;
+    this.preloadFailed(slot, `readying its first instance (its start function) ran past its time limit of ${current.request.timeoutMs} ms`);
+  };
+
+  /**
+   * The worker did not get through the module it was preloading: the module is set aside, the
+   * worker replaced, and so is every other worker stuck in the same module; each replacement
+   * preloads what its worker had left.
+   */
+  private preloadFailed(slot: Slot, reason: string): void {
+    const preload = slot.preload as SlotPreload;
+    const item = preload.current as PreloadItem;
+    const { run } = preload;
+    if (!run.failed.has(item.loaded)) {
+      run.failed.add(item.loaded);
+      const { digest, memoryLimitMb } = item.request;
+      run.failures.push({ digest, memoryLimitMb, reason });
+      this.setAside.set(digest, reason);
+      this.logger.error({ digest, reason }, 'a restored module was set aside: its sandbox worker is replaced');
+    }
+    for (const other of [...this.slots]) {
+      if (other.preload?.run === run && other.preload.current?.loaded === item.loaded) this.replacePreloading(other);
+    }
+    if (slot.state !== 'gone') this.replacePreloading(slot);
+  }
+
+  /** Stops a preloading worker; a new one takes over the modules it had not reached. */
+  private replacePreloading(slot: Slot): void {
+    const preload = slot.preload as SlotPreload;
+    clearTimeout(preload.timer);
+    slot.preload = undefined;
+    const requeue = this.takeBack(slot, undefined);
+    this.retire(slot);
+    void slot.worker.terminate();
+    const next = this.stopped ? undefined : this.spawn();
+    if (next) next.preload = { run: preload.run, queue: preload.queue, current: undefined, id: 0, timer: undefined };
+    else this.preloadEnded(preload.run);
+    this.requeue(requeue);
+  }
+
+  private preloadEnded(run: PreloadRun): void {
+    if (--run.active === 0) run.done(run.failures);
   }
 
   unload(digest: string): void {
+    this.setAside.delete(digest);
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
   }
 
@@ -315,6 +450,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return Promise.reject(new EngineError('INTERNAL', `module ${req.digest} is not loaded in the runtime`));
     }
     if (loaded instanceof Promise) return loaded.then(() => this.invoke(req, signal));
+    if (this.setAside.size !== 0) {
+      const reason = this.setAside.get(req.digest);
+      if (reason !== undefined) {
+        return Promise.reject(new EngineError('FUNCTION_FAILED', `the function was set aside when the engine started: ${reason}`));
+      }
+    }
     let sandbox: SandboxCall;
     try {
       // Numeric arguments are parsed here: a bad one is refused without a trip to a worker.
@@ -357,6 +498,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         onAbort: undefined,
         sent: undefined,
         settled: false,
+        moved: false,
       };
       if (signal) {
         call.onAbort = () => this.abort(call);
@@ -423,7 +565,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   private anyWorkerUp(): boolean {
-    for (const slot of this.slots) if (slot.state === 'up') return true;
+    for (const slot of this.slots) if (slot.state === 'up' || slot.state === 'preloading') return true;
     return false;
   }
 
@@ -450,16 +592,22 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return undefined;
   }
 
-  private spawn(): void {
-    const cells = new Int32Array(new SharedArrayBuffer(CELLS_PER_WORKER * Int32Array.BYTES_PER_ELEMENT));
+  private spawn(): Slot | undefined {
+    const cells = new Int32Array(new SharedArrayBuffer((CELLS_PER_WORKER + 1) * Int32Array.BYTES_PER_ELEMENT));
     let worker: Worker;
     try {
       // No environment for the sandbox thread, and no inherited CLI flags (some are process-wide
-      // only and would make the Worker constructor throw).
-      worker = new Worker(this.workerUrl, { env: {}, execArgv: [], workerData: { ...this.workerSettings, cells } satisfies WorkerSettings });
+      // only and would make the Worker constructor throw). A heap limit, so that exhausting it ends
+      // this worker (an 'error' event, see onDeath) rather than the process.
+      worker = new Worker(this.workerUrl, {
+        env: {},
+        execArgv: [],
+        resourceLimits: { maxOldGenerationSizeMb: this.workerHeapMb },
+        workerData: { ...this.workerSettings, cells } satisfies WorkerSettings,
+      });
     } catch (err) {
       this.startFailed(err instanceof Error ? err.message : String(err));
-      return;
+      return undefined;
     }
     // Idle workers must not keep the process alive; a running call's timer does.
     worker.unref();
@@ -475,13 +623,16 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       timerAt: 0,
       cells,
       cellsInUse: new Array<boolean>(CELLS_PER_WORKER).fill(false),
-      preloads: new Map(),
+      preload: undefined,
       lastAnswer: 0,
+      lastModule: undefined,
+      lastTimeoutMs: 0,
     };
     this.slots.add(slot);
     worker.on('message', (msg: FromWorker) => this.onMessage(slot, msg));
-    worker.on('error', (err: Error) => this.onDeath(slot, err.message));
+    worker.on('error', (err: Error) => this.onDeath(slot, err.message, (err as NodeJS.ErrnoException).code === 'ERR_WORKER_OUT_OF_MEMORY'));
     worker.on('exit', (code: number) => this.onDeath(slot, `exited with code ${code}`));
+    return slot;
   }
 
   private post(slot: Slot, msg: ToWorker): void {
@@ -499,13 +650,16 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       slot.state = 'up';
       this.startFailures = 0;
       this.startError = undefined;
-      this.pump();
+      if (slot.preload) this.preloadNext(slot);
+      else this.pump();
       return;
     }
     if (msg.type === 'preloaded') {
-      const resolve = slot.preloads.get(msg.id);
-      slot.preloads.delete(msg.id);
-      resolve?.();
+      const preload = slot.preload;
+      if (preload?.id !== msg.id) return;
+      clearTimeout(preload.timer);
+      preload.current = undefined;
+      this.preloadNext(slot);
       return;
     }
     if (msg.type === 'failed') this.answered(slot, msg.id, new EngineError(msg.code, msg.message));
@@ -531,14 +685,24 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   /** The worker has moved on to its next call: that one's deadline runs from now. */
   private startNext(slot: Slot): void {
+    const answered = slot.running;
+    if (answered !== undefined) {
+      slot.lastModule = answered.call.loaded;
+      slot.lastTimeoutMs = answered.call.timeoutMs;
+    }
     slot.running = slot.sent.find((s) => !s.withdrawn);
     const running = slot.running;
+    const now = performance.now();
     if (!running) {
-      // Idle workers must not keep the process alive; the timer finds nothing running when it fires.
+      // The worker readies its last module's next instance now (see BUSY_CELL), by that call's
+      // time limit. A timer set for a later deadline is kept (a backstop may be late; re-arming
+      // per answer would cost more than small calls run). Idle workers must not keep the process
+      // alive: the timer is unreferenced.
+      slot.deadline = now + Math.min(slot.lastTimeoutMs, MAX_TIMER_MS);
+      if (slot.timer === undefined) this.armDeadline(slot, now);
       slot.timer?.unref();
       return;
     }
-    const now = performance.now();
     slot.runningSince = now;
     const { call } = running;
     // A running call is past cancelling: it finishes or times out.
@@ -557,7 +721,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private readonly onDeadline = (slot: Slot): void => {
     slot.timer = undefined;
-    if (!slot.running || slot.state !== 'up') return;
+    // A worker given modules to preload still runs the calls it was sent before them.
+    if (slot.state === 'gone') return;
+    if (!slot.running) {
+      this.idleDeadline(slot);
+      return;
+    }
     const now = performance.now();
     // Set for an earlier call's deadline: wait for the rest of this one's. (Within a millisecond
     // is due: timers have millisecond precision, as the timer per call had.)
@@ -581,17 +750,37 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   /** A worker died without being told to: its call fails, and a new worker replaces it. */
-  private onDeath(slot: Slot, reason: string): void {
+  private onDeath(slot: Slot, reason: string, outOfMemory = false): void {
     if (slot.state === 'gone') return;
-    const { state, running } = slot;
-    const requeue = this.takeBack(slot, running);
+    if (slot.preload?.current) {
+      this.preloadFailed(slot, outOfMemory ? `readying its first instance exhausted the sandbox's heap (${this.workerHeapMb} MiB)` : `its sandbox crashed while readying its first instance (${reason})`);
+      return;
+    }
+    const { state } = slot;
+    let running = slot.running;
+    const busy = Atomics.load(slot.cells, BUSY_CELL);
+    // A call the worker had not started (it died readying an instance after an answer) runs
+    // elsewhere, once: a call that kills workers before it starts must not go round them all.
+    const requeue: Call[] = [];
+    if (running && !running.call.moved && this.withdraw(slot, running)) {
+      this.moved(running.call);
+      requeue.push(running.call);
+      running = undefined;
+    }
+    requeue.push(...this.takeBack(slot, running));
     this.retire(slot);
     if (state === 'starting') {
       this.startFailed(reason);
       return;
     }
     this.logger.warn({ reason, busy: running !== undefined }, 'sandbox worker crashed; replacing it');
-    if (running) this.settle(running.call, new EngineError('FUNCTION_FAILED', 'the sandbox crashed while running the function'));
+    if (running === undefined) this.blame(slot, busy, outOfMemory ? 'exhausted the sandbox heap' : 'crashed the sandbox');
+    if (running) {
+      const message = outOfMemory
+        ? `the sandbox ran out of memory while running the function (its heap limit is ${this.workerHeapMb} MiB; table entries count against it)`
+        : 'the sandbox crashed while running the function';
+      this.settle(running.call, new EngineError('FUNCTION_FAILED', message));
+    }
     if (!this.stopped) this.spawn();
     this.requeue(requeue);
   }
@@ -619,7 +808,21 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private onTimeout(slot: Slot): void {
     const running = slot.running;
-    if (!running || slot.state !== 'up') return;
+    if (!running || slot.state === 'gone') return;
+    if (!running.call.moved && this.withdraw(slot, running)) {
+      // Not started by its deadline: the worker is stuck outside any call (readying an instance
+      // after an answer, see BUSY_CELL). It is replaced, and the call runs on another, once.
+      this.moved(running.call);
+      const busy = Atomics.load(slot.cells, BUSY_CELL);
+      const requeue = [running.call, ...this.takeBack(slot, undefined)];
+      this.retire(slot);
+      void slot.worker.terminate();
+      this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
+      this.blame(slot, busy, 'ran past its time limit');
+      if (!this.stopped) this.spawn();
+      this.requeue(requeue);
+      return;
+    }
     // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
     const requeue = this.takeBack(slot, running);
     this.retire(slot);
@@ -629,6 +832,46 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
     if (!this.stopped) this.spawn();
     this.requeue(requeue);
+  }
+
+  /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
+  private moved(call: Call): void {
+    call.moved = true;
+    if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
+  }
+
+  /**
+   * Nothing runs on the worker: has it got through readying its last module's next instance by
+   * that call's deadline? When not, it is stuck in that module's start function: replaced.
+   */
+  private idleDeadline(slot: Slot): void {
+    const busy = Atomics.load(slot.cells, BUSY_CELL);
+    if (busy === 0 || slot.preload || busy !== slot.lastModule?.id) return;
+    const now = performance.now();
+    if (slot.deadline - now > 1) {
+      this.armDeadline(slot, now);
+      slot.timer?.unref();
+      return;
+    }
+    const requeue = this.takeBack(slot, undefined);
+    this.retire(slot);
+    void slot.worker.terminate();
+    this.blame(slot, busy, 'ran past its time limit');
+    if (!this.stopped) this.spawn();
+    this.requeue(requeue);
+  }
+
+  /**
+   * A worker was stopped while it readied an instance of module `busy` outside any call (its
+   * start function looped, or exhausted the heap): that module's instances are from now on made
+   * only inside its own calls, under their deadlines, in every worker.
+   */
+  private blame(slot: Slot, busy: number, what: string): void {
+    const loaded = slot.lastModule;
+    if (busy === 0 || loaded === undefined || loaded.id !== busy || this.lazy.has(loaded)) return;
+    this.lazy.add(loaded);
+    this.logger.warn({ digest: loaded.digest, timeoutMs: slot.lastTimeoutMs }, `readying an instance of a module after a call ${what}: its instances are now made inside its calls`);
+    for (const other of this.slots) if (other.modules.has(loaded.id)) this.post(other, { type: 'lazy', moduleIds: [loaded.id] });
   }
 
   /**
@@ -660,8 +903,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     slot.timer = undefined;
     slot.running = undefined;
     this.slots.delete(slot);
-    for (const resolve of slot.preloads.values()) resolve();
-    slot.preloads.clear();
+    if (slot.preload) {
+      clearTimeout(slot.preload.timer);
+      this.preloadEnded(slot.preload.run);
+      slot.preload = undefined;
+    }
     return slot.sent.splice(0).filter((sent) => !sent.withdrawn);
   }
 
@@ -737,11 +983,17 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.post(slot, compactInvoke(call.id, cell, call.loaded.id, call.sandbox));
       return true;
     }
-    const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox, load: transferOf(call.loaded) };
+    const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox, load: this.transferOf(call.loaded) };
     if (call.loaded.unloaded) msg.keep = false;
     else slot.modules.add(call.loaded.id);
     this.post(slot, msg);
     return true;
+  }
+
+  /** A compiled module as a worker receives it. */
+  private transferOf(loaded: LoadedModule): ModuleTransfer {
+    const { module, state, noReuse } = loaded;
+    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }), ...(this.lazy.has(loaded) ? { lazy: true as const } : {}) };
   }
 
   private settle(call: Call, err: unknown, result?: InvocationResult): void {
@@ -754,10 +1006,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 }
 
-/** A compiled module as a worker receives it. */
-function transferOf({ module, state, noReuse }: LoadedModule): ModuleTransfer {
-  return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
-}
 
 /** What a queued call whose client went away ends with (the engine's function gate says the same). */
 function cancelled(): EngineError {

@@ -12,6 +12,8 @@ import { InstanceRunner } from '../instance-runner.js';
 import { warmUp } from './warm-up.js';
 import type { Abi } from '../types.js';
 import {
+  BUSY_CELL,
+  CELLS_PER_WORKER,
   CellState,
   compactDone,
   expandInvoke,
@@ -30,11 +32,13 @@ const DEFAULTS: WorkerSettings = {
   reuseInstances: true,
   instanceBytes: 64 * 1024 * 1024,
   idleInstanceMs: 60_000,
-  cells: new Int32Array(new SharedArrayBuffer(64)),
+  cells: new Int32Array(new SharedArrayBuffer((CELLS_PER_WORKER + 1) * Int32Array.BYTES_PER_ELEMENT)),
 };
 const settings: WorkerSettings = { ...DEFAULTS, ...((workerData as Partial<WorkerSettings> | null) ?? {}) };
 
 const modules = new Map<number, ModuleTransfer>();
+/** Modules whose instances are made only inside their calls (see LazyMessage). */
+const lazy = new Set<number>();
 /** Runners by `moduleId abi`, least recently used first (a Map keeps insertion order). */
 const runners = new Map<string, InstanceRunner>();
 
@@ -72,6 +76,7 @@ function trim(current: InstanceRunner | undefined): void {
 
 function dropModule(id: number): void {
   modules.delete(id);
+  lazy.delete(id);
   for (const key of [...runners.keys()]) {
     if (key.startsWith(`${id} `)) {
       runners.get(key)?.dispose();
@@ -83,6 +88,7 @@ function dropModule(id: number): void {
 function invoke(msg: InvokeMessage): void {
   const transfer = msg.load ?? modules.get(msg.moduleId);
   if (msg.load && msg.keep !== false) modules.set(msg.moduleId, msg.load);
+  if (msg.load?.lazy) lazy.add(msg.moduleId);
   if (Atomics.compareExchange(settings.cells, msg.cell, CellState.PENDING, CellState.STARTED) !== CellState.PENDING) {
     port!.postMessage({ type: 'skipped', id: msg.id } satisfies FromWorker);
     return;
@@ -106,7 +112,11 @@ function invoke(msg: InvokeMessage): void {
     dropModule(msg.moduleId);
     return;
   }
-  runner.settle();
+  // Guest code may run here (a start function), outside any call: the pool watches BUSY_CELL.
+  const cells = settings.cells;
+  Atomics.store(cells, BUSY_CELL, msg.moduleId);
+  runner.settle(lazy.size === 0 || !lazy.has(msg.moduleId));
+  Atomics.store(cells, BUSY_CELL, 0);
   // Summing every runner's memory per call would cost more than the calls of small functions.
   if (++sinceTrim >= TRIM_EVERY) {
     sinceTrim = 0;
@@ -115,22 +125,23 @@ function invoke(msg: InvokeMessage): void {
 }
 
 /**
- * Keeps modules sent ahead of their first call and readies an instance of each, while the idle
- * instances fit the budget (past it, the module is kept and its first call instantiates).
+ * Keeps a module sent ahead of its first call and readies an instance of it, while the idle
+ * instances fit the budget (past it, the module is kept and its first call instantiates). The pool
+ * gives each module a deadline: its start function runs here.
  */
 function preload(msg: PreloadMessage): void {
+  modules.set(msg.moduleId, msg.load);
   let total = 0;
   for (const runner of runners.values()) total += runner.memoryBytes;
-  for (const { moduleId, load, abi } of msg.modules) {
-    modules.set(moduleId, load);
-    if (total >= settings.instanceBytes) continue;
-    const runner = runnerFor(moduleId, abi, load);
+  if (total < settings.instanceBytes) {
+    const runner = runnerFor(msg.moduleId, msg.abi, msg.load);
+    Atomics.store(settings.cells, BUSY_CELL, msg.moduleId);
     // settle() instantiates (it never throws: a failing instantiation fails again on the call).
     runner.settle();
-    total += runner.memoryBytes;
+    Atomics.store(settings.cells, BUSY_CELL, 0);
+    sinceTrim = 0;
+    if (total + runner.memoryBytes > settings.instanceBytes) trim(undefined);
   }
-  sinceTrim = 0;
-  if (total > settings.instanceBytes) trim(undefined);
   port!.postMessage({ type: 'preloaded', id: msg.id } satisfies FromWorker);
 }
 
@@ -145,6 +156,10 @@ port.on('message', (msg: ToWorker) => {
   }
   if (msg.type === 'evict') {
     for (const id of msg.moduleIds) dropModule(id);
+    return;
+  }
+  if (msg.type === 'lazy') {
+    for (const id of msg.moduleIds) if (modules.has(id)) lazy.add(id);
     return;
   }
   preload(msg);
