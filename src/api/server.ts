@@ -9,6 +9,7 @@ import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import { onClientError, onFrameworkError } from './client-errors.js';
 import { InvokeConnections } from './invoke-connection.js';
+import { gatePipelinedRequests } from './pipeline-gate.js';
 import { ClientGone, STREAM_OUTPUT_CHARS, answerChunks, invokeRoute, invoker } from './invoke-route.js';
 import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
@@ -183,6 +184,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       }
     }
   }
+  gatePipelinedRequests(app.server);
   return app;
 }
 
