@@ -16,6 +16,7 @@ import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import type { CancelSignal } from '../runtime/index.js';
 import { ERROR_STATUS } from './error-status.js';
+import { lingerAfterAnswer } from './linger.js';
 import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
 
 const QUERY = 0x3f; // '?'
@@ -275,7 +276,7 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
     const length = Number(declared);
     if (length > limit) {
       answer(req, res, started, tooLarge());
-      lingerAfterAnswer(req, res, length - limit);
+      lingerAfterAnswer(req, res, limit);
       return true;
     }
     // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
@@ -289,7 +290,7 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
       if (received > limit) {
         done = true;
         answer(req, res, started, tooLarge());
-        lingerAfterAnswer(req, res, 0);
+        lingerAfterAnswer(req, res, limit);
         return;
       }
       chunks.push(chunk);
@@ -345,46 +346,6 @@ function pipeChunks(res: ServerResponse, chunks: Iterator<string>, logError: (er
 
 const NOT_JSON = 'request body is not valid JSON: ';
 
-/** How much more of a refused body is read and dropped after the 413 answer (README, "Oversized bodies"). */
-export const LINGER_BYTES = 8 * 1024 * 1024;
-/** How long the rest of a refused body is waited for after the 413 answer. */
-export const LINGER_MS = 5_000;
-
-/**
- * After a 413 answered while the client may still be sending its body: the answer goes out and
- * the connection is half-closed at once, as Node would, but the rest of the body is read and
- * dropped — up to LINGER_BYTES more (`excess`: what the declared length already says is past the
- * limit) and LINGER_MS — before the socket closes. Closed at once with unread bytes, the client
- * gets a reset, often before it reads the answer (EPIPE while still writing).
- */
-function lingerAfterAnswer(req: IncomingMessage, res: ServerResponse, excess: number): void {
-  const socket = res.socket;
-  if (socket === null || excess > LINGER_BYTES) return;
-  let left = LINGER_BYTES;
-  const close = (): void => {
-    clearTimeout(timer);
-    // Not before the answer is out (it may wait behind pipelined ones).
-    if (!res.writableFinished) {
-      res.once('finish', close);
-      return;
-    }
-    socket.end();
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', () => socket.destroy());
-  };
-  const timer = setTimeout(close, LINGER_MS);
-  timer.unref();
-  // Node's server ends a `connection: close` exchange with destroySoon(), which closes the
-  // socket once the answer is written: on this one socket, only the half-close.
-  (socket as { destroySoon?: () => void }).destroySoon = () => socket.end();
-  req.on('data', (chunk: Buffer) => {
-    left -= chunk.length;
-    if (left < 0) close();
-  });
-  req.once('end', close);
-  socket.once('close', () => clearTimeout(timer));
-  req.resume();
-}
 
 const GONE = Symbol('client gone');
 

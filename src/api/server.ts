@@ -9,6 +9,7 @@ import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import { onClientError, onFrameworkError } from './client-errors.js';
 import { InvokeConnections } from './invoke-connection.js';
+import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
 import { ClientGone, STREAM_OUTPUT_CHARS, answerChunks, invokeRoute, invoker } from './invoke-route.js';
 import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
@@ -69,6 +70,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.setErrorHandler((error: FastifyError | EngineError, request, reply) => {
     const engineError = translateError(error);
     if (engineError.code === 'INTERNAL') request.log.error({ err: error }, 'unexpected error');
+    if (engineError.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(request.raw, reply.raw, options.bodyLimitBytes);
     return sendError(request, reply, engineError);
   });
   app.setNotFoundHandler((request, reply) =>
