@@ -8,6 +8,8 @@ export const ERROR_CODES = [
   'FUNCTION_NOT_FOUND', // no function of that name
   'FUNCTION_EXISTS', // deploy of a name already deployed (or being deployed)
   'PAYLOAD_TOO_LARGE', // request body over the limit
+  'HEADERS_TOO_LARGE', // request head over Node's header size limit (431)
+  'REQUEST_TIMEOUT', // the request did not arrive whole within the server's request timeout (408)
   'INVALID_FUNCTION_IMAGE', // no/several .wasm files, invalid module, missing export, unknown import
   'IMAGE_NOT_FOUND', // registry has no such repository/tag/digest
   'INVALID_ARGS', // args do not fit the function's ABI

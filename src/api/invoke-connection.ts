@@ -24,6 +24,12 @@ const MAX_HEAD_BYTES = 16 * 1024;
 /** Unread pipelined bytes, and requests taken and not yet answered, past which reading pauses. */
 const MAX_PENDING_BYTES = 64 * 1024;
 const MAX_PIPELINED = 16;
+/**
+ * Answers written and not yet taken by the client past which no new request is started (and
+ * reading pauses) until the socket drains: a client that pipelines and never reads holds at most
+ * this, plus the answers of the requests already running.
+ */
+const MAX_UNSENT_BYTES = 64 * 1024;
 /** How long past keepAliveTimeout Node's server keeps an idle connection (HTTP_SERVER_KEEP_ALIVE_TIMEOUT_BUFFER). */
 const KEEP_ALIVE_GRACE_MS = 1000;
 const HEAD_END = Buffer.from('\r\n\r\n', 'latin1');
@@ -238,6 +244,8 @@ interface Exchange {
   bytes: string | undefined;
   /** The connection ends after this answer. */
   last: boolean;
+  /** A long answer's body, written in chunked pieces after `bytes` (its head). */
+  chunks: Iterator<string> | undefined;
 }
 
 /**
@@ -257,6 +265,8 @@ class InvokeConnection {
   private closing = false;
   private paused = false;
   private released = false;
+  /** The answer whose pieces are being written; the answers behind it wait. */
+  private streaming: Exchange | undefined;
 
   constructor(
     private readonly owner: InvokeConnections,
@@ -266,15 +276,20 @@ class InvokeConnection {
     socket.on('end', this.onEnd);
     socket.on('close', this.onClose);
     socket.on('error', this.onError);
+    socket.on('drain', this.onDrain);
   }
 
   closeWhenIdle(): void {
     this.closing = true;
-    if (this.exchanges.length === 0) this.socket.destroy();
+    if (this.idle()) this.socket.destroy();
   }
 
   endIfIdleSince(before: number): void {
-    if (this.exchanges.length === 0 && this.idleSince < before) this.socket.destroy();
+    if (this.idle() && this.idleSince < before) this.socket.destroy();
+  }
+
+  private idle(): boolean {
+    return this.exchanges.length === 0 && this.streaming === undefined;
   }
 
   private readonly onData = (chunk: Buffer): void => {
@@ -285,7 +300,7 @@ class InvokeConnection {
   /** Takes the whole invocation requests at the head of `pending`; the first other one waits for a hand-over. */
   private take(): void {
     while (this.pending !== undefined && !this.handOverWhenDone && !this.lastTaken) {
-      if (this.exchanges.length >= MAX_PIPELINED) break;
+      if (this.exchanges.length >= MAX_PIPELINED || this.socket.writableLength > MAX_UNSENT_BYTES) break;
       const buf = this.pending;
       const request = this.owner.read(buf);
       // The rest of a pipelined request is on its way while earlier ones run: wait for it. With
@@ -300,19 +315,20 @@ class InvokeConnection {
       }
       const started = performance.now();
       this.pending = request.bodyEnd === buf.length ? undefined : buf.subarray(request.bodyEnd);
-      const exchange: Exchange = { gone: new ClientGone(), close: request.close, bytes: undefined, last: false };
+      const exchange: Exchange = { gone: new ClientGone(), close: request.close, bytes: undefined, last: false, chunks: undefined };
       this.exchanges.push(exchange);
       if (request.close) this.lastTaken = true;
       const text = request.bodyEnd === request.bodyStart ? undefined : buf.toString('utf8', request.bodyStart, request.bodyEnd);
       this.owner.run(text, request.accept, started, exchange.gone, (answer) => this.answer(exchange, answer));
     }
-    if (this.handOverWhenDone && this.exchanges.length === 0) {
+    if (this.handOverWhenDone && this.idle()) {
       this.handOver();
       return;
     }
     // Reading pauses while many requests or many bytes wait, as Node's server stops reading when
     // its answers back up.
-    const full = this.exchanges.length >= MAX_PIPELINED || (this.pending?.length ?? 0) > MAX_PENDING_BYTES;
+    const full =
+      this.exchanges.length >= MAX_PIPELINED || (this.pending?.length ?? 0) > MAX_PENDING_BYTES || this.socket.writableLength > MAX_UNSENT_BYTES;
     if (full !== this.paused) {
       this.paused = full;
       if (full) this.socket.pause();
@@ -325,7 +341,16 @@ class InvokeConnection {
     // which abort it.
     if (exchange.gone.aborted || this.socket.destroyed) return false;
     exchange.last = exchange.close || answer.close || this.closing;
-    exchange.bytes = this.owner.serialize(answer, exchange.last);
+    try {
+      exchange.bytes = this.owner.serialize(answer, exchange.last);
+      exchange.chunks = answer.chunks;
+    } catch (err) {
+      // Called from promise callbacks: nothing may throw out of here. The answers before this one
+      // are written; this client gets no more.
+      this.owner.reportError(err);
+      exchange.bytes = '';
+      exchange.last = true;
+    }
     this.flush();
     return true;
   }
@@ -333,7 +358,7 @@ class InvokeConnection {
   /** Writes the answers at the head of the line; after a last one the connection ends. */
   private flush(): void {
     const exchanges = this.exchanges;
-    while (exchanges.length > 0 && exchanges[0]!.bytes !== undefined) {
+    while (this.streaming === undefined && exchanges.length > 0 && exchanges[0]!.bytes !== undefined) {
       const exchange = exchanges.shift()!;
       try {
         this.socket.write(exchange.bytes!);
@@ -342,17 +367,59 @@ class InvokeConnection {
         this.socket.destroy();
         return;
       }
+      if (exchange.chunks !== undefined) {
+        this.streaming = exchange;
+        this.stream();
+        return;
+      }
       if (exchange.last) {
-        // As Node after a last answer: the calls behind it are dropped; end, and close once written.
-        for (const dropped of exchanges.splice(0)) dropped.gone.abort();
-        this.pending = undefined;
-        this.socket.end();
-        this.socket.once('finish', () => this.socket.destroy());
+        this.endAfterLast();
         return;
       }
     }
-    if (exchanges.length === 0) this.idleSince = performance.now();
+    if (this.idle()) this.idleSince = performance.now();
     this.take();
+  }
+
+  /**
+   * Writes the pieces of the answer being streamed, in HTTP chunks, while the socket takes them;
+   * 'drain' brings it back. Then the answers behind it.
+   */
+  private stream(): void {
+    const exchange = this.streaming!;
+    const chunks = exchange.chunks!;
+    try {
+      for (;;) {
+        if (this.socket.destroyed) {
+          this.streaming = undefined;
+          return;
+        }
+        const piece = chunks.next();
+        if (piece.done === true) break;
+        if (piece.value === '') continue;
+        if (!this.socket.write(`${Buffer.byteLength(piece.value).toString(16)}\r\n${piece.value}\r\n`)) return;
+      }
+      this.socket.write('0\r\n\r\n');
+    } catch (err) {
+      this.owner.reportError(err);
+      this.streaming = undefined;
+      this.socket.destroy();
+      return;
+    }
+    this.streaming = undefined;
+    if (exchange.last) {
+      this.endAfterLast();
+      return;
+    }
+    this.flush();
+  }
+
+  /** As Node after a last answer: the calls behind it are dropped; end, and close once written. */
+  private endAfterLast(): void {
+    for (const dropped of this.exchanges.splice(0)) dropped.gone.abort();
+    this.pending = undefined;
+    this.socket.end();
+    this.socket.once('finish', () => this.socket.destroy());
   }
 
   /** The connection goes to Node's server with every byte not yet consumed; this reader lets go. */
@@ -364,6 +431,7 @@ class InvokeConnection {
     socket.removeListener('end', this.onEnd);
     socket.removeListener('close', this.onClose);
     socket.removeListener('error', this.onError);
+    socket.removeListener('drain', this.onDrain);
     // Buffered rather than emitted: nothing listens for 'data' until Node's server does.
     if (this.pending !== undefined) socket.unshift(this.pending);
     this.pending = undefined;
@@ -376,6 +444,13 @@ class InvokeConnection {
     for (const exchange of this.exchanges.splice(0)) exchange.gone.abort();
   }
 
+  /** What the client did not read has gone out: requests waiting for that can start. */
+  private readonly onDrain = (): void => {
+    if (this.released || this.socket.destroyed) return;
+    if (this.streaming !== undefined) this.stream();
+    else this.take();
+  };
+
   /** The client ended its side: as Node's server, which ends the connection and drops the calls in flight. */
   private readonly onEnd = (): void => {
     this.abortAll();
@@ -383,6 +458,7 @@ class InvokeConnection {
   };
 
   private readonly onClose = (): void => {
+    this.streaming = undefined;
     this.abortAll();
     if (!this.released) {
       this.released = true;

@@ -16,6 +16,7 @@ import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import type { CancelSignal } from '../runtime/index.js';
 import { ERROR_STATUS } from './error-status.js';
+import { lingerAfterAnswer } from './linger.js';
 import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
 
 const QUERY = 0x3f; // '?'
@@ -95,8 +96,48 @@ export interface InvokeAnswer {
   /** Name, value, name, value…, in the order written; `connection: close` among them when `close`. */
   headers: string[];
   body: string;
+  /**
+   * A long output's body instead of `body`, in pieces made as they are written (the headers then
+   * say `transfer-encoding: chunked`): see STREAM_OUTPUT_CHARS.
+   */
+  chunks?: Iterator<string>;
   /** The connection ends after this answer (a body that was not read or not parsed, as Fastify does). */
   close: boolean;
+}
+
+/**
+ * Outputs longer than this (in characters) are answered in pieces, each made when the one before
+ * has gone out: building and writing a 16 MiB answer at once — up to 200 MB of JSON for NUL bytes,
+ * which escape to six characters, twice (`message` and `output`) — held the HTTP thread for
+ * seconds and its memory whatever the client read. Shorter ones keep the one-string answer.
+ */
+export const STREAM_OUTPUT_CHARS = 256 * 1024;
+/** Characters of output escaped and written per piece. */
+const SLICE_CHARS = 64 * 1024;
+
+/** The body of a success answer in pieces: the same bytes as the one-string answer. */
+export function* answerChunks(json: boolean, output: string): Generator<string, void, undefined> {
+  if (!json) {
+    yield textLine(200, '', true);
+    yield* slices(output, false);
+    return;
+  }
+  yield '{"status":200,"message":"';
+  yield* slices(output, true);
+  yield '","output":"';
+  yield* slices(output, true);
+  yield '"}';
+}
+
+/** `text` in slices that never split a surrogate pair, JSON-escaped (without quotes) when `escape`. */
+function* slices(text: string, escape: boolean): Generator<string, void, undefined> {
+  for (let at = 0; at < text.length; ) {
+    let end = Math.min(text.length, at + SLICE_CHARS);
+    if (end < text.length && (text.charCodeAt(end - 1) & 0xfc00) === 0xd800) end -= 1;
+    const slice = text.slice(at, end);
+    yield escape ? JSON.stringify(slice).slice(1, -1) : slice;
+    at = end;
+  }
 }
 
 /** The answer for `err`, or for a success with `output`, in the format the Accept header asks for. */
@@ -107,6 +148,10 @@ export function invokeAnswer(accept: string | undefined, err: EngineError | unde
   const headers: string[] = [];
   if (close) headers.push('connection', 'close');
   if (err === undefined) {
+    if (output.length > STREAM_OUTPUT_CHARS) {
+      headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'transfer-encoding', 'chunked');
+      return { status, headers, body: '', chunks: answerChunks(json, output), close };
+    }
     body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
   } else {
     status = ERROR_STATUS[err.code];
@@ -133,10 +178,22 @@ export interface Invoker {
 
 export function invoker(options: Pick<InvokeRouteOptions, 'engine' | 'observe' | 'logError'>): Invoker {
   const { engine, observe, logError } = options;
-  const send = (write: AnswerWriter, answer: InvokeAnswer, started: number): void => {
+  /**
+   * Builds and writes one answer. Called from promise callbacks, where a throw would be an
+   * unhandled rejection: an answer that cannot be built (a string past V8's length limit, say)
+   * becomes 500 INTERNAL, and a failure to write that one too leaves the writer to drop the socket.
+   */
+  const send = (write: AnswerWriter, accept: string | undefined, err: EngineError | undefined, output: string, close: boolean, started: number): void => {
+    let answer: InvokeAnswer;
+    try {
+      answer = invokeAnswer(accept, err, output, close);
+    } catch (buildError) {
+      logError(buildError);
+      answer = invokeAnswer(accept, new EngineError('INTERNAL', 'the answer could not be built'), '', close);
+    }
     if (write(answer)) observe?.(answer.status, (performance.now() - started) / 1000);
   };
-  const refuse: Invoker['refuse'] = (accept, started, err, write) => send(write, invokeAnswer(accept, err, '', true), started);
+  const refuse: Invoker['refuse'] = (accept, started, err, write) => send(write, accept, err, '', true, started);
   const run: Invoker['run'] = (text, accept, started, gone, write) => {
     let fields: InvokeFields;
     try {
@@ -144,15 +201,15 @@ export function invoker(options: Pick<InvokeRouteOptions, 'engine' | 'observe' |
     } catch (err) {
       // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
       const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
-      send(write, invokeAnswer(accept, toEngineError(err), '', close), started);
+      send(write, accept, toEngineError(err), '', close, started);
       return;
     }
     engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
-      (result) => send(write, invokeAnswer(accept, undefined, result.output), started),
+      (result) => send(write, accept, undefined, result.output, false, started),
       (error: unknown) => {
         const err = toEngineError(error);
         if (err.code === 'INTERNAL') logError(error);
-        send(write, invokeAnswer(accept, err, ''), started);
+        send(write, accept, err, '', false, started);
       },
     );
   };
@@ -179,7 +236,8 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
     (answer) => {
       try {
         res.writeHead(answer.status, answer.headers);
-        res.end(answer.body);
+        if (answer.chunks !== undefined) pipeChunks(res, answer.chunks, logError);
+        else res.end(answer.body);
         return true;
       } catch (writeError) {
         // Called from promise callbacks: a throw here would be an unhandled rejection, which ends
@@ -218,6 +276,7 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
     const length = Number(declared);
     if (length > limit) {
       answer(req, res, started, tooLarge());
+      lingerAfterAnswer(req, res, limit);
       return true;
     }
     // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
@@ -231,6 +290,7 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
       if (received > limit) {
         done = true;
         answer(req, res, started, tooLarge());
+        lingerAfterAnswer(req, res, limit);
         return;
       }
       chunks.push(chunk);
@@ -256,7 +316,36 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
   };
 }
 
+/**
+ * Writes pieces on Node's response as the client takes them: the next is made only once the one
+ * before has drained, so an answer costs the HTTP thread one piece per turn and its memory a piece
+ * or two, whether the client reads or not.
+ */
+function pipeChunks(res: ServerResponse, chunks: Iterator<string>, logError: (err: unknown) => void): void {
+  const next = (): void => {
+    try {
+      for (;;) {
+        if (res.destroyed) return;
+        const piece = chunks.next();
+        if (piece.done === true) {
+          res.end();
+          return;
+        }
+        if (piece.value !== '' && !res.write(piece.value)) {
+          res.once('drain', next);
+          return;
+        }
+      }
+    } catch (err) {
+      logError(err);
+      res.destroy();
+    }
+  };
+  next();
+}
+
 const NOT_JSON = 'request body is not valid JSON: ';
+
 
 const GONE = Symbol('client gone');
 

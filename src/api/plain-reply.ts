@@ -6,6 +6,7 @@
 import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { EngineError } from '../errors.js';
 import { ERROR_STATUS } from './error-status.js';
+import { lingerAfterAnswer } from './linger.js';
 import { JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject } from './reply.js';
 
 export type ErrorTranslator = (error: FastifyError | EngineError) => EngineError;
@@ -22,6 +23,7 @@ export function usePlainErrors(context: FastifyInstance, translate: ErrorTransla
   context.setErrorHandler((error: FastifyError | EngineError, request, reply) => {
     const engineError = translate(error);
     if (engineError.code === 'INTERNAL') request.log.error({ err: error }, 'unexpected error');
+    if (engineError.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(request.raw, reply.raw, request.routeOptions.bodyLimit ?? 0);
     return sendPlainError(request, reply, engineError);
   });
 }

@@ -104,7 +104,7 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
 
   void app.register(opsRoutes, { metrics: options.metrics, notReadyReason: options.notReadyReason, translateError });
   void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, translateError });
-  void app.register(rawInvokeRoutes, { engine });
+  void app.register(rawInvokeRoutes, { engine, ...(options.credentials ? { credentials: options.credentials } : {}) });
 }
 
 /** Counts one answered request in the HTTP metrics, unless the engine is warming its own path up. */

@@ -8,8 +8,10 @@
  */
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { Type } from '@sinclair/typebox';
+import type { BasicCredentials } from '../config/credentials.js';
 import type { Engine } from '../core/engine.js';
 import { RESERVED_NAMES } from '../core/function-name.js';
+import { PRIVATE_HEADERS } from '../core/raw-input.js';
 import { EngineError } from '../errors.js';
 import type { FunctionRecord } from '../store/index.js';
 import { ClientGone } from './invoke-route.js';
@@ -20,8 +22,15 @@ const SUFFIX = `.${NAMESPACE}`;
 
 const RawParams = Type.Object({ name: Type.String(), '*': Type.Optional(Type.String()) });
 
-export async function rawInvokeRoutes(app: FastifyInstance, options: { engine: Engine }): Promise<void> {
+export interface RawInvokeOptions {
+  engine: Engine;
+  /** The engine's Basic credentials, when on: a header carrying them under any name stays private. */
+  credentials?: BasicCredentials;
+}
+
+export async function rawInvokeRoutes(app: FastifyInstance, options: RawInvokeOptions): Promise<void> {
   const { engine } = options;
+  const secrets = options.credentials ? credentialForms(options.credentials) : [];
   // The body is the function's input, whatever its type: bytes, never parsed.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', { parseAs: 'buffer' }, (_request, body, done) => done(null, body));
@@ -43,7 +52,7 @@ export async function rawInvokeRoutes(app: FastifyInstance, options: { engine: E
       name: record.name,
       body,
       params: [...new URLSearchParams(rawQuery)],
-      env: cgiEnvironment(request, path, rawQuery, body.byteLength),
+      env: cgiEnvironment(request, path, rawQuery, body.byteLength, secrets),
       signal: gone,
     });
     // As the classic watchdog: the function's content_type setting, else the caller's own type.
@@ -71,14 +80,26 @@ function resolveFunction(engine: Engine, segment: string): FunctionRecord | unde
 /**
  * The classic watchdog's CGI variables: every header as Http_<Canonical_Name> (first value), and
  * Http_Method, Http_ContentLength, Http_Content_Length, Http_Query (when non-empty), Http_Path,
- * Http_Host.
+ * Http_Host. Never the private headers (Authorization, Proxy-Authorization, Cookie: SPEC §3a), nor
+ * a header whose value holds one of `secrets` (the engine's own credentials, forwarded by a proxy
+ * under another name, say).
  */
-export function cgiEnvironment(request: FastifyRequest, path: string, rawQuery: string, length: number): Record<string, string> {
+export function cgiEnvironment(
+  request: FastifyRequest,
+  path: string,
+  rawQuery: string,
+  length: number,
+  secrets: readonly string[] = [],
+): Record<string, string> {
   const env: Record<string, string> = {};
   const raw = request.raw.rawHeaders;
   for (let i = 0; i < raw.length; i += 2) {
-    const key = `Http_${canonicalHeader(raw[i]!).replace(/-/g, '_')}`;
-    if (!(key in env)) env[key] = raw[i + 1]!;
+    const name = raw[i]!;
+    if (PRIVATE_HEADERS.has(name.toLowerCase())) continue;
+    const value = raw[i + 1]!;
+    if (secrets.length > 0 && secrets.some((secret) => value.includes(secret))) continue;
+    const key = `Http_${canonicalHeader(name).replace(/-/g, '_')}`;
+    if (!(key in env)) env[key] = value;
   }
   env.Http_Method = request.method;
   env.Http_ContentLength = String(length);
@@ -89,6 +110,17 @@ export function cgiEnvironment(request: FastifyRequest, path: string, rawQuery: 
   if (host) env.Http_Host = host;
   return env;
 }
+
+/**
+ * How the engine's Basic credentials may appear in a header: the token of `Basic TOKEN`, and the
+ * password itself when it is long enough not to turn up by chance in unrelated values.
+ */
+function credentialForms(credentials: BasicCredentials): string[] {
+  const token = Buffer.from(`${credentials.user}:${credentials.password}`, 'utf8').toString('base64');
+  return credentials.password.length >= MIN_SECRET_CHARS ? [token, credentials.password] : [token];
+}
+
+const MIN_SECRET_CHARS = 8;
 
 /** Go's textproto.CanonicalMIMEHeaderKey: `x-forwarded-for` → `X-Forwarded-For`. */
 export function canonicalHeader(name: string): string {

@@ -3,14 +3,18 @@
  * translated to the status and code name of §2. No engine logic lives here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
+import { onClientError, onFrameworkError } from './client-errors.js';
 import { InvokeConnections } from './invoke-connection.js';
-import { ClientGone, invokeRoute, invoker } from './invoke-route.js';
+import { lingerAfterAnswer } from './linger.js';
+import { gatePipelinedRequests } from './pipeline-gate.js';
+import { ClientGone, STREAM_OUTPUT_CHARS, answerChunks, invokeRoute, invoker } from './invoke-route.js';
 import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
-import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
+import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
 
 export interface ServerOptions {
@@ -42,6 +46,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
     return503OnClosing: true,
+    clientErrorHandler: onClientError,
+    frameworkErrors: onFrameworkError,
     ajv: {
       // Mistyped fields are errors, not values to coerce or drop silently.
       customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
@@ -64,6 +70,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   app.setErrorHandler((error: FastifyError | EngineError, request, reply) => {
     const engineError = translateError(error);
     if (engineError.code === 'INTERNAL') request.log.error({ err: error }, 'unexpected error');
+    if (engineError.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(request.raw, reply.raw, options.bodyLimitBytes);
     return sendError(request, reply, engineError);
   });
   app.setNotFoundHandler((request, reply) =>
@@ -120,6 +127,14 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       args: request.body.args,
       signal: gone,
     });
+    if (result.output.length > STREAM_OUTPUT_CHARS) {
+      // Long outputs in pieces, as on the fast path (invoke-route.ts).
+      const json = acceptsJson(request.headers.accept);
+      return reply
+        .code(200)
+        .type(json ? JSON_TYPE : TEXT_TYPE)
+        .send(Readable.from(answerChunks(json, result.output), { objectMode: false }));
+    }
     return sendSuccess(request, reply, result.output, { output: result.output });
   });
 
@@ -171,6 +186,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       }
     }
   }
+  gatePipelinedRequests(app.server);
   return app;
 }
 

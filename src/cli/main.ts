@@ -37,6 +37,7 @@ async function serve(argv: string[]): Promise<number> {
   // milliseconds to import, which every client command (push, list, …) would pay for nothing.
   const { startEngine, createLogger } = await import('../app.js');
   const logger = createLogger(config);
+  installLastResort(logger);
   let running;
   // Heard from the start: a signal while the engine starts (it readies restored functions in the
   // sandboxes before it says it listens) cuts that short, and the engine stops as it would after.
@@ -55,6 +56,29 @@ async function serve(argv: string[]): Promise<number> {
   await running.stop().catch((e: unknown) => logger.error({ err: e }, 'error while shutting down'));
   logger.info({}, 'stopped');
   return 0;
+}
+
+/**
+ * What no request path should ever reach, logged as fatal with what is known of it. A rejected
+ * promise nobody handled is a bug in the path that made it, whose request may go unanswered (its
+ * connection's timeouts end it), while everything else is intact: the engine keeps serving rather
+ * than let one request take every tenant down (Node's default would exit). An uncaught exception
+ * unwound a stack midway through something, so the process's state is unknown (Node documents
+ * that resuming is unsafe): logged, then the process exits 1 for its supervisor to restart it on
+ * the store, which is crash-safe.
+ */
+function installLastResort(logger: { fatal: (obj: object, msg: string) => void }): void {
+  process.on('unhandledRejection', (reason) => {
+    logger.fatal({ err: reason, origin: 'unhandledRejection' }, `unhandled rejection (a bug; still serving): ${describe(reason)}`);
+  });
+  process.on('uncaughtException', (error, origin) => {
+    logger.fatal({ err: error, origin }, `uncaught exception (a bug; exiting): ${describe(error)}`);
+    process.exit(1);
+  });
+}
+
+function describe(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
 }
 
 const CLIENT_OPTIONS = {

@@ -147,7 +147,7 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     key: 'maxOutputBytes',
     flag: 'max-output-bytes',
     env: ['WASM_ENGINE_MAX_OUTPUT_BYTES'],
-    parse: integer(1, 1024 * MiB),
+    parse: integer(1, 8 * MiB), // as a deploy's max_output_bytes (core/engine.ts LIMIT_RANGES)
     default: () => 4 * MiB,
   },
   workers: {

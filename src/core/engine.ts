@@ -713,7 +713,7 @@ function checkReplicas(replicas: number): number {
 const LIMIT_RANGES: Record<keyof FunctionLimitsOverride, [number, number]> = {
   timeout_ms: [1, 3_600_000],
   memory_limit_mb: [1, 4096],
-  max_output_bytes: [1, 1024 * 1024 * 1024],
+  max_output_bytes: [1, 8 * 1024 * 1024], // an answer the HTTP layer can build in both formats (README, "Output cap")
 };
 
 function checkLimits(limits: FunctionLimitsOverride): FunctionLimitsOverride {

@@ -2,7 +2,8 @@
  * What a raw invocation (a request body, query parameters and extra environment, as the OpenFaaS
  * data plane gives them) means for each calling convention of SPEC §3:
  * - WASI: the body is stdin, argv is the usual JSON text of empty args, and the extra environment
- *   joins the function's own (which wins: a request must not override configured settings).
+ *   joins the function's own (which wins: a request must not override configured settings), less
+ *   the variables of PRIVATE_VARIABLES.
  * - string ABI: the body, as UTF-8 text, is the input the function receives.
  * - numeric ABI: the query parameters, in order, are the arguments.
  */
@@ -29,10 +30,30 @@ export interface RawInput {
 
 const utf8 = new TextDecoder('utf-8', { fatal: true });
 
+/**
+ * Request headers that never reach a guest (SPEC §3a), as the CGI variables they would become:
+ * they carry the caller's credentials — with --auth-invoke, the engine's own Basic password — and
+ * a function that read them could replay them against the management routes.
+ */
+export const PRIVATE_HEADERS: ReadonlySet<string> = new Set(['authorization', 'proxy-authorization', 'cookie']);
+const PRIVATE_VARIABLES = ['Http_Authorization', 'Http_Proxy_Authorization', 'Http_Cookie'];
+
+/** The request's variables without the private ones, whoever built them (the HTTP layer drops them too). */
+function guestVariables(env: Record<string, string>): Record<string, string> {
+  let out = env;
+  for (const name of PRIVATE_VARIABLES) {
+    if (Object.hasOwn(out, name)) {
+      if (out === env) out = { ...env };
+      delete out[name];
+    }
+  }
+  return out;
+}
+
 export function rawInput(record: FunctionRecord, request: RawInvokeRequest): RawInput {
   switch (record.analysis.abi) {
     case 'wasi':
-      return { args: normalizeArgs(undefined), stdin: request.body, env: { ...request.env, ...record.env } };
+      return { args: normalizeArgs(undefined), stdin: request.body, env: { ...guestVariables(request.env), ...record.env } };
     case 'string': {
       let text: string;
       try {

@@ -33,6 +33,16 @@ export interface FunctionLogsOptions {
 
 /** A line longer than this is cut: a runaway writer cannot make one ring entry huge. */
 export const MAX_LINE_CHARS = 16 * 1024;
+/**
+ * Of one call's stderr, only the last this many characters are split into lines: a call that
+ * writes megabytes (or millions of empty lines) costs the HTTP thread a bounded amount of work.
+ * The worker already sends at most the last 64 KiB (runtime/wasi/output.ts STDERR_LOG_BYTES).
+ */
+export const MAX_CALL_CHARS = 64 * 1024;
+/** Characters of text kept per function; the oldest lines go first past it (or past the line count). */
+export const MAX_FUNCTION_CHARS = 1024 * 1024;
+/** Characters of text kept in all: past it, the function written to least recently loses its oldest lines. */
+export const MAX_TOTAL_CHARS = 64 * 1024 * 1024;
 
 interface Line {
   time: number;
@@ -43,20 +53,38 @@ class Ring {
   private readonly lines: (Line | undefined)[];
   private start = 0;
   size = 0;
+  /** Characters of text held. */
+  chars = 0;
 
   constructor(private readonly capacity: number) {
     this.lines = new Array<Line | undefined>(capacity);
   }
 
-  push(line: Line): void {
-    if (this.capacity === 0) return;
+  /** Adds a line; returns the characters that left with the line it pushed out, if any. */
+  push(line: Line): number {
+    if (this.capacity === 0) return 0;
+    this.chars += line.text.length;
     if (this.size < this.capacity) {
       this.lines[(this.start + this.size) % this.capacity] = line;
       this.size += 1;
-    } else {
-      this.lines[this.start] = line;
-      this.start = (this.start + 1) % this.capacity;
+      return 0;
     }
+    const gone = this.lines[this.start]!.text.length;
+    this.chars -= gone;
+    this.lines[this.start] = line;
+    this.start = (this.start + 1) % this.capacity;
+    return gone;
+  }
+
+  /** Drops the oldest line; returns its characters. */
+  shift(): number {
+    if (this.size === 0) return 0;
+    const gone = this.lines[this.start]!.text.length;
+    this.lines[this.start] = undefined;
+    this.start = (this.start + 1) % this.capacity;
+    this.size -= 1;
+    this.chars -= gone;
+    return gone;
   }
 
   /** Oldest first. */
@@ -67,7 +95,32 @@ class Ring {
   }
 }
 
-export type LogListener = (message: LogMessage) => void;
+/**
+ * A copy of `text` that holds no reference to the string it was cut from: V8 makes a slice of a
+ * long string a view into its parent, so one kept line would keep a call's whole stderr alive.
+ */
+function copyOf(text: string): string {
+  return text.length < 13 ? text : Buffer.from(text, 'utf8').toString('utf8');
+}
+
+/** The last `max` lines of `text` (a final newline ends a line, it does not start one), newest last. */
+function lastLines(text: string, max: number): string[] {
+  let end = text.length;
+  if (end > 0 && text.charCodeAt(end - 1) === NEWLINE) end -= 1;
+  const out: string[] = [];
+  while (out.length < max) {
+    const at = text.lastIndexOf('\n', end - 1);
+    out.push(text.slice(at + 1, end));
+    if (at < 0) break;
+    end = at;
+  }
+  return out.reverse();
+}
+
+const NEWLINE = 0x0a;
+
+/** The lines of one call's stderr, oldest first. */
+export type LogListener = (messages: LogMessage[]) => void;
 
 export interface LogSubscription {
   /** Stops delivering; idempotent. */
@@ -81,8 +134,11 @@ interface Subscriber {
 }
 
 export class FunctionLogs implements EngineEvents {
+  /** In order of last write, least recent first (a write moves its ring to the end). */
   private readonly rings = new Map<string, Ring>();
   private readonly subscribers = new Map<string, Set<Subscriber>>();
+  /** Characters held by every ring together. */
+  private chars = 0;
 
   constructor(private readonly options: FunctionLogsOptions) {}
 
@@ -90,25 +146,50 @@ export class FunctionLogs implements EngineEvents {
     return this.options.instance;
   }
 
+  /** Characters of log text held in all (for the tests of the bounds). */
+  get heldChars(): number {
+    return this.chars;
+  }
+
   functionStderr(fn: string, text: string): void {
+    const capacity = this.options.linesPerFunction;
     let ring = this.rings.get(fn);
-    if (!ring) {
-      ring = new Ring(this.options.linesPerFunction);
-      this.rings.set(fn, ring);
-    }
+    if (ring) this.rings.delete(fn);
+    else ring = new Ring(capacity);
+    this.rings.set(fn, ring);
+    if (capacity === 0) return;
     const time = Date.now();
+    const cut = text.length > MAX_CALL_CHARS;
+    const parts = lastLines(cut ? text.slice(text.length - MAX_CALL_CHARS) : text, capacity);
+    // The first line kept of a cut text is only its end.
+    if (cut && parts.length > 0) parts[0] = `…${parts[0]}`;
     const subs = this.subscribers.get(fn);
-    const parts = text.split('\n');
-    // A final newline ends the last line; it does not start an empty one.
-    if (parts.length > 1 && parts[parts.length - 1] === '') parts.pop();
+    const added: Line[] = [];
     for (const part of parts) {
-      const line = { time, text: part.length > MAX_LINE_CHARS ? `${part.slice(0, MAX_LINE_CHARS)}…` : part };
-      ring.push(line);
-      if (subs) for (const sub of subs) sub.listener(this.message(fn, line));
+      const line = { time, text: part.length > MAX_LINE_CHARS ? `${copyOf(part.slice(0, MAX_LINE_CHARS))}…` : copyOf(part) };
+      this.chars += line.text.length - ring.push(line);
+      if (subs) added.push(line);
+    }
+    while (ring.chars > MAX_FUNCTION_CHARS && ring.size > 1) this.chars -= ring.shift();
+    this.trimTotal();
+    if (subs && added.length > 0) {
+      const messages = added.map((line) => this.message(fn, line));
+      for (const sub of subs) sub.listener(messages);
+    }
+  }
+
+  /** Least recently written functions lose their oldest lines until the total is within bound. */
+  private trimTotal(): void {
+    if (this.chars <= MAX_TOTAL_CHARS) return;
+    for (const ring of this.rings.values()) {
+      while (ring.size > 0 && this.chars > MAX_TOTAL_CHARS) this.chars -= ring.shift();
+      if (this.chars <= MAX_TOTAL_CHARS) return;
     }
   }
 
   functionRemoved(fn: string): void {
+    const ring = this.rings.get(fn);
+    if (ring) this.chars -= ring.chars;
     this.rings.delete(fn);
     const subs = this.subscribers.get(fn);
     this.subscribers.delete(fn);

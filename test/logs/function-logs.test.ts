@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FunctionLogs, MAX_LINE_CHARS, type LogMessage } from '../../src/logs/function-logs.js';
+import { FunctionLogs, MAX_FUNCTION_CHARS, MAX_LINE_CHARS, MAX_TOTAL_CHARS, type LogMessage } from '../../src/logs/function-logs.js';
 
 const make = (lines = 3): FunctionLogs => new FunctionLogs({ linesPerFunction: lines, namespace: 'openfaas-fn', instance: 'node-1' });
 
@@ -43,7 +43,7 @@ describe('FunctionLogs', () => {
     const logs = make();
     const seen: LogMessage[] = [];
     let ended = 0;
-    const sub = logs.subscribe('f', (m) => seen.push(m), () => (ended += 1));
+    const sub = logs.subscribe('f', (m) => seen.push(...m), () => (ended += 1));
     logs.functionStderr('f', 'one');
     logs.functionStderr('g', 'other');
     expect(seen.map((m) => m.text)).toEqual(['one']);
@@ -54,6 +54,23 @@ describe('FunctionLogs', () => {
     logs.functionRemoved('f');
     expect(ended).toBe(1);
     expect(logs.query({ name: 'f' })).toEqual([]);
+  });
+
+  it('keeps copies of bounded lines: per call, per function and in all', () => {
+    const logs = make(1000);
+    // Millions of empty lines in one call: only the last ones are looked at.
+    logs.functionStderr('f', '\n'.repeat(4_000_000));
+    expect(logs.query({ name: 'f' })).toHaveLength(1000);
+    // Megabytes without a newline: one cut line, its end kept.
+    logs.functionStderr('g', `${'a'.repeat(3_000_000)}z`);
+    const [line] = logs.query({ name: 'g' });
+    expect(line!.text.startsWith('…')).toBe(true);
+    expect(line!.text.length).toBeLessThanOrEqual(MAX_LINE_CHARS + 2);
+    for (let i = 0; i < 200; i++) logs.functionStderr('h', 'b'.repeat(MAX_LINE_CHARS));
+    expect(logs.heldChars).toBeLessThanOrEqual(2 * MAX_FUNCTION_CHARS + 2 * MAX_LINE_CHARS + 1000);
+    for (let i = 0; i < 80; i++) logs.functionStderr(`fn${i}`, `${'c'.repeat(MAX_LINE_CHARS)}\n`.repeat(64));
+    expect(logs.heldChars).toBeLessThanOrEqual(MAX_TOTAL_CHARS);
+    expect(logs.query({ name: 'fn79' }).length).toBeGreaterThan(0);
   });
 
   it('endAll ends every follower', () => {

@@ -184,14 +184,28 @@ export async function openFaasRoutes(app: FastifyInstance, options: OpenFaasOpti
       // A stream begun now would hold the server open past the drain.
       if (engine.shuttingDown) throw new EngineError('UNAVAILABLE', 'the engine is shutting down', { retryAfterSeconds: 1 });
       const stream = new PassThrough();
-      for (const line of lines) stream.write(ndjson(line));
+      if (lines.length > 0) stream.write(lines.map(ndjson).join(''));
       if (other) {
         stream.end();
         return reply.send(stream);
       }
+      // A follower that does not keep up is disconnected rather than buffered for: what waits for
+      // it (in the stream and in the socket) is bounded, and it can come back with `since`.
       const subscription = logs.subscribe(
         q.name,
-        (line) => stream.write(ndjson(line)),
+        (messages) => {
+          if (stream.destroyed) return;
+          if (stream.writableLength + stream.readableLength + reply.raw.writableLength > FOLLOW_BUFFER_BYTES) {
+            request.log.warn({ function: q.name }, 'log follower not reading: disconnected');
+            subscription.close();
+            reply.raw.destroy();
+            stream.destroy();
+            return;
+          }
+          let chunk = '';
+          for (const message of messages) chunk += ndjson(message);
+          stream.write(chunk);
+        },
         () => stream.end(),
       );
       stream.once('close', () => subscription.close());
@@ -203,6 +217,9 @@ export async function openFaasRoutes(app: FastifyInstance, options: OpenFaasOpti
     },
   );
 }
+
+/** What may wait unread for one log follower before it is disconnected. */
+export const FOLLOW_BUFFER_BYTES = 8 * 1024 * 1024;
 
 function ndjson(line: LogLine): string {
   return `${JSON.stringify(line)}\n`;

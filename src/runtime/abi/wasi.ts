@@ -4,6 +4,7 @@ import { STDERR_TAIL_BYTES, guestFailure, withStderr } from '../traps.js';
 import type { FunctionArgs } from '../types.js';
 import { WASI_MODULE } from '../wasi/signatures.js';
 import { WasiHost } from '../wasi/host.js';
+import { STDERR_LOG_BYTES } from '../wasi/output.js';
 import type { WasmImportObject } from '../wasm-api.js';
 import type { AbiOutput } from './call.js';
 
@@ -44,7 +45,7 @@ export function callWasi(exports: Readonly<Record<string, unknown>>, host: WasiH
   } catch (err) {
     thrown = err;
   }
-  const stderr = host.stderr.text();
+  const stderr = host.stderr.boundedText(STDERR_LOG_BYTES);
   const tail = host.stderr.tail(STDERR_TAIL_BYTES);
   // The host's record decides, not what reached us: the guest may have caught the unwinding.
   if (host.budget.exceeded) {

@@ -26,6 +26,12 @@ export class OutputBudget {
 
 const decoder = new TextDecoder('utf-8');
 
+/**
+ * The most of one call's stderr that goes back to the engine for its logs: the end of it, where a
+ * failure says why. The rest would cross to the HTTP thread only to be cut there (logs/function-logs.ts).
+ */
+export const STDERR_LOG_BYTES = 64 * 1024;
+
 export class OutputBuffer {
   private data = new Uint8Array(0);
   length = 0;
@@ -51,6 +57,11 @@ export class OutputBuffer {
   /** The whole output as text; invalid UTF-8 becomes U+FFFD. */
   text(): string {
     return decoder.decode(this.bytes());
+  }
+
+  /** The whole output as text when it is at most `maxBytes` long, else `…` and its last `maxBytes` bytes. */
+  boundedText(maxBytes: number): string {
+    return this.length <= maxBytes ? this.text() : `…${this.tail(maxBytes)}`;
   }
 
   /** The last `maxBytes` bytes as text (a character cut at the start becomes U+FFFD). */

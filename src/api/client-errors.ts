@@ -1,0 +1,100 @@
+/**
+ * Requests refused before any route runs — by Node's HTTP parser (two Content-Lengths, Content-
+ * Length with Transfer-Encoding, a bare LF, a head past the size limit, a request that never
+ * arrives whole) or by Fastify's router (a URL it cannot decode, a path parameter past its length
+ * limit) — answered in the error shape of SPEC §2 like every other error: the historical text line
+ * by default, the JSON object when the request's Accept header asks for it and can be read.
+ */
+import { STATUS_CODES, type ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
+import { EngineError } from '../errors.js';
+import { ERROR_STATUS } from './error-status.js';
+import { JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
+
+/** What Node's `clientError` event carries besides the error. */
+interface ClientError extends Error {
+  code?: string;
+  /** llhttp's wording of what it refused ("Duplicate Content-Length", …). */
+  reason?: string;
+  /** The bytes the parser was reading when it failed. */
+  rawPacket?: Buffer;
+}
+
+/** The §2 error for a request Node's parser (or its request timer) refused. */
+export function clientErrorOf(err: ClientError): EngineError {
+  switch (err.code) {
+    case 'ERR_HTTP_REQUEST_TIMEOUT':
+      return new EngineError('REQUEST_TIMEOUT', 'the request did not arrive whole in time');
+    case 'HPE_HEADER_OVERFLOW':
+      return new EngineError('HEADERS_TOO_LARGE', 'the request head is larger than the limit');
+    case 'HPE_CHUNK_EXTENSIONS_OVERFLOW':
+      return new EngineError('PAYLOAD_TOO_LARGE', 'the chunk extensions are larger than the limit');
+    default: {
+      const reason = typeof err.reason === 'string' && err.reason !== '' ? err.reason : err.message;
+      return new EngineError('INVALID_REQUEST', `malformed HTTP request: ${reason}${err.code ? ` (${err.code})` : ''}`);
+    }
+  }
+}
+
+/** An Accept header asking for JSON in the bytes of a request head, when they were kept. */
+function askedJson(raw: Buffer | undefined): boolean {
+  if (!Buffer.isBuffer(raw)) return false;
+  const head = raw.toString('latin1', 0, Math.min(raw.length, 64 * 1024));
+  const accept = /\r?\naccept[ \t]*:([^\r\n]*)/i.exec(head);
+  return accept !== null && acceptsJson(accept[1]);
+}
+
+/** The whole HTTP answer for `err`, closing the connection (the parser's state is lost). */
+export function rawErrorAnswer(err: EngineError, json: boolean): string {
+  const status = ERROR_STATUS[err.code];
+  const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
+  return (
+    `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n` +
+    `Content-Type: ${json ? JSON_TYPE : TEXT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
+    `Connection: close\r\n\r\n${body}`
+  );
+}
+
+/**
+ * Fastify's clientErrorHandler: as its default (and Node's), a reset connection is left alone and
+ * the answer closes the connection; only the body differs. Sent with end() rather than destroy():
+ * the answer then goes out before the connection closes.
+ */
+export function onClientError(error: Error, socket: Socket): void {
+  const err = error as ClientError;
+  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (!socket.writable) {
+    socket.destroy();
+    return;
+  }
+  try {
+    socket.end(rawErrorAnswer(clientErrorOf(err), askedJson(err.rawPacket)));
+    socket.once('finish', () => socket.destroy());
+  } catch {
+    socket.destroy();
+  }
+}
+
+/** Fastify's frameworkErrors: a URL it cannot decode, a path parameter too long, a failed constraint. */
+/** What onFrameworkError uses of Fastify's request and reply (whose types depend on the server's). */
+interface BareRequest {
+  headers: { accept?: string | undefined };
+}
+interface BareReply {
+  raw: ServerResponse;
+}
+
+export function onFrameworkError(error: Error & { code?: string }, request: BareRequest, reply: BareReply): void {
+  const err =
+    error.code === 'FST_ERR_ASYNC_CONSTRAINT'
+      ? new EngineError('INTERNAL', error.message)
+      : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
+        ? new EngineError('INVALID_REQUEST', 'a path segment of the URL is longer than the limit')
+        : new EngineError('INVALID_REQUEST', `the URL is not valid: ${error.message}`);
+  const status = ERROR_STATUS[err.code];
+  // No route context here: the answer is written as Fastify's own default writes it, in the management form.
+  const json = acceptsJson(request.headers.accept);
+  const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
+  reply.raw.writeHead(status, { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body) });
+  reply.raw.end(body);
+}

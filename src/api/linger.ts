@@ -1,0 +1,53 @@
+/**
+ * A 413 a client can read while it is still sending the body it was refused for (README,
+ * "Oversized bodies"), on every route: the fast invocation route and Fastify's.
+ */
+import type { IncomingMessage, ServerResponse } from 'node:http';
+
+/** How much more of a refused body is read and dropped after the 413 answer (README, "Oversized bodies"). */
+export const LINGER_BYTES = 8 * 1024 * 1024;
+/** How long the rest of a refused body is waited for after the 413 answer. */
+export const LINGER_MS = 5_000;
+
+/**
+ * After a 413 answered while the client may still be sending its body: the answer goes out and
+ * the connection is half-closed at once, as Node would, but the rest of the body is read and
+ * dropped — up to LINGER_BYTES more (a body declared larger still is not waited for), for up to
+ * LINGER_MS — before the socket closes. Closed at once with unread bytes, the client gets a
+ * reset, often before it reads the answer (EPIPE while it is still writing).
+ */
+export function lingerAfterAnswer(req: IncomingMessage, res: ServerResponse, bodyLimitBytes: number): void {
+  const socket = res.socket;
+  const declared = Number(req.headers['content-length'] ?? 0);
+  const excess = Number.isNaN(declared) ? 0 : declared - bodyLimitBytes;
+  if (socket === null || excess > LINGER_BYTES) return;
+  let left = LINGER_BYTES;
+  // Past either bound: closed now, whatever is left unsent or unread.
+  const cut = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  // The whole body came: closed once the answer is out (it may wait behind pipelined ones).
+  const close = (): void => {
+    if (!res.writableFinished) {
+      res.once('finish', close);
+      return;
+    }
+    clearTimeout(timer);
+    socket.end();
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
+  };
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  // Node's server ends a `connection: close` exchange with destroySoon(), which closes the
+  // socket once the answer is written: on this one socket, only the half-close.
+  (socket as { destroySoon?: () => void }).destroySoon = () => socket.end();
+  req.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) cut();
+  });
+  req.once('end', close);
+  socket.once('close', () => clearTimeout(timer));
+  req.resume();
+}
