@@ -11,7 +11,7 @@ import {
   type InvocationRequest,
   type WorkerPoolOptions,
 } from '../../src/runtime/index.js';
-import { buildWorker, compile, engineRejection, eventually, request, sleep, wat } from './support.js';
+import { buildWorker, compile, engineRejection, eventually, request, sleep, wat, watText } from './support.js';
 import { CELLS_PER_WORKER } from '../../src/runtime/pool/protocol.js';
 
 let worker: ReturnType<typeof buildWorker>;
@@ -110,6 +110,28 @@ describe('WorkerPoolRuntime', () => {
     p.unload('sha256:counter');
     await p.preload([{ digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 }]);
     await expect(p.invoke(counter())).rejects.toThrow(/not loaded/);
+  });
+
+  it('preloads under each module\'s time limit: one whose start function never returns is set aside, its workers replaced, the rest preloaded', async () => {
+    const logger = recordingLogger();
+    const p = pool({ workers: 2, logger });
+    await p.ready();
+    const stuck = watText('(module (func $f (loop $l (br $l))) (start $f) (func (export "stuck") (result i32) (i32.const 1)))');
+    await p.load('sha256:stuck', stuck, 128);
+    const counter = await deploy(p, 'counter');
+    const failures = await p.preload([
+      { digest: 'sha256:stuck', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 200 },
+      { digest: 'sha256:counter', memoryLimitMb: 128, abi: 'numeric', timeoutMs: 10_000 },
+    ]);
+    expect(failures).toEqual([{ digest: 'sha256:stuck', memoryLimitMb: 128, reason: expect.stringMatching(/time limit of 200 ms/) }]);
+    expect(p.stats().workers).toBe(2);
+    expect((await Promise.all(Array.from({ length: 4 }, () => p.invoke(counter())))).map((r) => r.output)).toEqual(Array(4).fill('1'));
+    const call = request(analyzeModule(stuck, { functionName: 'stuck' }), [], { digest: 'sha256:stuck', limits: { timeoutMs: 200 } });
+    await engineRejection(p.invoke(call), 'FUNCTION_FAILED', /set aside when the engine started: .*time limit of 200 ms/);
+    // Unloaded and loaded again (deleted, deployed anew): its calls run, under their own deadline.
+    p.unload('sha256:stuck');
+    await p.load('sha256:stuck', stuck, 128);
+    await engineRejection(p.invoke(call), 'FUNCTION_TIMEOUT', /time limit of 200 ms/);
   });
 
   for (const reuseInstances of [true, false]) {
