@@ -17,18 +17,19 @@
  *
  * Fairness: calls are not preempted, so a worker taken by a call that runs for seconds is lost to
  * every other function for that long. A function is therefore "guarded" until one of its calls has
- * answered within SLOW_CALL_MS, and again each time one of its calls is seen running that long (or
- * times out), until a call of it answers fast once as long has passed as that call ran (at most
- * SLOW_HOLD_MAX_MS): a function that just held a worker for seconds is kept to its share for as
- * long, while a fast one that a busy machine stalled once is back to normal at once. Calls of
- * guarded functions run on idle workers only, never held in a pipeline, and together on at most all
- * workers but one: the last is kept for the functions known to be fast, whose calls are scheduled as
- * before (so a fast function alone still has every worker and its pipeline). Guarded calls that may
- * not start yet wait in `parked`, and take an idle worker in their turn (oldest call first, parked
- * or queued). Nothing waits in a worker behind a guarded call: the watch (a timer running while
- * anything runs or waits) takes such calls back. Exception: the first call of a function never seen
- * (nor seen slow lately) may take an idle worker past that share while no other call of it is in a
- * worker, or a new function would wait for the slow ones.
+ * answered within SLOW_CALL_MS, and again whenever one of its calls is seen running that long or
+ * times out, for as long as that call ran (at most SLOW_HOLD_MAX_MS) and until a call of it answers
+ * fast: a function that just held a worker for seconds is kept to its share for as long, while a
+ * fast one that a busy machine stalled once is back to normal soon after. Calls of guarded
+ * functions run on idle workers only, never held in a pipeline, and together on at most all
+ * workers but one (a worker being replaced counts as that one): the last is kept for the functions
+ * known to be fast, whose calls are scheduled as before, so a fast function alone still has every
+ * worker and its pipeline. Guarded calls that may not start yet wait in `parked`, and take an idle
+ * worker in their turn (oldest call first, parked or queued). Nothing waits in a worker behind a
+ * guarded call: the watch (a timer running while anything runs or waits) takes such calls back.
+ * Exception: the first call of a function never seen (nor seen slow lately) may take an idle worker
+ * past that share while no other call of it is in a worker, or a new function would wait for the
+ * slow ones.
  *
  * No call waits longer than its time limit to start: the watch refuses with OVERLOADED any call
  * queued, parked or held in a worker past `startBy` (its arrival at the engine plus its time limit).
@@ -1054,15 +1055,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** Whether a call of a guarded function may start on an idle worker now (see the header). */
   private mayStartGuarded(loaded: LoadedModule, now = performance.now()): boolean {
     let guardedRunning = 0;
-    let up = 0;
-    for (const slot of this.slots) {
-      if (slot.state !== 'up') continue;
-      up++;
-      if (slot.running?.call.loaded.guarded) guardedRunning++;
-    }
-    // One worker alone is shared by all; else one is kept from guarded calls (a worker still
-    // starting is not there to keep).
-    if (guardedRunning < (this.size === 1 ? 1 : up - 1)) return true;
+    for (const slot of this.slots) if (slot.state === 'up' && slot.running?.call.loaded.guarded) guardedRunning++;
+    // One worker alone is shared by all; else one is kept from guarded calls. A worker being
+    // replaced counts as that one: else a slow function's call would wait for it (it may take
+    // longer to start than the call may wait), while the fast ones wait only that long.
+    if (guardedRunning < Math.max(1, this.size - 1)) return true;
     if (loaded.proven || now < loaded.slowUntil) return false;
     for (const slot of this.slots) for (const sent of slot.sent) if (!sent.withdrawn && sent.call.loaded === loaded) return false;
     return true;
