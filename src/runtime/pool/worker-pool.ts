@@ -240,6 +240,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private watchTimer: NodeJS.Timeout | undefined;
   /** When watchTimer was due (performance.now() time). */
   private watchDue = 0;
+  /** Since when no worker has been up, while calls wait (see watch). */
+  private downSince: number | undefined;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   private nextCallId = 1;
   private startFailures = 0;
@@ -891,6 +893,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
   private moved(call: Call): void {
     call.moved = true;
+    // It was given a worker in time, which never started it: its time to start begins again.
+    call.startBy = performance.now() + Math.min(call.timeoutMs, MAX_TIMER_MS);
     if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
   }
 
@@ -1015,8 +1019,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   /**
    * Starts the parked calls that may start, oldest first, on idle workers unless an older call
-   * waits in the queue; refuses those past their start deadline; gives those of functions no
-   * longer guarded back to the queue's head.
+   * waits in the queue; gives those of functions no longer guarded back to the queue's head.
    */
   private unpark(): void {
     const now = performance.now();
@@ -1026,10 +1029,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     for (let i = 0; i < parked.length; i++) {
       const call = parked[i]!;
       if (call.settled) continue;
-      if (now >= call.startBy) {
-        this.settle(call, notStarted(call));
-        continue;
-      }
       if (!call.loaded.guarded) {
         back.push(call);
         continue;
@@ -1055,7 +1054,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** Whether a call of a guarded function may start on an idle worker now (see the header). */
   private mayStartGuarded(loaded: LoadedModule, now = performance.now()): boolean {
     let guardedRunning = 0;
-    for (const slot of this.slots) if (slot.state === 'up' && slot.running?.call.loaded.guarded) guardedRunning++;
+    for (const slot of this.slots) if (slot.state !== 'starting' && slot.running?.call.loaded.guarded) guardedRunning++;
     // One worker alone is shared by all; else one is kept from guarded calls. A worker being
     // replaced counts as that one: else a slow function's call would wait for it (it may take
     // longer to start than the call may wait), while the fast ones wait only that long.
@@ -1108,11 +1107,29 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       }
     }
     if (back) this.queue.unshift(...back);
-    this.expire(this.queue, now);
-    this.expire(this.parked, now);
+    if (!this.anyWorkerUp()) {
+      // Every worker is being started or replaced: waiting for one is not counted against the
+      // calls' time to start (it is the engine's doing, and short; a worker that cannot start
+      // fails the calls, see startFailed).
+      this.downSince ??= now;
+    } else {
+      if (this.downSince !== undefined) {
+        for (const call of this.queue) this.postpone(call, now, this.downSince);
+        for (const call of this.parked) this.postpone(call, now, this.downSince);
+        this.downSince = undefined;
+      }
+      this.expire(this.queue, now);
+      this.expire(this.parked, now);
+    }
     this.pump();
     if (active) this.armWatch();
   };
+
+  /** Adds to a call's time to start the part of [since, now] it waited. */
+  private postpone(call: Call, now: number, since: number): void {
+    const arrived = call.startBy - Math.min(call.timeoutMs, MAX_TIMER_MS);
+    call.startBy += now - Math.max(since, arrived);
+  }
 
   /** Refuses the calls of `calls` past their start deadline, keeping the others in order. */
   private expire(calls: Call[], now: number): void {
