@@ -498,7 +498,8 @@ export class Engine {
         this.refuseWhenQueueFull();
         this.waiting += 1;
         try {
-          await state.gate.enter(signal);
+          // Its time to start runs from its arrival, here: the pool counts on from `arrivedAt`.
+          await state.gate.enter(signal, this.limitsOf(record).timeoutMs);
         } finally {
           this.waiting -= 1;
         }
@@ -509,7 +510,7 @@ export class Engine {
       if (!this.loaded.has(record.name)) await this.prepare(record);
       cold = !use.warm;
       use.warm = true;
-      const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env };
+      const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
       // Set rather than spread in: spreading a conditional object costs two objects per call.
       if (stdin !== undefined) request.stdin = stdin;
       const result = await this.runtime.invoke(request, signal);

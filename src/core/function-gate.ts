@@ -1,7 +1,8 @@
 /**
  * One function's concurrency bound (its OpenFaaS replicas times the concurrency of a replica): at
  * most `limit` invocations run at once, the rest wait in FIFO order up to `maxWaiting`, beyond which
- * they are refused with OVERLOADED rather than left hanging. A limit of 0 pauses the function: new
+ * they are refused with OVERLOADED rather than left hanging; so is one that waits past its time limit
+ * (a call that cannot start within it is refused, SPEC §3). A limit of 0 pauses the function: new
  * invocations are refused with UNAVAILABLE and the waiting ones are released with the same error.
  */
 import { EngineError } from '../errors.js';
@@ -14,6 +15,9 @@ interface Waiter {
   next: Waiter | undefined;
   /** Detaches the abort listener once the waiter leaves the queue. */
   cleanup: (() => void) | undefined;
+  /** Refused if still waiting then (performance.now() time). */
+  startBy: number;
+  limitMs: number;
 }
 
 export class FunctionGate {
@@ -22,6 +26,9 @@ export class FunctionGate {
   // A doubly linked list: a waiter whose client went away leaves from the middle in O(1).
   private head: Waiter | undefined;
   private tail: Waiter | undefined;
+  /** One timer for the waiters' deadlines, armed for the earliest while any waits. */
+  private sweepTimer: NodeJS.Timeout | undefined;
+  private sweepAt = Infinity;
 
   constructor(
     private readonly name: string,
@@ -50,8 +57,11 @@ export class FunctionGate {
     return false;
   }
 
-  /** Waits for a slot; rejects when paused, when too many wait already, or when `signal` aborts. */
-  enter(signal?: CancelSignal): Promise<void> {
+  /**
+   * Waits for a slot; rejects when paused, when too many wait already, when `signal` aborts, or
+   * (OVERLOADED) when no slot is free within `limitMs`.
+   */
+  enter(signal?: CancelSignal, limitMs = Infinity): Promise<void> {
     if (this.limit === 0) return Promise.reject(this.pausedError());
     if (this.waitingCount >= this.maxWaiting) {
       return Promise.reject(
@@ -62,7 +72,8 @@ export class FunctionGate {
     }
     if (signal?.aborted) return Promise.reject(cancelled());
     return new Promise<void>((resolve, reject) => {
-      const waiter: Waiter = { resolve, reject, prev: this.tail, next: undefined, cleanup: undefined };
+      const now = performance.now();
+      const waiter: Waiter = { resolve, reject, prev: this.tail, next: undefined, cleanup: undefined, startBy: now + limitMs, limitMs };
       if (this.tail) this.tail.next = waiter;
       else this.head = waiter;
       this.tail = waiter;
@@ -75,8 +86,38 @@ export class FunctionGate {
         signal.addEventListener('abort', onAbort, { once: true });
         waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
+      if (waiter.startBy < this.sweepAt) this.armSweep(waiter.startBy, now);
     });
   }
+
+  private armSweep(at: number, now: number): void {
+    clearTimeout(this.sweepTimer);
+    this.sweepAt = at;
+    // setTimeout fires at once past 2^31-1 ms: a later deadline is looked at again then.
+    this.sweepTimer = setTimeout(this.sweep, Math.min(Math.max(1, Math.ceil(at - now)), 2 ** 31 - 1));
+    this.sweepTimer.unref();
+  }
+
+  private readonly sweep = (): void => {
+    this.sweepTimer = undefined;
+    this.sweepAt = Infinity;
+    const now = performance.now();
+    let next = Infinity;
+    for (let waiter = this.head; waiter !== undefined; ) {
+      const following = waiter.next;
+      // Within a millisecond is due: timers have millisecond precision.
+      if (waiter.startBy - now <= 1) {
+        this.unlink(waiter);
+        waiter.reject(
+          new EngineError('OVERLOADED', `the invocation of ${this.name} could not start within its time limit of ${waiter.limitMs} ms: its earlier invocations held every slot`, {
+            retryAfterSeconds: 1,
+          }),
+        );
+      } else next = Math.min(next, waiter.startBy);
+      waiter = following;
+    }
+    if (next !== Infinity) this.armSweep(next, now);
+  };
 
   /** Gives back a slot taken by tryEnter or enter. */
   leave(): void {
@@ -119,6 +160,11 @@ export class FunctionGate {
     waiter.next = undefined;
     this.waitingCount -= 1;
     waiter.cleanup?.();
+    if (this.head === undefined && this.sweepTimer !== undefined) {
+      clearTimeout(this.sweepTimer);
+      this.sweepTimer = undefined;
+      this.sweepAt = Infinity;
+    }
   }
 
   private pausedError(): EngineError {

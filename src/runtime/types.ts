@@ -48,6 +48,11 @@ export interface InvocationRequest {
   env?: Record<string, string>;
   /** WASI stdin (empty by default). */
   stdin?: Uint8Array;
+  /**
+   * When the invocation reached the engine (performance.now() time): it must start within its time
+   * limit from then, or it is refused with OVERLOADED (default: when the runtime is handed it).
+   */
+  arrivedAt?: number;
 }
 
 export interface InvocationResult {

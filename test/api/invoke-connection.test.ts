@@ -528,6 +528,8 @@ describe('POST /function/invoke read on the connection', () => {
       waiting = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 4 });
       await waiting.engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
       await waiting.engine.deploy({ name: 'spin', image: `file:${spinWasm}`, limits: { timeout_ms: 600 } });
+      // Ends on its own (300 ms): a call waiting for its slot starts within its time limit.
+      await waiting.engine.deploy({ name: 'sleep', image: `file:${watFixture('wat', 'wasi-sleep')}` });
       app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT });
       app.server.on('request', () => requests++);
       port = await listen(app);
@@ -545,9 +547,9 @@ describe('POST /function/invoke read on the connection', () => {
       try {
         const answersOn = async (p: number): Promise<string[]> => {
           const client = open(p);
-          // gcd's answer, ready long before, waits behind both spins' answers.
-          client.write(request('{"function_name":"spin"}') + request('{"function_name":"spin"}') + gcd(12, 18));
-          // Both spins at once (one runs, one waits for the slot) before the first ends: one at a
+          // gcd's answer, ready long before, waits behind both sleeps' answers.
+          client.write(request('{"function_name":"sleep"}') + request('{"function_name":"sleep"}') + gcd(12, 18));
+          // Both sleeps at once (one runs, one waits for the slot) before the first ends: one at a
           // time, a single one would ever be in flight.
           await vi.waitFor(() => expect(waiting.engine.inflightInvocations).toBe(2), { timeout: 500, interval: 5 });
           const answers = await client.waitAnswers(3, 5_000);
@@ -556,7 +558,8 @@ describe('POST /function/invoke read on the connection', () => {
         };
         const reader = await answersOn(port);
         expect(requests).toBe(0);
-        expect(reader.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 504', 'HTTP/1.1 504', 'HTTP/1.1 200']);
+        expect(reader.map((a) => a.slice(0, 12))).toEqual(['HTTP/1.1 200', 'HTTP/1.1 200', 'HTTP/1.1 200']);
+        expect(reader.map((a) => a.slice(a.indexOf('\r\n\r\n') + 4))).toEqual(['slept', 'slept', '6'].map((out) => `status code: 200, message: ${out}`));
         expect(reader).toEqual(await answersOn(plainPort));
       } finally {
         await plain.close();

@@ -49,6 +49,29 @@ describe('FunctionGate', () => {
     await first;
   });
 
+  it('refuses with OVERLOADED a waiter whose time limit passes before a slot frees, and only that one', async () => {
+    const gate = new FunctionGate('f', 1, 10);
+    gate.tryEnter();
+    const order: string[] = [];
+    const patient = gate.enter(undefined, 60_000).then(() => order.push('patient'));
+    const hasty = settle(gate.enter(undefined, 20)).then((outcome) => {
+      order.push(outcome);
+      return outcome;
+    });
+    expect(gate.waiting).toBe(2);
+    expect(await hasty).toBe('OVERLOADED');
+    await expect(gate.enter(undefined, 1)).rejects.toMatchObject({
+      code: 'OVERLOADED',
+      message: expect.stringMatching(/invocation of f could not start within its time limit of 1 ms/),
+      retryAfterSeconds: 1,
+    });
+    expect(gate.waiting).toBe(1);
+    gate.leave();
+    await patient;
+    expect(order).toEqual(['OVERLOADED', 'patient']);
+    gate.leave();
+  });
+
   it('pauses at 0: new callers and waiters get UNAVAILABLE, running ones finish', async () => {
     const gate = new FunctionGate('f', 1, 10);
     gate.tryEnter();

@@ -1,6 +1,7 @@
 import { Worker } from 'node:worker_threads';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { CellState } from '../../src/runtime/pool/protocol.js';
+import type { EngineError } from '../../src/errors.js';
 import type { Logger } from '../../src/logger.js';
 import {
   WorkerPoolRuntime,
@@ -215,6 +216,8 @@ describe('WorkerPoolRuntime', () => {
     const p = pool({ workers: 2 });
     const spin = await deploy(p, 'spin');
     const gcd = await deploy(p, 'numeric', 'gcd');
+    // A call must start within its time limit: not one spent waiting for the workers to start.
+    await p.ready();
     const started = Date.now();
     const spinning = engineRejection(p.invoke(spin(undefined, { timeoutMs: 300 })), 'FUNCTION_TIMEOUT', /time limit of 300 ms/);
     const answers = await Promise.all(Array.from({ length: 20 }, (_, i) => p.invoke(gcd([String(6 * i), '4']))));
@@ -246,6 +249,8 @@ describe('WorkerPoolRuntime', () => {
     const p = pool({ workers: 1, maxQueue: 1 });
     const spin = await deploy(p, 'spin');
     const gcd = await deploy(p, 'numeric', 'gcd');
+    // Calls must start within their time limit: not one spent waiting for the worker to start.
+    await p.ready();
     await eventually(() => p.stats().workers === 1 && p.stats().busy === 0);
     const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 1_000 })), 'FUNCTION_TIMEOUT');
     await eventually(() => p.stats().busy === 1);
@@ -261,6 +266,8 @@ describe('WorkerPoolRuntime', () => {
     const p = pool({ workers: 1, maxQueue: 5 });
     const spin = await deploy(p, 'spin');
     const gcd = await deploy(p, 'numeric', 'gcd');
+    // Calls must start within their time limit: not one spent waiting for the worker to start.
+    await p.ready();
     await eventually(() => p.stats().busy === 0 && p.stats().workers === 1);
     const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 800 })), 'FUNCTION_TIMEOUT');
     await eventually(() => p.stats().busy === 1);
@@ -275,33 +282,82 @@ describe('WorkerPoolRuntime', () => {
     await running;
   });
 
-  it('gives a busy worker its next call to hold, and lets a worker that goes idle take it over', async () => {
+  it('holds no call behind a slow one: a call waits for the first worker free, not behind the 3 s call', async () => {
     const p = pool({ workers: 2 });
     const spin = await deploy(p, 'spin');
+    // The same module under another memory limit: another compiled module, judged on its own.
+    const spinToo = await deploy(p, 'spin', 'spin', 64);
     const gcd = await deploy(p, 'numeric', 'gcd');
-    await eventually(() => p.stats().workers === 2 && p.stats().busy === 0);
+    await p.ready();
+    expect((await p.invoke(gcd(['9', '6']))).output).toBe('3');
     const order: string[] = [];
     const long = engineRejection(p.invoke(spin(undefined, { timeoutMs: 3_000 })), 'FUNCTION_TIMEOUT').then(() => order.push('long'));
-    const short = engineRejection(p.invoke(spin(undefined, { timeoutMs: 300 })), 'FUNCTION_TIMEOUT').then(() => order.push('short'));
+    const short = engineRejection(p.invoke(spinToo(undefined, { timeoutMs: 300 })), 'FUNCTION_TIMEOUT').then(() => order.push('short'));
     await eventually(() => p.stats().busy === 2);
-    // Both workers busy: the call waits inside one of them (it counts as queued)…
+    // Both workers busy: the call waits (it counts as queued)…
     const waiting = p.invoke(gcd(['9', '6'])).then((r) => {
       order.push('gcd');
       return r.output;
     });
     expect(p.stats().queued).toBe(1);
-    // …and whichever worker it waits in, it runs once the 300 ms call ends, not after the 3 s one.
+    // …and it runs once the 300 ms call ends, not after the 3 s one.
     expect(await waiting).toBe('3');
     await short;
-    expect(order.indexOf('gcd')).toBeLessThan(order.indexOf('long') === -1 ? Infinity : order.indexOf('long'));
+    expect(order).toEqual(['short', 'gcd']);
     await long;
     expect(order.slice(-1)).toEqual(['long']);
+  });
+
+  it('runs the calls of a function that spins on all workers but one; the last serves a fast function', async () => {
+    const p = pool({ workers: 2 });
+    const spin = await deploy(p, 'spin');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await p.ready();
+    const settled: string[] = [];
+    const spins = Array.from({ length: 3 }, () =>
+      p.invoke(spin(undefined, { timeoutMs: 1_500 })).then(
+        () => 'ok',
+        (err: EngineError) => {
+          settled.push('spin');
+          return err.code;
+        },
+      ),
+    );
+    await eventually(() => p.stats().busy === 1 && p.stats().queued === 2);
+    // The first call of a function never seen takes the free worker, and the next ones follow it.
+    for (let i = 0; i < 20; i++) expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+    const concurrent = await Promise.all(Array.from({ length: 20 }, () => p.invoke(gcd(['12', '18']))));
+    expect(concurrent.map((r) => r.output)).toEqual(Array(20).fill('6'));
+    expect(settled).toEqual([]);
+    expect(p.stats()).toMatchObject({ busy: 1, queued: 2 });
+    // The two waiting calls of the spinning function could not start within their 1.5 s.
+    expect(await Promise.all(spins)).toEqual(['FUNCTION_TIMEOUT', 'OVERLOADED', 'OVERLOADED']);
+  });
+
+  it('refuses with OVERLOADED a call that cannot start within its time limit, sooner than the call before it ends', async () => {
+    const p = pool({ workers: 1 });
+    const spin = await deploy(p, 'spin');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await p.ready();
+    expect((await p.invoke(gcd(['9', '6']))).output).toBe('3');
+    const order: string[] = [];
+    const running = engineRejection(p.invoke(spin(undefined, { timeoutMs: 2_000 })), 'FUNCTION_TIMEOUT').then(() => order.push('spin'));
+    await eventually(() => p.stats().busy === 1);
+    const queued = engineRejection(p.invoke(gcd(['9', '6'], { timeoutMs: 100 })), 'OVERLOADED', /could not start within its time limit of 100 ms/);
+    const err = await queued;
+    order.push('gcd');
+    expect(err.retryAfterSeconds).toBe(1);
+    expect(p.stats().queued).toBe(0);
+    await running;
+    expect(order).toEqual(['gcd', 'spin']);
   });
 
   it('withdraws a call waiting in a busy worker when its client goes away; the worker carries on', async () => {
     const p = pool({ workers: 1 });
     const sleep300 = await deploy(p, 'wasi-sleep');
     const gcd = await deploy(p, 'numeric', 'gcd');
+    // Calls must start within their time limit: not one spent waiting for the worker to start.
+    await p.ready();
     await eventually(() => p.stats().workers === 1 && p.stats().busy === 0);
     const sleeping = p.invoke(sleep300());
     await eventually(() => p.stats().busy === 1);

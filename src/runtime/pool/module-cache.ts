@@ -32,6 +32,15 @@ export interface LoadedModule {
   noReuse: string | undefined;
   /** Set by unload or eviction: workers must not keep it any longer. */
   unloaded?: boolean;
+  /**
+   * How the pool schedules its calls (worker-pool.ts, "Fairness"), the pool's alone to change:
+   * guarded until a call of it answers fast, and again while it is seen slow.
+   */
+  guarded: boolean;
+  /** A call of it has answered within SLOW_CALL_MS at least once. */
+  proven: boolean;
+  /** Guarded at least until then (performance.now() time), having been seen slow. */
+  slowUntil: number;
 }
 
 export interface ModuleCacheOptions {
@@ -207,6 +216,6 @@ export class ModuleCache {
   }
 
   private loadedOf(digest: string, compiled: CompiledModule): LoadedModule {
-    return { id: this.nextId++, digest, ...compiled };
+    return { id: this.nextId++, digest, ...compiled, guarded: true, proven: false, slowUntil: 0 };
   }
 }

@@ -14,6 +14,25 @@
  * idle while it waits behind a call running for more than STEAL_AFTER_MS (so a call never waits
  * long behind a slow one while a worker is free), or when its worker is terminated. The cell
  * makes "withdrawn" and "started" exclusive, so a call never runs twice.
+ *
+ * Fairness: calls are not preempted, so a worker taken by a call that runs for seconds is lost to
+ * every other function for that long. A function is therefore "guarded" until one of its calls has
+ * answered within SLOW_CALL_MS, and again whenever one of its calls is seen running that long or
+ * times out, for as long as that call ran (at most SLOW_HOLD_MAX_MS) and until a call of it answers
+ * fast: a function that just held a worker for seconds is kept to its share for as long, while a
+ * fast one that a busy machine stalled once is back to normal soon after. Calls of guarded
+ * functions run on idle workers only, never held in a pipeline, and together on at most all
+ * workers but one (a worker being replaced counts as that one): the last is kept for the functions
+ * known to be fast, whose calls are scheduled as before, so a fast function alone still has every
+ * worker and its pipeline. Guarded calls that may not start yet wait in `parked`, and take an idle
+ * worker in their turn (oldest call first, parked or queued). Nothing waits in a worker behind a
+ * guarded call: the watch (a timer running while anything runs or waits) takes such calls back.
+ * Exception: the first call of a function never seen (nor seen slow lately) may take an idle worker
+ * past that share while no other call of it is in a worker, or a new function would wait for the
+ * slow ones.
+ *
+ * No call waits longer than its time limit to start: the watch refuses with OVERLOADED any call
+ * queued, parked or held in a worker past `startBy` (its arrival at the engine plus its time limit).
  */
 import { availableParallelism } from 'node:os';
 import { Worker } from 'node:worker_threads';
@@ -93,6 +112,16 @@ export const DEFAULT_PIPELINE_DEPTH = 4;
  * calls that were about to start anyway (a message and a thread wake-up each, for nothing).
  */
 const STEAL_AFTER_MS = 2;
+/**
+ * A call that runs this long makes its function guarded (see the header). Well above the few
+ * milliseconds a busy machine's scheduler can take from a thread, so that a fast function is seldom
+ * taken for a slow one (it would then lose its pipeline and a worker for about as long as it stalled).
+ */
+const SLOW_CALL_MS = 50;
+/** The longest a function stays guarded after one of its calls was seen slow (see the header). */
+const SLOW_HOLD_MAX_MS = 10_000;
+/** The watch's period while anything runs or waits. */
+const WATCH_MS = 10;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Respawn delays after a worker fails to start: doubling from the first to the last. */
 const RESPAWN_FIRST_MS = 100;
@@ -105,6 +134,8 @@ interface Call {
   loaded: LoadedModule;
   sandbox: SandboxCall;
   timeoutMs: number;
+  /** Refused with OVERLOADED if it has not started by then (performance.now() time). */
+  startBy: number;
   resolve: (result: InvocationResult) => void;
   reject: (err: unknown) => void;
   signal: CancelSignal | undefined;
@@ -201,6 +232,16 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly preparer: ModulePreparer;
   private readonly slots = new Set<Slot>();
   private readonly queue: Call[] = [];
+  /** Calls of guarded functions waiting for an idle worker their share allows (see the header). */
+  private readonly parked: Call[] = [];
+  /** A parked call could start now if a worker were idle: no worker is given calls to hold meanwhile. */
+  private parkedReady = false;
+  /** See watch(); undefined while nothing runs or waits. */
+  private watchTimer: NodeJS.Timeout | undefined;
+  /** When watchTimer was due (performance.now() time). */
+  private watchDue = 0;
+  /** Since when no worker has been up, while calls wait (see watch). */
+  private downSince: number | undefined;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   private nextCallId = 1;
   private startFailures = 0;
@@ -292,7 +333,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (this.moduleCacheBytes !== undefined && this.cache.bytes + 4 * bytes.byteLength > this.moduleCacheBytes) return;
     const digest = 'wasm-engine:warm-up';
     try {
-      await this.cache.load(digest, bytes, 1);
+      const loaded = await this.cache.load(digest, bytes, 1);
+      // Known fast: its calls spread over every worker at once, as the warm-up means them to.
+      loaded.guarded = false;
+      loaded.proven = true;
       const req: InvocationRequest = {
         digest,
         analysis: { abi: 'string', entrypoint: 'f', exports: [], wasiCap: false },
@@ -420,7 +464,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   /** Calls waiting for a worker: in the pool's queue, or held by a worker behind its running call. */
   private queuedCount(): number {
-    let n = this.queue.length;
+    let n = this.queue.length + this.parked.length;
     for (const slot of this.slots) for (const sent of slot.sent) if (!sent.withdrawn && sent !== slot.running) n++;
     return n;
   }
@@ -435,7 +479,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return {
       workers: this.slots.size,
       busy,
-      queued: this.queue.length + waitingInWorkers,
+      queued: this.queue.length + this.parked.length + waitingInWorkers,
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
@@ -492,6 +536,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         loaded,
         sandbox,
         timeoutMs: req.limits.timeoutMs,
+        startBy: (req.arrivedAt ?? performance.now()) + Math.min(req.limits.timeoutMs, MAX_TIMER_MS),
         resolve,
         reject,
         signal,
@@ -505,6 +550,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
       this.queue.push(call);
+      if (this.watchTimer === undefined) this.armWatch();
       this.pump();
     });
   }
@@ -515,6 +561,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (call.sent === undefined) {
       const at = this.queue.indexOf(call);
       if (at >= 0) this.queue.splice(at, 1);
+      else if (this.parked.includes(call)) this.parked.splice(this.parked.indexOf(call), 1);
       this.settle(call, cancelled());
       return;
     }
@@ -526,7 +573,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     // Let queued and running calls finish, within the bound.
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        if (this.queue.length === 0 && this.stats().busy === 0) done();
+        if (this.queue.length === 0 && this.parked.length === 0 && this.stats().busy === 0) done();
       };
       const timer = setTimeout(() => done(), this.closeTimeoutMs);
       const done = (): void => {
@@ -539,10 +586,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     });
     this.stopped = true;
     clearTimeout(this.rebalanceTimer);
+    clearTimeout(this.watchTimer);
     for (const resolve of this.firstStarted.splice(0)) resolve();
     for (const timer of this.respawnTimers) clearTimeout(timer);
     this.respawnTimers.clear();
     for (const call of this.queue.splice(0)) this.settle(call, shuttingDown());
+    for (const call of this.parked.splice(0)) this.settle(call, shuttingDown());
     const stopping: Promise<number>[] = [];
     for (const slot of [...this.slots]) {
       const sent = this.retire(slot);
@@ -678,7 +727,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     sentCalls.splice(at, 1);
     slot.cellsInUse[sent.cell] = false;
     slot.lastAnswer = performance.now();
-    if (sent === slot.running) this.startNext(slot);
+    if (sent === slot.running) {
+      // The worker's own measure of the call: this thread may have read the answer late.
+      if (result !== undefined) {
+        if (result.durationMs >= SLOW_CALL_MS) markSlow(sent.call.loaded, slot.lastAnswer, result.durationMs);
+        else if (sent.call.loaded.guarded) trust(sent.call.loaded, slot.lastAnswer);
+      }
+      this.startNext(slot);
+    }
     if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
     this.pump();
   }
@@ -793,7 +849,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.startFailures - 1), RESPAWN_MAX_MS);
     this.logger.error({ reason, failures: this.startFailures, retryInMs: delay }, 'sandbox worker failed to start');
     if (!this.anyWorkerUp()) {
-      for (const call of this.queue.splice(0)) {
+      for (const call of [...this.queue.splice(0), ...this.parked.splice(0)]) {
         this.settle(call, new EngineError('INTERNAL', `no sandbox worker could start: ${reason}`));
       }
     }
@@ -837,6 +893,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
   private moved(call: Call): void {
     call.moved = true;
+    // It was given a worker in time, which never started it: its time to start begins again.
+    call.startBy = performance.now() + Math.min(call.timeoutMs, MAX_TIMER_MS);
     if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
   }
 
@@ -893,6 +951,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const waiting = calls.filter((call) => !call.settled);
     if (waiting.length === 0) return;
     this.queue.unshift(...waiting);
+    if (this.watchTimer === undefined) this.armWatch();
     this.pump();
   }
 
@@ -917,23 +976,170 @@ export class WorkerPoolRuntime implements FunctionRuntime {
    */
   private pump(): void {
     if (this.stopped) return;
+    this.parkedReady = false;
+    if (this.parked.length > 0) this.unpark();
     // Idle workers first, the one that answered last first: it is the likeliest to be still awake,
     // and a post to a sleeping worker costs the HTTP thread a thread wake-up (about 10 µs here).
     while (this.queue.length > 0) {
-      let best: Slot | undefined;
-      for (const slot of this.slots) {
-        if (slot.state === 'up' && (best === undefined || slot.lastAnswer > best.lastAnswer) && this.live(slot) === 0) best = slot;
+      const best = this.idleSlot();
+      if (best === undefined) break;
+      const call = this.queue.shift() as Call;
+      if (call.loaded.guarded && !this.mayStartGuarded(call.loaded)) {
+        this.parked.push(call);
+        continue;
       }
       // A worker whose every cell is held by withdrawn calls takes none now (send gives it back).
-      if (best === undefined || !this.send(best, this.queue.shift() as Call)) break;
+      if (!this.send(best, call)) break;
     }
-    for (let level = 1; level < this.depth && this.queue.length > 0; level++) {
+    // No worker holds a call behind a guarded one, and none is given any while a parked call waits
+    // for a worker to go idle (it would otherwise wait for as long as calls keep coming).
+    for (let level = 1; level < this.depth && this.queue.length > 0 && !this.parkedReady; level++) {
       for (const slot of this.slots) {
         if (this.queue.length === 0) break;
-        if (slot.state === 'up' && this.live(slot) === level) this.send(slot, this.queue.shift() as Call);
+        if (slot.state !== 'up' || this.live(slot) !== level || slot.running?.call.loaded.guarded) continue;
+        let call = this.queue.shift() as Call | undefined;
+        while (call?.loaded.guarded) {
+          this.parked.push(call);
+          call = this.queue.shift();
+        }
+        if (call !== undefined) this.send(slot, call);
       }
     }
     if (this.depth > 1 && this.queue.length === 0) this.rebalance();
+  }
+
+  /** The idle worker to send a call to: the one that answered last (see pump). */
+  private idleSlot(): Slot | undefined {
+    let best: Slot | undefined;
+    for (const slot of this.slots) {
+      if (slot.state === 'up' && (best === undefined || slot.lastAnswer > best.lastAnswer) && this.live(slot) === 0) best = slot;
+    }
+    return best;
+  }
+
+  /**
+   * Starts the parked calls that may start, oldest first, on idle workers unless an older call
+   * waits in the queue; gives those of functions no longer guarded back to the queue's head.
+   */
+  private unpark(): void {
+    const now = performance.now();
+    const parked = this.parked;
+    const back: Call[] = [];
+    let kept = 0;
+    for (let i = 0; i < parked.length; i++) {
+      const call = parked[i]!;
+      if (call.settled) continue;
+      if (!call.loaded.guarded) {
+        back.push(call);
+        continue;
+      }
+      if (!this.mayStartGuarded(call.loaded, now)) {
+        parked[kept++] = call;
+        continue;
+      }
+      // Call ids follow arrival at the pool.
+      const idle = this.queue.length > 0 && this.queue[0]!.id < call.id ? undefined : this.idleSlot();
+      if (idle === undefined) {
+        this.parkedReady = true;
+        parked[kept++] = call;
+        continue;
+      }
+      // On failure the call is back in the queue, where pump finds it.
+      this.send(idle, call);
+    }
+    parked.length = kept;
+    if (back.length > 0) this.queue.unshift(...back);
+  }
+
+  /** Whether a call of a guarded function may start on an idle worker now (see the header). */
+  private mayStartGuarded(loaded: LoadedModule, now = performance.now()): boolean {
+    let guardedRunning = 0;
+    for (const slot of this.slots) if (slot.state !== 'starting' && slot.running?.call.loaded.guarded) guardedRunning++;
+    // One worker alone is shared by all; else one is kept from guarded calls. A worker being
+    // replaced counts as that one: else a slow function's call would wait for it (it may take
+    // longer to start than the call may wait), while the fast ones wait only that long.
+    if (guardedRunning < Math.max(1, this.size - 1)) return true;
+    if (loaded.proven || now < loaded.slowUntil) return false;
+    for (const slot of this.slots) for (const sent of slot.sent) if (!sent.withdrawn && sent.call.loaded === loaded) return false;
+    return true;
+  }
+
+  private armWatch(): void {
+    if (this.stopped) return;
+    this.watchDue = performance.now() + WATCH_MS;
+    this.watchTimer = setTimeout(this.watch, WATCH_MS);
+    this.watchTimer.unref();
+  }
+
+  /**
+   * Every WATCH_MS while anything runs or waits: a call running past SLOW_CALL_MS makes its
+   * function guarded; calls held in a worker behind a guarded call, or of a guarded function, are
+   * taken back to the queue; and every call waiting past its start deadline is refused.
+   */
+  private readonly watch = (): void => {
+    this.watchTimer = undefined;
+    if (this.stopped) return;
+    const now = performance.now();
+    // Time this thread was too busy to run the watch is not counted against a running call: its
+    // answer may be waiting behind that work.
+    const seen = Math.min(now, this.watchDue);
+    let active = this.queue.length > 0 || this.parked.length > 0;
+    for (const slot of this.slots) {
+      const running = slot.running;
+      if (slot.state !== 'up' || running === undefined) continue;
+      active = true;
+      const ranFor = seen - slot.runningSince;
+      // A call its worker has not taken yet is not slow: the worker is (a stalled thread, say).
+      if (ranFor >= SLOW_CALL_MS && Atomics.load(slot.cells, running.cell) === CellState.STARTED) markSlow(running.call.loaded, now, ranFor);
+    }
+    let back: Call[] | undefined;
+    for (const slot of this.slots) {
+      const running = slot.running;
+      if (slot.state !== 'up' || running === undefined || slot.sent.length < 2) continue;
+      for (const sent of slot.sent) {
+        if (sent === running || sent.withdrawn) continue;
+        const late = now >= sent.call.startBy;
+        if (!late && !running.call.loaded.guarded && !sent.call.loaded.guarded) continue;
+        // Not withdrawn: it started meanwhile.
+        if (!this.withdraw(slot, sent)) continue;
+        if (late) this.settle(sent.call, notStarted(sent.call));
+        else (back ??= []).push(sent.call);
+      }
+    }
+    if (back) this.queue.unshift(...back);
+    if (!this.anyWorkerUp()) {
+      // Every worker is being started or replaced: waiting for one is not counted against the
+      // calls' time to start (it is the engine's doing, and short; a worker that cannot start
+      // fails the calls, see startFailed).
+      this.downSince ??= now;
+    } else {
+      if (this.downSince !== undefined) {
+        for (const call of this.queue) this.postpone(call, now, this.downSince);
+        for (const call of this.parked) this.postpone(call, now, this.downSince);
+        this.downSince = undefined;
+      }
+      this.expire(this.queue, now);
+      this.expire(this.parked, now);
+    }
+    this.pump();
+    if (active) this.armWatch();
+  };
+
+  /** Adds to a call's time to start the part of [since, now] it waited. */
+  private postpone(call: Call, now: number, since: number): void {
+    const arrived = call.startBy - Math.min(call.timeoutMs, MAX_TIMER_MS);
+    call.startBy += now - Math.max(since, arrived);
+  }
+
+  /** Refuses the calls of `calls` past their start deadline, keeping the others in order. */
+  private expire(calls: Call[], now: number): void {
+    let kept = 0;
+    for (let i = 0; i < calls.length; i++) {
+      const call = calls[i]!;
+      if (now >= call.startBy) this.settle(call, notStarted(call));
+      else if (!call.settled) calls[kept++] = call;
+    }
+    calls.length = kept;
   }
 
   private rebalance(): void {
@@ -944,7 +1150,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       for (const busy of this.slots) {
         if (busy === idle || busy.state !== 'up') continue;
         const waiting = busy.sent.find((s) => !s.withdrawn && s !== busy.running);
-        if (!waiting) continue;
+        // A guarded function's call goes back to the queue instead (see watch).
+        if (!waiting || waiting.call.loaded.guarded) continue;
         const ranFor = now - busy.runningSince;
         if (ranFor < STEAL_AFTER_MS) {
           soonest = Math.min(soonest, STEAL_AFTER_MS - ranFor);
@@ -979,6 +1186,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     call.sent = sent;
     slot.sent.push(sent);
     if (!slot.running) this.startNext(slot);
+    if (this.watchTimer === undefined) this.armWatch();
     if (slot.modules.has(call.loaded.id)) {
       this.post(slot, compactInvoke(call.id, cell, call.loaded.id, call.sandbox));
       return true;
@@ -1001,7 +1209,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     call.settled = true;
     if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
     if (err === undefined) call.resolve(result as InvocationResult);
-    else call.reject(err);
+    else {
+      // It held a worker up to its limit, and its worker is replaced: its function is slow.
+      if (err instanceof EngineError && err.code === 'FUNCTION_TIMEOUT') markSlow(call.loaded, performance.now(), call.timeoutMs);
+      call.reject(err);
+    }
     this.onSettled?.();
   }
 }
@@ -1010,6 +1222,25 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 /** What a queued call whose client went away ends with (the engine's function gate says the same). */
 function cancelled(): EngineError {
   return new EngineError('UNAVAILABLE', 'invocation cancelled: the client went away');
+}
+
+/** A call of a function seen slow, having run `ranMs` so far: guarded for as long (see the header). */
+function markSlow(loaded: LoadedModule, now: number, ranMs: number): void {
+  loaded.guarded = true;
+  loaded.slowUntil = Math.max(loaded.slowUntil, now + Math.min(ranMs, SLOW_HOLD_MAX_MS));
+}
+
+/** A call answered within SLOW_CALL_MS: its function is no longer guarded once its hold is over. */
+function trust(loaded: LoadedModule, now: number): void {
+  loaded.proven = true;
+  if (now >= loaded.slowUntil) loaded.guarded = false;
+}
+
+/** What a call that could not start within its time limit ends with (the function gate says the same). */
+function notStarted(call: Call): EngineError {
+  return new EngineError('OVERLOADED', `the invocation could not start within its time limit of ${call.timeoutMs} ms: the sandboxes were busy`, {
+    retryAfterSeconds: 1,
+  });
 }
 
 function shuttingDown(): EngineError {
