@@ -216,3 +216,26 @@ describe("a sandbox worker's heap limit", () => {
     expect(await again.stop()).toBe(0);
   }, 60_000);
 });
+
+describe('a stored function whose tables are larger than the cap', () => {
+  it('does not stop the engine at restart: it is refused when loaded, and the rest is served', async () => {
+    const dataDir = await makeDataDir();
+    const first = await start({ dataDir, args: ['--workers', '2'] });
+    await deploy(first, 'gcd', gcdImage);
+    expect(await first.stop()).toBe(0);
+    // 64 tables of ten million entries, stored as an engine without the table cap would have.
+    // Before the cap, the preload instantiated it in every worker and V8 ended the process.
+    await storeDirectly(dataDir, 'tables', watFixture('hardening', 'tables-huge'), {});
+    const engine = await start({ dataDir, args: ['--workers', '2'] });
+    const gcd = await invoke(engine.url, 'gcd', { a: '12', b: '18' });
+    expect([gcd.status, gcd.json?.output], gcd.text).toEqual([200, '6']);
+    const tables = await invoke(engine.url, 'tables');
+    expect([tables.status, tables.json?.error?.code], tables.text).toEqual([422, 'INVALID_FUNCTION_IMAGE']);
+    expect(tables.json.error.message).toMatch(/table entries/);
+    // Listed still (the store keeps what was deployed), and the engine answers after.
+    const list = await call(engine.url, 'GET', '/function/list', undefined, { json: true });
+    expect(list.json.functions.map((f: { func_name: string }) => f.func_name)).toEqual(['gcd', 'tables']);
+    expect((await invoke(engine.url, 'gcd', { a: '4', b: '6' })).json?.output).toBe('2');
+    expect(await engine.stop()).toBe(0);
+  }, 60_000);
+});
