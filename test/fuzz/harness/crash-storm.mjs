@@ -127,6 +127,13 @@ export async function runCrashStorm(options) {
     }
     // One stream of operations per name, until the kill.
     let killed = false;
+    // The kill comes after a random number of acknowledged operations of this round, then a
+    // random few milliseconds more: a moment inside the storm, however slow the machine is.
+    const ackTarget = stats.acknowledged + rng.int(1, 8);
+    let ackReached;
+    const acked = new Promise((resolve) => {
+      ackReached = resolve;
+    });
     const streams = [...model.keys()].map(async (name) => {
       const nameRng = rng.fork(name.length + Number(name.slice(1)));
       while (!killed) {
@@ -145,17 +152,25 @@ export async function runCrashStorm(options) {
           return;
         }
         if (answer.status >= 500 && !killed) stats.problems.push(`seed ${seed}: ${op} ${name} ${image} answered ${answer.status} ${answer.text.slice(0, 200)}`);
-        if (answer.status >= 200 && answer.status < 300) stats.acknowledged++;
+        if (answer.status >= 200 && answer.status < 300 && !killed) {
+          stats.acknowledged++;
+          if (stats.acknowledged >= ackTarget) ackReached();
+        }
         model.set(name, [next(state, op, image, answer.status)]);
       }
     });
-    const delay = rng.int(30, 400);
+    const delay = rng.int(0, 60);
+    // Bounded: a storm that acknowledges nothing in a minute is killed all the same (and says so).
+    let stalled;
+    await Promise.race([acked, new Promise((resolve) => { stalled = setTimeout(resolve, 60_000); })]);
+    clearTimeout(stalled);
+    if (stats.acknowledged < ackTarget) stats.problems.push(`seed ${seed}: the storm did not reach ${ackTarget} acknowledged operations in a minute`);
     await new Promise((resolve) => setTimeout(resolve, delay));
     killed = true;
     await engine.kill();
     stats.kills++;
     await Promise.all(streams);
-    log(`kill ${stats.kills} after ${delay} ms: ${stats.operations} operations so far`);
+    log(`kill ${stats.kills} at ${ackTarget} acknowledged + ${delay} ms: ${stats.operations} operations so far`);
   }
   return { ...stats, dataDir };
 }
