@@ -45,6 +45,54 @@ const TYPE_CODE = { i32: 0x7f, i64: 0x7e, f32: 0x7d, f64: 0x7c, v128: 0x7b, func
 const encoder = new TextEncoder();
 
 export const WASM_OPT = process.env.WASM_OPT ?? 'wasm-opt';
+const WASM_DIS = process.env.WASM_DIS ?? 'wasm-dis';
+const WASM_AS = process.env.WASM_AS ?? 'wasm-as';
+
+/**
+ * binaryen 108's generator never emits memory.size or memory.grow, the two instructions the
+ * reuse rewrite (reuse/virtual-size.ts) replaces after walking every instruction of a body
+ * (reuse/code-walk.ts). So, in half the modules, some `i32.const` operands inside function bodies
+ * become `memory.size` or `memory.grow` (both give an i32, so the module stays valid), through
+ * binaryen's own text form: the rewrite then has to walk SIMD, exception handling, tail calls and
+ * the rest of what the generator made to find them.
+ */
+function injectMemoryOps(raw, flags, rng, workDir, seed) {
+  const wasmIn = join(workDir, `inject-${seed}.wasm`);
+  const watFile = join(workDir, `inject-${seed}.wat`);
+  const wasmOut = join(workDir, `inject-${seed}.out.wasm`);
+  try {
+    writeFileSync(wasmIn, raw);
+    const text = execFileSync(WASM_DIS, [...flags.filter((f) => f.startsWith('--enable-')), wasmIn], { stdio: 'pipe', maxBuffer: 64 << 20 }).toString('utf8');
+    const odds = rng.pick([0.05, 0.2, 0.5]);
+    let field = '';
+    let injected = 0;
+    const recent = ['', ''];
+    const lines = text.split('\n').map((line) => {
+      const top = /^ \((\w+)/.exec(line);
+      if (top) field = top[1];
+      const [twoBack, oneBack] = recent;
+      recent.shift();
+      recent.push(line.trim());
+      if (field !== 'func' || top) return line;
+      // The generator's hang limit: `global.set $g (i32.sub (global.get $g) (i32.const 1))` at every
+      // loop and call. A grow answering -1 there would raise the limit and loop for ever.
+      if (twoBack === '(i32.sub' && oneBack.startsWith('(global.get ')) return line;
+      return line.replace(/\(i32\.const -?\d+\)/g, (constant) => {
+        if (!rng.chance(odds)) return constant;
+        injected++;
+        return rng.pick(['(memory.size)', '(memory.grow (i32.const 0))', '(memory.grow (i32.const 1))', `(memory.grow ${constant})`]);
+      });
+    });
+    if (injected === 0) return { bytes: raw, injected };
+    writeFileSync(watFile, lines.join('\n'));
+    execFileSync(WASM_AS, [...flags.filter((f) => f.startsWith('--enable-')), watFile, '-o', wasmOut], { stdio: 'pipe' });
+    return { bytes: new Uint8Array(readFileSync(wasmOut)), injected };
+  } catch {
+    return { bytes: raw, injected: 0 };
+  } finally {
+    for (const f of [wasmIn, watFile, wasmOut]) rmSync(f, { force: true });
+  }
+}
 
 /**
  * @typedef {{ name: string, entrypoint: string | undefined, abi: 'numeric' | 'string' | 'wasi' }} Target
@@ -75,6 +123,8 @@ export function generateModule(seed, workDir) {
     rmSync(inFile, { force: true });
     rmSync(outFile, { force: true });
   }
+  let injected = 0;
+  if (rng.chance(0.5)) ({ bytes: raw, injected } = injectMemoryOps(raw, flags, rng, workDir, seed));
   const roll = rng.float();
   const variant = roll < 0.33 ? 'string' : roll < 0.5 ? 'wasi' : 'numeric';
   let made;
@@ -90,7 +140,7 @@ export function generateModule(seed, workDir) {
   // The limit is never below the initial memory (deploy refuses that, which is not what is fuzzed here).
   const limitChoices = [1, 2, 4, 16, 64].filter((mb) => mb * 16 >= initialPages);
   const memoryLimitMb = limitChoices.length > 0 ? rng.pick(limitChoices) : Math.ceil(initialPages / 16);
-  return { seed, bytes: made.bytes, features: [...flags], variant, memoryLimitMb, memoryPages: initialPages, targets: made.targets };
+  return { seed, bytes: made.bytes, features: [...flags], variant, memoryLimitMb, memoryPages: initialPages, injectedMemoryOps: injected, targets: made.targets };
 }
 
 /** Stubs the imports and adds the variant's entry; a string says why the module was not usable. */
@@ -101,9 +151,13 @@ function finish(raw, variant, rng) {
   if (variant === 'numeric') {
     let bytes = stubImports(raw, m, 0);
     const names = [...exported];
-    if (m.memories.length === 1 && rng.chance(0.7)) {
-      bytes = appendFunctions(bytes, MEMORY_PROBES, undefined);
-      names.push(...MEMORY_PROBES.map((p) => p.exportName));
+    const probes = [];
+    if (m.memories.length === 1 && rng.chance(0.7)) probes.push(...MEMORY_PROBES);
+    if (firstTableType(raw) === 0x70 && rng.chance(0.7)) probes.push(...tableProbes(m, probes.length));
+    if (rng.chance(0.7)) probes.push(...globalProbes(m));
+    if (probes.length > 0) {
+      bytes = appendFunctions(bytes, probes, undefined);
+      names.push(...probes.map((p) => p.exportName));
     }
     return { bytes, targets: names.map((name) => ({ name, entrypoint: name, abi: 'numeric' })) };
   }
@@ -146,6 +200,64 @@ function finish(raw, variant, rng) {
   ];
   const added = appendFunctions(bytes, [{ type: { params: [], results: [] }, body, exportName: '_start' }], undefined);
   return { bytes: added, targets: [{ name: '_start', entrypoint: undefined, abi: 'wasi' }] };
+}
+
+/** The element type of the module's first table when it defines one (0x70: funcref). */
+function firstTableType(bytes) {
+  const table = sections(bytes).find((s) => s.id === 4);
+  if (!table) return undefined;
+  const r = new ByteReader(bytes, table.bodyStart, table.end);
+  return r.u32() > 0 ? r.u8() : undefined;
+}
+
+/**
+ * Probes of table 0 (funcref): its size, growth, entries set to null or to a function, copies,
+ * and indirect calls through it, so that reuse must put every entry back (reuse/snapshot.ts) or
+ * discard an instance whose table grew. `at` is where these come in the appended list (the
+ * indirect call uses the type appended with fuzz_table_null, (i32) -> ()).
+ */
+function tableProbes(m, at) {
+  const func = m.exports.find((e) => e.kind === 'func');
+  const probes = [
+    { exportName: 'fuzz_table_size', type: { params: [], results: ['i32'] }, body: [0xfc, 16, 0] },
+    { exportName: 'fuzz_table_grow', type: { params: ['i32'], results: ['i32'] }, body: [0xd0, 0x70, 0x20, 0, 0xfc, 15, 0] },
+    { exportName: 'fuzz_table_null', type: { params: ['i32'], results: [] }, body: [0x20, 0, 0xd0, 0x70, 0x26, 0] },
+    { exportName: 'fuzz_table_is_null', type: { params: ['i32'], results: ['i32'] }, body: [0x20, 0, 0x25, 0, 0xd1] },
+    { exportName: 'fuzz_table_copy', type: { params: ['i32', 'i32', 'i32'], results: [] }, body: [0x20, 0, 0x20, 1, 0x20, 2, 0xfc, 14, 0, 0] },
+  ];
+  // Bit i: entry i is null, for the first 16 entries the table has; above them, the size.
+  const state = [0xfc, 16, 0];
+  const clear = [];
+  for (let i = 0; i < 16; i++) {
+    state.push(0x41, 1, 0x74, 0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x7f, 0x41, i, 0x25, 0, 0xd1, 0x05, 0x41, 0, 0x0b, 0x72);
+    clear.push(0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x40, 0x41, i, 0xd0, 0x70, 0x26, 0, 0x0b);
+  }
+  probes.push(
+    { exportName: 'fuzz_table_state', type: { params: [], results: ['i32'] }, body: state },
+    { exportName: 'fuzz_table_clear', type: { params: [], results: [] }, body: clear },
+  );
+  const nullType = m.types.length + at + 2;
+  probes.push({ exportName: 'fuzz_call_indirect', type: { params: ['i32'], results: [] }, body: [0x20, 0, 0x20, 0, 0x11, ...encodeU32(nullType), 0] });
+  // ref.func needs a function declared by an export (or a segment): an exported one is.
+  if (func) probes.push({ exportName: 'fuzz_table_set_func', type: { params: ['i32'], results: [] }, body: [0x20, 0, 0xd2, ...encodeU32(func.index), 0x26, 0] });
+  return probes;
+}
+
+/** Probes of the mutable numeric globals: set them all from one i64, read each of the first few. */
+function globalProbes(m) {
+  const CONVERT = { i32: [0xa7], i64: [], f32: [0xb4], f64: [0xb9] };
+  const mutable = m.globals.map((g, index) => ({ ...g, index })).filter((g) => g.mutable && g.type in CONVERT);
+  if (mutable.length === 0) return [];
+  const set = mutable.flatMap((g) => [0x20, 0, ...CONVERT[g.type], 0x24, ...encodeU32(g.index)]);
+  // Every mutable numeric global's bits, floats reinterpreted (a NaN's payload included), folded
+  // into one i64: acc = rotl(acc, 7) ^ bits.
+  const BITS = { i32: [0xad], i64: [], f32: [0xbc, 0xad], f64: [0xbd] };
+  const digest = [0x42, 0, ...mutable.flatMap((g) => [0x42, 7, 0x89, 0x23, ...encodeU32(g.index), ...BITS[g.type], 0x85])];
+  return [
+    { exportName: 'fuzz_globals_digest', type: { params: [], results: ['i64'] }, body: digest },
+    { exportName: 'fuzz_globals_set', type: { params: ['i64'], results: [] }, body: set },
+    ...mutable.slice(0, 3).map((g) => ({ exportName: `fuzz_global_${g.index}`, type: { params: [], results: [g.type] }, body: [0x23, ...encodeU32(g.index)] })),
+  ];
 }
 
 /** Half the time, an entry first grows memory by 0 to 3 pages (through the virtual size, when rewritten). */
@@ -273,6 +385,12 @@ const MEMORY_PROBES = [
   { exportName: 'fuzz_size', type: { params: [], results: ['i32'] }, body: [0x3f, 0] },
   { exportName: 'fuzz_load', type: { params: ['i32'], results: ['i64'] }, body: [0x20, 0, 0x29, 0, 0] },
   { exportName: 'fuzz_store', type: { params: ['i32', 'i64'], results: [] }, body: [0x20, 0, 0x20, 1, 0x37, 0, 0] },
+  // Grows, then loads just below the new size: what an earlier call stored there must be gone.
+  {
+    exportName: 'fuzz_grow_load',
+    type: { params: ['i32'], results: ['i64'] },
+    body: [0x20, 0, 0x40, 0, 0x1a, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x29, 0, 0],
+  },
   // Grows, then stores just below the new size: the page an earlier call grew must read as zeros.
   {
     exportName: 'fuzz_grow_store',
