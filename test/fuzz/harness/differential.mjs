@@ -57,6 +57,9 @@ function randomArgs(analysis, rng, edges) {
   return rng.chance(0.3) ? [value] : { k: value, n: String(rng.int(0, 9)) };
 }
 
+/** Exports whose answer shows the instance's state: memory, globals, table entries. */
+const OBSERVERS = new Set(['hashMemory', 'fuzz_globals_digest', 'fuzz_table_state', 'fuzz_grow_load', 'fuzz_size', 'fuzz_table_size']);
+
 /** A call's answer in a comparable form. */
 function outcome(run) {
   try {
@@ -120,10 +123,21 @@ export function differential(mod, rng) {
   };
 
   const edges = edgeValues(mod.memoryPages ?? 0);
-  const calls = rng.int(6, 24);
+  // Calls that read state (to see what an earlier call on the same instance left) and calls that
+  // change it are drawn more often than the generator's own functions.
+  const observers = usable.filter(({ target }) => OBSERVERS.has(target.name));
+  const probes = usable.filter(({ target }) => target.name.startsWith('fuzz_') && !OBSERVERS.has(target.name) && target.abi === 'numeric');
+  const calls = rng.int(8, 30);
   const history = [];
+  const queue = [];
   for (let i = 0; i < calls; i++) {
-    const { target, analysis } = rng.pick(usable);
+    if (queue.length === 0) {
+      const roll = rng.float();
+      // A change then a look at the state, on the instance the change ran in (once restored).
+      if (roll < 0.3 && probes.length > 0 && observers.length > 0) queue.push(rng.pick(probes), rng.pick(observers));
+      else queue.push(rng.pick(roll < 0.5 && observers.length > 0 ? observers : roll < 0.7 && probes.length > 0 ? probes : usable));
+    }
+    const { target, analysis } = queue.shift();
     const args = randomArgs(analysis, rng, edges);
     const req = { analysis, args: normalizeArgs(args), limits };
     let call;

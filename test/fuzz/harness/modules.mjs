@@ -125,6 +125,7 @@ export function generateModule(seed, workDir) {
   }
   let injected = 0;
   if (rng.chance(0.5)) ({ bytes: raw, injected } = injectMemoryOps(raw, flags, rng, workDir, seed));
+  if (rng.chance(0.8)) raw = withoutNanGlobals(raw);
   const roll = rng.float();
   const variant = roll < 0.33 ? 'string' : roll < 0.5 ? 'wasi' : 'numeric';
   let made;
@@ -152,7 +153,7 @@ function finish(raw, variant, rng) {
     let bytes = stubImports(raw, m, 0);
     const names = [...exported];
     const probes = [];
-    if (m.memories.length === 1 && rng.chance(0.7)) probes.push(...MEMORY_PROBES);
+    if (m.memories.length === 1 && rng.chance(0.9)) probes.push(...MEMORY_PROBES);
     if (firstTableType(raw) === 0x70 && rng.chance(0.7)) probes.push(...tableProbes(m, probes.length));
     if (rng.chance(0.7)) probes.push(...globalProbes(m));
     if (probes.length > 0) {
@@ -200,6 +201,40 @@ function finish(raw, variant, rng) {
   ];
   const added = appendFunctions(bytes, [{ type: { params: [], results: [] }, body, exportName: '_start' }], undefined);
   return { bytes: added, targets: [{ name: '_start', entrypoint: undefined, abi: 'wasi' }] };
+}
+
+/**
+ * The generator often starts float globals as NaNs with a payload, and the engine does not reuse
+ * instances of such modules (JavaScript cannot put a NaN's bits back: reuse/snapshot.ts). Most
+ * modules get 1.5 instead (same length, in place), so that most are reused; the rest keep them.
+ */
+function withoutNanGlobals(bytes) {
+  const globals = sections(bytes).find((s) => s.id === SECTION.global);
+  if (!globals) return bytes;
+  const out = bytes.slice();
+  const r = new ByteReader(out, globals.bodyStart, globals.end);
+  const view = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  const n = r.u32();
+  for (let i = 0; i < n; i++) {
+    r.u8(); // value type (a one-byte type: binaryen 108 with these features)
+    r.u8(); // mutability
+    const op = r.u8();
+    if (op === 0x43 && Number.isNaN(view.getFloat32(r.pos, true))) view.setFloat32(r.pos, 1.5, true);
+    if (op === 0x44 && Number.isNaN(view.getFloat64(r.pos, true))) view.setFloat64(r.pos, 1.5, true);
+    // Skip the rest of the constant expression up to its end.
+    switch (op) {
+      case 0x41: r.skipSignedLeb(5); break;
+      case 0x42: r.skipSignedLeb(10); break;
+      case 0x43: r.skip(4); break;
+      case 0x44: r.skip(8); break;
+      case 0x23: case 0xd2: r.u32(); break;
+      case 0xd0: r.u8(); break;
+      case 0xfd: r.u32(); r.skip(16); break;
+      default: return bytes; // anything else: leave the module as it is
+    }
+    if (r.u8() !== 0x0b) return bytes;
+  }
+  return out;
 }
 
 /** The element type of the module's first table when it defines one (0x70: funcref). */
@@ -385,17 +420,17 @@ const MEMORY_PROBES = [
   { exportName: 'fuzz_size', type: { params: [], results: ['i32'] }, body: [0x3f, 0] },
   { exportName: 'fuzz_load', type: { params: ['i32'], results: ['i64'] }, body: [0x20, 0, 0x29, 0, 0] },
   { exportName: 'fuzz_store', type: { params: ['i32', 'i64'], results: [] }, body: [0x20, 0, 0x20, 1, 0x37, 0, 0] },
-  // Grows, then loads just below the new size: what an earlier call stored there must be gone.
+  // Grows by its argument & 3, then loads just below the new size: what an earlier call stored there must be gone.
   {
     exportName: 'fuzz_grow_load',
     type: { params: ['i32'], results: ['i64'] },
-    body: [0x20, 0, 0x40, 0, 0x1a, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x29, 0, 0],
+    body: [0x20, 0, 0x41, 3, 0x71, 0x40, 0, 0x1a, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x29, 0, 0],
   },
-  // Grows, then stores just below the new size: the page an earlier call grew must read as zeros.
+  // Grows by its argument & 3, then stores just below the new size: the page an earlier call grew must read as zeros.
   {
     exportName: 'fuzz_grow_store',
     type: { params: ['i32', 'i64'], results: ['i32'] },
-    body: [0x20, 0, 0x40, 0, 0x1a, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x20, 1, 0x37, 0, 0, 0x3f, 0],
+    body: [0x20, 0, 0x41, 3, 0x71, 0x40, 0, 0x1a, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x20, 1, 0x37, 0, 0, 0x3f, 0],
   },
 ];
 
