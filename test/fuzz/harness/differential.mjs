@@ -58,7 +58,7 @@ function randomArgs(analysis, rng, edges) {
 }
 
 /** Exports whose answer shows the instance's state: memory, globals, table entries. */
-const OBSERVERS = new Set(['hashMemory', 'fuzz_globals_digest', 'fuzz_table_state', 'fuzz_grow_load', 'fuzz_size', 'fuzz_table_size']);
+const OBSERVERS = new Set(['fuzz_state', 'fuzz_state', 'hashMemory', 'fuzz_globals_digest', 'fuzz_table_state', 'fuzz_grow_load', 'fuzz_size']);
 
 /** A call's answer in a comparable form. */
 function outcome(run) {
@@ -125,7 +125,10 @@ export function differential(mod, rng) {
   const edges = edgeValues(mod.memoryPages ?? 0);
   // Calls that read state (to see what an earlier call on the same instance left) and calls that
   // change it are drawn more often than the generator's own functions.
+  // fuzz_state sees everything: it is drawn half the time an observer is.
   const observers = usable.filter(({ target }) => OBSERVERS.has(target.name));
+  const stateProbe = usable.find(({ target }) => target.name === 'fuzz_state');
+  if (stateProbe) observers.push(...observers.map(() => stateProbe));
   const probes = usable.filter(({ target }) => target.name.startsWith('fuzz_') && !OBSERVERS.has(target.name) && target.abi === 'numeric');
   const calls = rng.int(8, 30);
   const history = [];

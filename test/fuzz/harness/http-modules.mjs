@@ -75,7 +75,11 @@ export async function runHttpModuleFuzz(options) {
       const problems = [];
       const log2 = [];
       const deployed = [];
-      for (const [i, target] of mod.targets.slice(0, maxTargets).entries()) {
+      // Up to maxTargets exports, drawn at random (the probes the generator adds come last).
+      const pool = [...mod.targets];
+      const chosen = [];
+      while (pool.length > 0 && chosen.length < maxTargets) chosen.push(...pool.splice(rng.int(0, pool.length - 1), 1));
+      for (const [i, target] of chosen.entries()) {
         const name = `m${seed}-${i}`;
         const body = {
           function_name: name,

@@ -8,11 +8,15 @@
  *   defined functions here instead: their type indices and bodies (a zero of each result) are put
  *   first in the function and code sections, where the imports were in the function index space,
  *   so no function index anywhere in the module moves.
- * - One module in three gets a string-ABI entry (`fuzz_string`, with `__heap_base` exported)
+ * - One module in four gets a string-ABI entry (`fuzz_string`, with `__heap_base` exported)
  *   that passes its input pointer and length to one of the module's exports and answers a window
- *   of memory; one in six a WASI command (`_start`, the first log import renamed to
+ *   of memory; about one in seven a WASI command (`_start`, the first log import renamed to
  *   `wasi_snapshot_preview1.proc_exit`, so that logging an i32 exits with it). The rest are called
- *   through the numeric ABI, one deploy per export.
+ *   through the numeric ABI, one deploy per export, most with probes added (exports that grow,
+ *   load and store memory, clear and set table entries, set globals, and `fuzz_state`, one look at
+ *   all of it), so that a call can change state and a later one on the same instance see it.
+ * - memory.size and memory.grow are put into half the generated bodies (injectMemoryOps), and NaN
+ *   global initialisers replaced in most (withoutNanGlobals): see there why.
  *
  * Features are those V8 in Node 20 runs without flags and the engine's code walk knows.
  */
@@ -127,7 +131,7 @@ export function generateModule(seed, workDir) {
   if (rng.chance(0.5)) ({ bytes: raw, injected } = injectMemoryOps(raw, flags, rng, workDir, seed));
   if (rng.chance(0.8)) raw = withoutNanGlobals(raw);
   const roll = rng.float();
-  const variant = roll < 0.33 ? 'string' : roll < 0.5 ? 'wasi' : 'numeric';
+  const variant = roll < 0.25 ? 'string' : roll < 0.4 ? 'wasi' : 'numeric';
   let made;
   try {
     made = finish(raw, variant, rng);
@@ -154,8 +158,9 @@ function finish(raw, variant, rng) {
     const names = [...exported];
     const probes = [];
     if (m.memories.length === 1 && rng.chance(0.9)) probes.push(...MEMORY_PROBES);
-    if (firstTableType(raw) === 0x70 && rng.chance(0.7)) probes.push(...tableProbes(m, probes.length));
-    if (rng.chance(0.7)) probes.push(...globalProbes(m));
+    if (firstTableType(raw) === 0x70 && rng.chance(0.9)) probes.push(...tableProbes(m, probes.length));
+    if (rng.chance(0.9)) probes.push(...globalProbes(m));
+    if (probes.length > 0) probes.push(stateProbe(m, firstTableType(raw) === 0x70));
     if (probes.length > 0) {
       bytes = appendFunctions(bytes, probes, undefined);
       names.push(...probes.map((p) => p.exportName));
@@ -260,15 +265,10 @@ function tableProbes(m, at) {
     { exportName: 'fuzz_table_is_null', type: { params: ['i32'], results: ['i32'] }, body: [0x20, 0, 0x25, 0, 0xd1] },
     { exportName: 'fuzz_table_copy', type: { params: ['i32', 'i32', 'i32'], results: [] }, body: [0x20, 0, 0x20, 1, 0x20, 2, 0xfc, 14, 0, 0] },
   ];
-  // Bit i: entry i is null, for the first 16 entries the table has; above them, the size.
-  const state = [0xfc, 16, 0];
   const clear = [];
-  for (let i = 0; i < 16; i++) {
-    state.push(0x41, 1, 0x74, 0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x7f, 0x41, i, 0x25, 0, 0xd1, 0x05, 0x41, 0, 0x0b, 0x72);
-    clear.push(0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x40, 0x41, i, 0xd0, 0x70, 0x26, 0, 0x0b);
-  }
+  for (let i = 0; i < 16; i++) clear.push(0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x40, 0x41, i, 0xd0, 0x70, 0x26, 0, 0x0b);
   probes.push(
-    { exportName: 'fuzz_table_state', type: { params: [], results: ['i32'] }, body: state },
+    { exportName: 'fuzz_table_state', type: { params: [], results: ['i32'] }, body: tableState() },
     { exportName: 'fuzz_table_clear', type: { params: [], results: [] }, body: clear },
   );
   const nullType = m.types.length + at + 2;
@@ -276,6 +276,35 @@ function tableProbes(m, at) {
   // ref.func needs a function declared by an export (or a segment): an exported one is.
   if (func) probes.push({ exportName: 'fuzz_table_set_func', type: { params: ['i32'], results: [] }, body: [0x20, 0, 0xd2, ...encodeU32(func.index), 0x26, 0] });
   return probes;
+}
+
+/** (i32) bit i: entry i of table 0 is null, for the first 16 entries it has; above them, its size. */
+function tableState() {
+  const state = [0xfc, 16, 0];
+  for (let i = 0; i < 16; i++) state.push(0x41, 1, 0x74, 0x41, i, 0xfc, 16, 0, 0x49, 0x04, 0x7f, 0x41, i, 0x25, 0, 0xd1, 0x05, 0x41, 0, 0x0b, 0x72);
+  return state;
+}
+
+const VALUE_BITS = { i32: [0xad], i64: [], f32: [0xbc, 0xad], f64: [0xbd] };
+
+/**
+ * `fuzz_state`, the one look at everything a call can leave behind, folded into an i64 (acc =
+ * rotl(acc, 7) ^ part): every mutable numeric global's bits, table 0's entries and size, and what
+ * growing memory by one page answers and finds in the last 8 bytes (zero in a fresh instance,
+ * whatever an earlier call wrote in the pages it grew).
+ */
+function stateProbe(m, table) {
+  const fold = (part) => [0x42, 7, 0x89, ...part, 0x85];
+  const body = [0x42, 0];
+  for (const g of m.globals.map((g, index) => ({ ...g, index })).filter((g) => g.mutable && g.type in VALUE_BITS)) {
+    body.push(...fold([0x23, ...encodeU32(g.index), ...VALUE_BITS[g.type]]));
+  }
+  if (table) body.push(...fold([...tableState(), 0xad]));
+  if (m.memories.length === 1) {
+    body.push(...fold([0x41, 1, 0x40, 0, 0xac]));
+    body.push(...fold([0x3f, 0, 0x04, 0x7e, 0x3f, 0, 0x41, 0x10, 0x74, 0x41, 8, 0x6b, 0x29, 0, 0, 0x05, 0x42, 0, 0x0b]));
+  }
+  return { exportName: 'fuzz_state', type: { params: [], results: ['i64'] }, body };
 }
 
 /** Probes of the mutable numeric globals: set them all from one i64, read each of the first few. */
