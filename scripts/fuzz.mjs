@@ -11,7 +11,7 @@
  *
  * Prints what it tried (counts) and every failure with its reproduction files; exits 1 on any.
  */
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { REPO_ROOT } from '../test/fuzz/harness/dist.mjs';
@@ -102,6 +102,8 @@ for (const name of only) {
           failures.push({ fuzzer: name, seed, problems: [p], files: [s.dataDir] });
           log(p);
         }
+        // The data directory is the reproduction: kept only when something was wrong in it.
+        if (s.problems.length + s.strayTemp.length === 0) rmSync(s.dataDir, { recursive: true, force: true });
         if (oneCase !== undefined) break;
       }
       summary = `${storms} storms, ${kills} kills, ${operations} operations (${acknowledged} acknowledged)`;

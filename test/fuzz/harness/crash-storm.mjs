@@ -112,6 +112,17 @@ export async function runCrashStorm(options) {
   const args = ['--workers', '1'];
   for (let round = 0; round <= kills; round++) {
     const engine = await startEngine({ dataDir, args });
+    try {
+      await stormRound(engine, round);
+    } finally {
+      // Whatever failed, no engine is left running.
+      if (engine.alive) await engine.kill();
+    }
+    if (round === kills) break;
+  }
+  return { ...stats, dataDir };
+
+  async function stormRound(engine, round) {
     if (round > 0) {
       stats.restarts++;
       const checked = await verify(engine, model);
@@ -123,7 +134,7 @@ export async function runCrashStorm(options) {
     if (round === kills) {
       const code = await engine.stop();
       if (code !== 0) stats.problems.push(`the engine stopped with ${code}`);
-      break;
+      return;
     }
     // One stream of operations per name, until the kill.
     let killed = false;
@@ -172,5 +183,4 @@ export async function runCrashStorm(options) {
     await Promise.all(streams);
     log(`kill ${stats.kills} at ${ackTarget} acknowledged + ${delay} ms: ${stats.operations} operations so far`);
   }
-  return { ...stats, dataDir };
 }
