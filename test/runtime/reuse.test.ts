@@ -17,6 +17,8 @@ import {
   type ExposedState,
   type InvocationRequest,
 } from '../../src/runtime/index.js';
+import { readFileSync } from 'node:fs';
+import { watFixture } from '../support/fixtures.js';
 import { engineError, request, wat, watText } from './support.js';
 
 /**
@@ -176,6 +178,43 @@ describe('instance reuse is exact', () => {
     const pristine = freshAnswer('reuse-numeric', 'probe', ['1']);
     // run() settles a previous call itself when the caller did not.
     expect([1, 2, 3].map((seed) => runner.run(toSandboxCall(req([String(seed)]))).output)).toEqual(Array(3).fill(pristine));
+  });
+});
+
+describe('instance reuse is exact for float globals that start as NaNs (found by test/fuzz)', () => {
+  // JavaScript reads and writes a float global as a number, which keeps every value but a NaN's
+  // bits: restoring one wrote back V8's canonical NaN, and the next call saw other bits.
+  it('a module whose mutable float global starts as a NaN is not reused, and every call answers the initial bits', () => {
+    const bytes = new Uint8Array(readFileSync(watFixture('hardening', 'reuse-nan-global')));
+    const capped = withMemoryMaximum(bytes, 128 * 16);
+    const exposed = prepareForReuse(capped);
+    if (!('state' in exposed)) throw new Error(`not exposed: ${exposed.reason}`);
+    for (const [entry, initial] of [['bits32', '-27'], ['bits64', '9219994337134247937']] as const) {
+      const analysis = analyzeModule(bytes, { functionName: entry });
+      const fresh = runInvocation(new wasm.Module(capped), request(analysis)).output;
+      expect(fresh).toBe(initial);
+      const runner = new InstanceRunner(new wasm.Module(exposed.bytes), analysis.abi, exposed.state);
+      const outputs = [1, 2, 3, 4].map(() => runAndSettle(runner, request(analysis)));
+      expect(outputs).toEqual([initial, initial, initial, initial]);
+      expect(runner.reuseRefused).toMatch(/NaN/);
+    }
+  });
+
+  it('a float global that starts as a number is still restored exactly, NaN or not in between', () => {
+    const bytes = watText(`(module (memory (export "memory") 1) (global $g (mut f32) (f32.const -0))
+      (func (export "f") (result i32) (local $r i32)
+        (local.set $r (i32.reinterpret_f32 (global.get $g)))
+        (global.set $g (f32.reinterpret_i32 (i32.const 0x7fa00001)))
+        (local.get $r)))`);
+    const exposed = prepareForReuse(withMemoryMaximum(bytes, 128 * 16));
+    if (!('state' in exposed)) throw new Error(`not exposed: ${exposed.reason}`);
+    const analysis = analyzeModule(bytes, { functionName: 'f' });
+    const runner = new InstanceRunner(new wasm.Module(exposed.bytes), analysis.abi, exposed.state);
+    const outputs = [1, 2, 3].map(() => runAndSettle(runner, request(analysis)));
+    // -0 as f32 bits: 0x80000000.
+    expect(outputs).toEqual(['-2147483648', '-2147483648', '-2147483648']);
+    expect(runner.reuseRefused).toBeUndefined();
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(2);
   });
 });
 

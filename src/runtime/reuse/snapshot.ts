@@ -46,8 +46,18 @@ export class MemoryImage {
     readonly runs: readonly Run[],
   ) {}
 
-  /** The image of a pristine instance's memory, or why reusing it would not pay. */
+  /** The image of a pristine instance's memory, or why reusing it would not pay (or not be exact). */
   static take(exports: Exports, state: ExposedState): MemoryImage | { reason: string } {
+    // A float global is read and written back through a JavaScript number, which keeps every
+    // value but a NaN's bits: V8 writes back its canonical NaN, and a guest that reinterprets the
+    // global would see other bits than in a fresh instance. Instantiation is deterministic, so
+    // what this pristine instance holds, every instance holds.
+    for (const name of state.globals) {
+      const value = (exports[name] as WasmMutableGlobal).value;
+      if (typeof value === 'number' && Number.isNaN(value)) {
+        return { reason: 'a mutable float global starts as a NaN, whose bits JavaScript cannot put back' };
+      }
+    }
     const memory = state.memory === undefined ? undefined : (exports[state.memory] as WasmMemory);
     const bytes = memory ? new Uint8Array(memory.buffer) : new Uint8Array(0);
     // Memory is a whole number of 64 KiB pages, so 32-bit words cover it exactly.
