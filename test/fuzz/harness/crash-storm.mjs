@@ -90,7 +90,10 @@ async function verify(engine, model) {
   const digests = new Set([...listed.values()].map((f) => String(f.digest).replace(/^sha256:/, '')));
   const strayTemp = [];
   for (const path of walk(engine.dataDir)) {
-    if (path === 'engine.lock' || path === 'functions.json' || path === 'blobs/' || path === 'blobs/sha256/') continue;
+    if (path === 'functions.json' || path === 'blobs/' || path === 'blobs/sha256/') continue;
+    // The lock is a directory with its owner file; a lock taken over from a killed engine is kept
+    // as engine.lock.dead-<token> for a minute (src/store/data-dir-lock.ts says why).
+    if (/^engine\.lock(\.dead-[0-9a-f]+)?\/(owner)?$/.test(path)) continue;
     const blob = /^blobs\/sha256\/([0-9a-f]{64})$/.exec(path);
     if (blob && digests.has(blob[1])) continue;
     if (/(^|\/)\.tmp-/.test(path)) strayTemp.push(path);
