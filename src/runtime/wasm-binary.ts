@@ -358,14 +358,7 @@ export function withMemoryMaximum(bytes: Uint8Array, maxPages: number): Uint8Arr
       return { ...l, max: cap };
     });
     if (!changed) return bytes;
-    const body = [...encodeU32(capped.length), ...capped.flatMap(encodeLimits)];
-    const header = [SECTION.memory, ...encodeU32(body.length)];
-    const out = new Uint8Array(bytes.length - (section.end - section.start) + header.length + body.length);
-    out.set(bytes.subarray(0, section.start), 0);
-    out.set(header, section.start);
-    out.set(body, section.start + header.length);
-    out.set(bytes.subarray(section.end), section.start + header.length + body.length);
-    return out;
+    return replaceSection(bytes, section, SECTION.memory, [...encodeU32(capped.length), ...capped.flatMap(encodeLimits)]);
   });
 }
 
@@ -424,12 +417,17 @@ export function withTableMaximum(bytes: Uint8Array, maxEntries: number): Uint8Ar
     });
     if (!changed) return bytes;
     const body = [...encodeU32(capped.length), ...capped.flatMap((t) => [REF_TYPE_BYTES[t.element] as number, ...encodeLimits(t.limits)])];
-    const header = [SECTION.table, ...encodeU32(body.length)];
-    const out = new Uint8Array(bytes.length - (section.end - section.start) + header.length + body.length);
-    out.set(bytes.subarray(0, section.start), 0);
-    out.set(header, section.start);
-    out.set(body, section.start + header.length);
-    out.set(bytes.subarray(section.end), section.start + header.length + body.length);
-    return out;
+    return replaceSection(bytes, section, SECTION.table, body);
   });
+}
+
+/** The module with one section's contents replaced by `body` (its size header written anew). */
+function replaceSection(bytes: Uint8Array, section: { start: number; end: number }, id: number, body: number[]): Uint8Array {
+  const header = [id, ...encodeU32(body.length)];
+  const out = new Uint8Array(bytes.length - (section.end - section.start) + header.length + body.length);
+  out.set(bytes.subarray(0, section.start), 0);
+  out.set(header, section.start);
+  out.set(body, section.start + header.length);
+  out.set(bytes.subarray(section.end), section.start + header.length + body.length);
+  return out;
 }
