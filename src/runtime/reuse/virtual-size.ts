@@ -21,7 +21,7 @@
 import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
-import { UnknownInstruction, walkBody, type MemoryOp } from './code-walk.js';
+import { UnknownInstruction, walkBody } from './code-walk.js';
 import { EXPORT_PREFIX } from './expose.js';
 
 /** Export names of the functions the host uses in place of the memory's own size and grow. */
@@ -42,6 +42,7 @@ export function visibleMemoryBytes(exports: Readonly<Record<string, unknown>>, n
 
 const OP = { call: 0x10, end: 0x0b } as const;
 const I32 = 0x7f;
+const I64 = 0x7e;
 const encoder = new TextEncoder();
 
 /**
@@ -67,29 +68,30 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
 
   const spans = new Map<number, SectionSpan>();
   for (const s of sections(bytes)) if (s.id !== 0) spans.set(s.id, s);
-  const code = spans.get(SECTION.code);
+  const codeSpan = spans.get(SECTION.code);
   const functions = spans.get(SECTION.function);
   const types = spans.get(SECTION.type);
   const exports = spans.get(SECTION.export);
-  if (!code || !functions || !types || !exports) return { reason: 'it has no code or no exports' };
+  if (!codeSpan || !functions || !types || !exports) return { reason: 'it has no code or no exports' };
 
   const growType = m.types.length;
   const sizeType = growType + 1;
   const growFunc = m.functionTypes.length;
   const sizeFunc = growFunc + 1;
   const global = m.globals.length;
-  const calls: Record<MemoryOp, number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
+  const g = encodeU32(global);
+  const helpers = new Helpers(growType + 2, sizeFunc + 1, g);
+  const calls: Record<'grow' | 'size', number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
+  const code = rewriteCode(bytes, codeSpan, calls, helpers);
+  if ('reason' in code) return code;
 
   const bodies: Record<number, Chunk[]> = {
-    [SECTION.type]: appended(bytes, types, [
-      [0x60, 1, I32, 1, I32],
-      [0x60, 0, 1, I32],
-    ]),
-    [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType)]),
+    [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
+    [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType), ...helpers.functions]),
     [SECTION.export]: appended(bytes, exports, [exportEntry(VIRTUAL_SIZE_EXPORTS.grow, growFunc), exportEntry(VIRTUAL_SIZE_EXPORTS.size, sizeFunc)]),
-    [SECTION.code]: rewriteCode(bytes, code, calls, [withSize(growBody(global)), withSize(sizeBody(global))]),
+    [SECTION.code]: [...code.chunks, withSize(growBody(g)), withSize(sizeBody(g)), ...helpers.bodies.map(withSize)],
   };
-  const newGlobal = [I32, 1, 0x41, ...encodeS32(memory.min), OP.end];
+  const newGlobal = [I64, 1, 0x42, ...encodeS64(BigInt(memory.min) * BigInt(WASM_PAGE_BYTES)), OP.end];
   const globals = spans.get(SECTION.global);
   if (globals) bodies[SECTION.global] = appended(bytes, globals, [newGlobal]);
 
@@ -117,11 +119,15 @@ function section(id: number, body: Chunk[]): Chunk[] {
   return [[id, ...encodeU32(size)], ...body];
 }
 
-/** Every body copied, with memory.size and memory.grow on memory 0 replaced by calls. */
-function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<MemoryOp, number[]>, extra: Chunk[]): Chunk[] {
+/**
+ * Every body copied, with memory.size and memory.grow on memory 0 replaced by calls, and every
+ * access of memory by a call to the helper that checks it; the number of bodies counts the ones
+ * the caller appends.
+ */
+function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | 'size', number[]>, helpers: Helpers): { chunks: Chunk[] } | { reason: string } {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   const count = r.u32();
-  const out: Chunk[] = [encodeU32(count + extra.length)];
+  const bodies: Chunk[] = [];
   for (let i = 0; i < count; i++) {
     const size = r.u32();
     const start = r.pos;
@@ -130,19 +136,158 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<MemoryOp, 
     const parts: Chunk[] = [];
     let copied = start;
     walkBody(new ByteReader(bytes, start, end), (op, opStart, opEnd) => {
-      parts.push(bytes.subarray(copied, opStart), calls[op]);
+      parts.push(bytes.subarray(copied, opStart), op === 'access' ? helpers.call(bytes.subarray(opStart, opEnd)) : calls[op]);
       copied = opEnd;
     });
     if (parts.length === 0) {
-      out.push(encodeU32(size), bytes.subarray(start, end));
+      bodies.push(encodeU32(size), bytes.subarray(start, end));
       continue;
     }
     parts.push(bytes.subarray(copied, end));
-    out.push(encodeU32(parts.reduce((n, c) => n + c.length, 0)), ...parts);
+    bodies.push(encodeU32(parts.reduce((n, c) => n + c.length, 0)), ...parts);
   }
   if (!r.done) r.fail('code section has trailing bytes');
-  out.push(...extra);
-  return out;
+  return { chunks: [encodeU32(count + 2 + helpers.bodies.length), ...bodies] };
+}
+
+const V128 = 0x7b;
+const F32 = 0x7d;
+const F64 = 0x7c;
+
+/** Plain loads and stores by opcode: [the value type loaded or stored, bytes accessed]. */
+const LOADS: Record<number, [number, number]> = {
+  0x28: [I32, 4], 0x29: [I64, 8], 0x2a: [F32, 4], 0x2b: [F64, 8], 0x2c: [I32, 1], 0x2d: [I32, 1], 0x2e: [I32, 2], 0x2f: [I32, 2],
+  0x30: [I64, 1], 0x31: [I64, 1], 0x32: [I64, 2], 0x33: [I64, 2], 0x34: [I64, 4], 0x35: [I64, 4],
+};
+const STORES: Record<number, [number, number]> = {
+  0x36: [I32, 4], 0x37: [I64, 8], 0x38: [F32, 4], 0x39: [F64, 8], 0x3a: [I32, 1], 0x3b: [I32, 2], 0x3c: [I64, 1], 0x3d: [I64, 2], 0x3e: [I64, 4],
+};
+/** SIMD accesses by sub-opcode: bytes accessed, and whether it stores (no result) or takes a vector. */
+const SIMD: Record<number, { width: number; store?: boolean; lane?: boolean }> = {
+  0: { width: 16 }, 1: { width: 8 }, 2: { width: 8 }, 3: { width: 8 }, 4: { width: 8 }, 5: { width: 8 }, 6: { width: 8 },
+  7: { width: 1 }, 8: { width: 2 }, 9: { width: 4 }, 10: { width: 8 }, 11: { width: 16, store: true },
+  84: { width: 1, lane: true }, 85: { width: 2, lane: true }, 86: { width: 4, lane: true }, 87: { width: 8, lane: true },
+  88: { width: 1, lane: true, store: true }, 89: { width: 2, lane: true, store: true }, 90: { width: 4, lane: true, store: true }, 91: { width: 8, lane: true, store: true },
+  92: { width: 4 }, 93: { width: 8 },
+};
+
+/**
+ * One appended function per distinct access instruction (opcode and immediates): it takes the
+ * instruction's operands, traps out of bounds when the access ends past the size the guest sees,
+ * and otherwise runs the instruction itself. The trap is a real out-of-bounds access (a byte at
+ * 2^32, past any 32-bit memory), so its message is the one a fresh instance gives.
+ */
+class Helpers {
+  readonly types: number[][] = [];
+  readonly functions: number[][] = [];
+  readonly bodies: number[][] = [];
+  private readonly byInstruction = new Map<string, number[]>();
+  private readonly typeBySignature = new Map<string, number>();
+
+  constructor(
+    private readonly firstType: number,
+    private readonly firstFunc: number,
+    /** The global that holds the size the guest sees, in bytes, as an i64. */
+    private readonly global: number[],
+  ) {}
+
+  call(instruction: Uint8Array): number[] {
+    const key = instruction.join(',');
+    let call = this.byInstruction.get(key);
+    if (!call) {
+      const { params, results, checks } = shape(instruction);
+      const signature = [0x60, ...encodeU32(params.length), ...params, ...encodeU32(results.length), ...results];
+      let type = this.typeBySignature.get(signature.join(','));
+      if (type === undefined) {
+        type = this.firstType + this.types.length;
+        this.types.push(signature);
+        this.typeBySignature.set(signature.join(','), type);
+      }
+      const body = [0];
+      for (const check of checks) body.push(...check, 0x23, ...this.global, 0x56, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end);
+      params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
+      body.push(...instruction, OP.end);
+      call = [OP.call, ...encodeU32(this.firstFunc + this.bodies.length)];
+      this.functions.push(encodeU32(type));
+      this.bodies.push(body);
+      this.byInstruction.set(key, call);
+    }
+    return call;
+  }
+}
+
+/** i32.load8_u offset=1 of address 0xFFFFFFFF: the byte at 2^32, out of bounds of every memory. */
+const OUT_OF_BOUNDS = [0x41, 0x7f, 0x2d, 0, 1, 0x1a];
+
+/** u64(local a) + u64(local b), or + the constant c when b is undefined, left on the stack. */
+function end64(a: number, b: number | undefined, c = 0n): number[] {
+  const first = [0x20, a, 0xad];
+  return b === undefined ? [...first, 0x42, ...encodeS64(c), 0x7c] : [...first, 0x20, b, 0xad, 0x7c];
+}
+
+/**
+ * Atomic accesses by sub-opcode. V8 checks an atomic access's bound before its alignment, so the
+ * helper's bound check first keeps the trap a fresh instance gives (test/runtime/virtual-size.test.ts
+ * pins the order).
+ */
+function atomicShape(sub: number): { params: number[]; results: number[]; width: number } {
+  // The seven widths of each group of loads, stores, read-modify-writes and compare-exchanges.
+  const GROUP: [number, number][] = [[I32, 4], [I64, 8], [I32, 1], [I32, 2], [I64, 1], [I64, 2], [I64, 4]];
+  if (sub === 0x00) return { params: [I32, I32], results: [I32], width: 4 }; // memory.atomic.notify
+  if (sub === 0x01) return { params: [I32, I32, I64], results: [I32], width: 4 }; // memory.atomic.wait32
+  if (sub === 0x02) return { params: [I32, I64, I64], results: [I32], width: 8 }; // memory.atomic.wait64
+  if (sub >= 0x10 && sub <= 0x16) {
+    const [type, width] = GROUP[sub - 0x10] as [number, number];
+    return { params: [I32], results: [type], width };
+  }
+  if (sub >= 0x17 && sub <= 0x1d) {
+    const [type, width] = GROUP[sub - 0x17] as [number, number];
+    return { params: [I32, type], results: [], width };
+  }
+  if (sub >= 0x1e && sub <= 0x47) {
+    const [type, width] = GROUP[(sub - 0x1e) % 7] as [number, number];
+    return { params: [I32, type], results: [type], width };
+  }
+  if (sub >= 0x48 && sub <= 0x4e) {
+    const [type, width] = GROUP[sub - 0x48] as [number, number];
+    return { params: [I32, type, type], results: [type], width };
+  }
+  throw new UnknownInstruction(`not an atomic access: 0xfe ${sub}`);
+}
+
+/** What an access instruction takes and gives, and the ends (i64) it reaches that must be in bounds. */
+function shape(ins: Uint8Array): { params: number[]; results: number[]; checks: number[][] } {
+  const r = new ByteReader(ins);
+  const op = r.u8();
+  if (op === 0xfc) {
+    const sub = r.u32();
+    // memory.init (dest, src, n), memory.copy (dest, src, n), memory.fill (dest, value, n).
+    const checks = sub === 10 ? [end64(0, 2), end64(1, 2)] : [end64(0, 2)];
+    return { params: [I32, I32, I32], results: [], checks };
+  }
+  const sub = op === 0xfd || op === 0xfe ? r.u32() : undefined;
+  r.u32(); // alignment
+  const offset = BigInt(r.u32());
+  if (op === 0xfe) {
+    const atomic = atomicShape(sub as number);
+    return { ...atomic, checks: [end64(0, undefined, offset + BigInt(atomic.width))] };
+  }
+  if (sub !== undefined) {
+    const simd = SIMD[sub];
+    if (!simd) r.fail(`not a SIMD access: ${sub}`);
+    const { width, store, lane } = simd as { width: number; store?: boolean; lane?: boolean };
+    return {
+      params: store || lane ? [I32, V128] : [I32],
+      results: store ? [] : [V128],
+      checks: [end64(0, undefined, offset + BigInt(width))],
+    };
+  }
+  const load = LOADS[op];
+  if (load) return { params: [I32], results: [load[0]], checks: [end64(0, undefined, offset + BigInt(load[1]))] };
+  const store = STORES[op];
+  if (!store) r.fail(`not an access: ${op}`);
+  const [type, width] = store as [number, number];
+  return { params: [I32, type], results: [], checks: [end64(0, undefined, offset + BigInt(width))] };
 }
 
 /**
@@ -150,25 +295,24 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<MemoryOp, 
  * the global size, growing the real memory only past its real size. 65,536 pages is the most a
  * 32-bit memory can have; a real growth that fails (the maximum) answers -1 as memory.grow does.
  */
-function growBody(global: number): number[] {
-  const g = encodeU32(global);
+function growBody(g: number[]): number[] {
   return [
     ...[2, 1, I32, 1, 0x7e], // locals: one i32, one i64
-    ...[0x23, ...g, 0x21, 1], // old = size
+    ...[0x23, ...g, 0x42, 16, 0x88, 0xa7, 0x21, 1], // old = size in bytes >> 16
     ...[0x20, 1, 0xad, 0x20, 0, 0xad, 0x7c, 0x21, 2], // new = u64(old) + u64(delta)
     ...[0x20, 2, 0x42, 0x80, 0x80, 0x04, 0x56, 0x04, 0x40, 0x41, 0x7f, 0x0f, 0x0b], // if new > 65536: return -1
     ...[0x20, 2, 0x3f, 0, 0xad, 0x56, 0x04, 0x40], // if new > real size:
     ...[0x20, 2, 0xa7, 0x3f, 0, 0x6b, 0x40, 0], //   memory.grow(new - real size)
     ...[0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 0x7f, 0x0f, 0x0b], //   == -1: return -1
     0x0b,
-    ...[0x20, 2, 0xa7, 0x24, ...g], // size = new
+    ...[0x20, 2, 0x42, 16, 0x86, 0x24, ...g], // size in bytes = new << 16
     ...[0x20, 1, OP.end], // return old
   ];
 }
 
-/** (func (result i32)): the global size. */
-function sizeBody(global: number): number[] {
-  return [0, 0x23, ...encodeU32(global), OP.end];
+/** (func (result i32)): the global size, in pages. */
+function sizeBody(g: number[]): number[] {
+  return [0, 0x23, ...g, 0x42, 16, 0x88, 0xa7, OP.end];
 }
 
 function withSize(body: number[]): number[] {
@@ -180,14 +324,14 @@ function exportEntry(name: string, func: number): number[] {
   return [...encodeU32(raw.length), ...raw, 0, ...encodeU32(func)];
 }
 
-/** Signed LEB128 of a 32-bit value (the global's initialiser). */
-function encodeS32(value: number): number[] {
+/** Signed LEB128 of a 64-bit value (the global's initialiser, the ends of accesses). */
+function encodeS64(value: bigint): number[] {
   const out: number[] = [];
-  let v = value | 0;
+  let v = BigInt.asIntN(64, value);
   for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0);
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
     out.push(done ? byte : byte | 0x80);
     if (done) return out;
   }
