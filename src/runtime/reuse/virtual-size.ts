@@ -11,12 +11,17 @@
  * mutable and defined by the module, so reuse/expose.ts exports it and a snapshot restores it
  * with the other globals; the snapshot zeroes the pages past the pristine size (snapshot.ts).
  *
- * What a guest can still tell apart from a fresh instance: a load or store past the size it sees
- * but within pages an earlier call grew does not trap (it reads zeros, and what it writes is zeroed
- * after the call). No byte reaches another call either way. The host's own accesses (WASI calls,
- * the string ABI's output) are checked against the size the guest sees.
+ * The real memory can then be larger than the size the guest sees, so every access of memory by
+ * the guest is checked against that size as well and traps out of bounds where a fresh instance
+ * traps, with the same message (the trap is a real out-of-bounds access): loads and stores of every
+ * kind (SIMD and atomic ones too) in place, the rarer accesses with more operands (memory.fill,
+ * memory.copy, memory.init, atomic compare-exchange and wait) through an appended helper each. So a reused instance answers what a fresh instance
+ * of the original module answers, call after call (test/fuzz's reuse differential requires it).
+ * The host's own accesses (WASI calls, the string ABI's output) are checked against the size the
+ * guest sees.
  *
- * Appends two types, two functions, one global and two exports; no existing index moves.
+ * Appends types, functions (two, then the helpers), one global (the size in bytes, an i64), two
+ * exports, and locals at the end of a function's own; no existing index moves.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { WASM_PAGE_BYTES } from '../wasm-api.js';
@@ -82,8 +87,8 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
   const g = encodeU32(global);
   const helpers = new Helpers(growType + 2, sizeFunc + 1, g);
   const calls: Record<'grow' | 'size', number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
-  const code = rewriteCode(bytes, codeSpan, calls, helpers);
-  if ('reason' in code) return code;
+  const paramCounts = m.functionTypes.map((t) => m.types[t]?.params.length ?? 0);
+  const code = rewriteCode(bytes, codeSpan, calls, helpers, paramCounts);
 
   const bodies: Record<number, Chunk[]> = {
     [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
@@ -121,29 +126,80 @@ function section(id: number, body: Chunk[]): Chunk[] {
 
 /**
  * Every body copied, with memory.size and memory.grow on memory 0 replaced by calls, and every
- * access of memory by a call to the helper that checks it; the number of bodies counts the ones
- * the caller appends.
+ * access of memory checked against the size the guest sees: in place for an access that takes an
+ * address and at most one value (loads and stores, what compiled code is made of), where the
+ * operands go through locals appended to the function; by a call to a helper for the others. The
+ * number of bodies counts the ones the caller appends.
  */
-function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | 'size', number[]>, helpers: Helpers): { chunks: Chunk[] } | { reason: string } {
+function rewriteCode(
+  bytes: Uint8Array,
+  s: SectionSpan,
+  calls: Record<'grow' | 'size', number[]>,
+  helpers: Helpers,
+  paramCounts: number[],
+): { chunks: Chunk[] } {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   const count = r.u32();
+  const imported = paramCounts.length - count;
   const bodies: Chunk[] = [];
   for (let i = 0; i < count; i++) {
     const size = r.u32();
     const start = r.pos;
     const end = start + size;
     r.skip(size);
+    const locals = new ByteReader(bytes, start, end);
+    let declared = paramCounts[imported + i] ?? 0;
+    const groups = locals.u32();
+    const groupsStart = locals.pos;
+    for (let j = 0; j < groups; j++) {
+      declared += locals.u32();
+      locals.u8();
+    }
+    const headerEnd = locals.pos;
+    // Scratch locals, appended after the declared ones when first needed: the address, and a value
+    // of each type stored.
+    const scratch = new Map<string, { type: number; index: number[] }>();
+    const local = (role: 'address' | 'value', type: number): number[] => {
+      const key = `${role}:${type}`;
+      let entry = scratch.get(key);
+      if (!entry) scratch.set(key, (entry = { type, index: encodeU32(declared + scratch.size) }));
+      return entry.index;
+    };
     const parts: Chunk[] = [];
-    let copied = start;
+    let copied = headerEnd;
     walkBody(new ByteReader(bytes, start, end), (op, opStart, opEnd) => {
-      parts.push(bytes.subarray(copied, opStart), op === 'access' ? helpers.call(bytes.subarray(opStart, opEnd)) : calls[op]);
+      parts.push(bytes.subarray(copied, opStart));
       copied = opEnd;
+      if (op !== 'access') {
+        parts.push(calls[op]);
+        return;
+      }
+      const instruction = bytes.subarray(opStart, opEnd);
+      const sh = shape(instruction);
+      if (sh.bound === undefined || sh.params.length > 2) {
+        parts.push(helpers.call(instruction, sh));
+        return;
+      }
+      const address = local('address', I32);
+      const value = sh.params.length === 2 ? local('value', sh.params[1] as number) : undefined;
+      parts.push([
+        ...(value ? [0x21, ...value] : []),
+        ...[0x22, ...address, 0xad, 0x42, ...encodeS64(sh.bound), 0x7c],
+        ...helpers.outOfBounds,
+        ...[0x20, ...address, ...(value ? [0x20, ...value] : [])],
+      ]);
+      parts.push(instruction);
     });
     if (parts.length === 0) {
       bodies.push(encodeU32(size), bytes.subarray(start, end));
       continue;
     }
     parts.push(bytes.subarray(copied, end));
+    const header =
+      scratch.size === 0
+        ? [bytes.subarray(start, headerEnd)]
+        : [encodeU32(groups + scratch.size), bytes.subarray(groupsStart, headerEnd), [...scratch.values()].flatMap(({ type }) => [1, type])];
+    parts.unshift(...header);
     bodies.push(encodeU32(parts.reduce((n, c) => n + c.length, 0)), ...parts);
   }
   if (!r.done) r.fail('code section has trailing bytes');
@@ -191,11 +247,17 @@ class Helpers {
     private readonly global: number[],
   ) {}
 
-  call(instruction: Uint8Array): number[] {
+  /** With the end of an access (an i64) on the stack: traps when it is past the size the guest sees. */
+  get outOfBounds(): number[] {
+    return [0x23, ...this.global, 0x56, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end];
+  }
+
+  call(instruction: Uint8Array, sh: Shape): number[] {
     const key = instruction.join(',');
     let call = this.byInstruction.get(key);
     if (!call) {
-      const { params, results, checks } = shape(instruction);
+      const { params, results } = sh;
+      const checks = sh.checks ?? [end64(0, undefined, sh.bound)];
       const signature = [0x60, ...encodeU32(params.length), ...params, ...encodeU32(results.length), ...results];
       let type = this.typeBySignature.get(signature.join(','));
       if (type === undefined) {
@@ -204,7 +266,7 @@ class Helpers {
         this.typeBySignature.set(signature.join(','), type);
       }
       const body = [0];
-      for (const check of checks) body.push(...check, 0x23, ...this.global, 0x56, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end);
+      for (const check of checks) body.push(...check, ...this.outOfBounds);
       params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
       body.push(...instruction, OP.end);
       call = [OP.call, ...encodeU32(this.firstFunc + this.bodies.length)];
@@ -255,8 +317,19 @@ function atomicShape(sub: number): { params: number[]; results: number[]; width:
   throw new UnknownInstruction(`not an atomic access: 0xfe ${sub}`);
 }
 
-/** What an access instruction takes and gives, and the ends (i64) it reaches that must be in bounds. */
-function shape(ins: Uint8Array): { params: number[]; results: number[]; checks: number[][] } {
+/**
+ * What an access instruction takes and gives, and how far it reaches: `bound`, for an access at one
+ * address, is its memarg offset plus the bytes it accesses; `checks` compute each end (an i64)
+ * of the ranges memory.fill, memory.copy and memory.init access.
+ */
+interface Shape {
+  params: number[];
+  results: number[];
+  bound?: bigint;
+  checks?: number[][];
+}
+
+function shape(ins: Uint8Array): Shape {
   const r = new ByteReader(ins);
   const op = r.u8();
   if (op === 0xfc) {
@@ -270,7 +343,7 @@ function shape(ins: Uint8Array): { params: number[]; results: number[]; checks: 
   const offset = BigInt(r.u32());
   if (op === 0xfe) {
     const atomic = atomicShape(sub as number);
-    return { ...atomic, checks: [end64(0, undefined, offset + BigInt(atomic.width))] };
+    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width) };
   }
   if (sub !== undefined) {
     const simd = SIMD[sub];
@@ -279,15 +352,15 @@ function shape(ins: Uint8Array): { params: number[]; results: number[]; checks: 
     return {
       params: store || lane ? [I32, V128] : [I32],
       results: store ? [] : [V128],
-      checks: [end64(0, undefined, offset + BigInt(width))],
+      bound: offset + BigInt(width),
     };
   }
   const load = LOADS[op];
-  if (load) return { params: [I32], results: [load[0]], checks: [end64(0, undefined, offset + BigInt(load[1]))] };
+  if (load) return { params: [I32], results: [load[0]], bound: offset + BigInt(load[1]) };
   const store = STORES[op];
   if (!store) r.fail(`not an access: ${op}`);
   const [type, width] = store as [number, number];
-  return { params: [I32, type], results: [], checks: [end64(0, undefined, offset + BigInt(width))] };
+  return { params: [I32, type], results: [], bound: offset + BigInt(width) };
 }
 
 /**
