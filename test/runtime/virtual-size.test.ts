@@ -142,6 +142,14 @@ describe('virtualizeMemorySize', () => {
     expect(virtualizeMemorySize(module('(memory 1) (func (export "\\00wasm-engine:memory.grow"))'))).toEqual({ reason: expect.stringMatching(/reserved prefix/) });
   });
 
+  it('leaves alone, with the reason, a module with more than 10,000 distinct accesses that need a helper function', () => {
+    // Compare-exchanges at 10,001 offsets: each would need a helper of its own.
+    const body = (n: number): string => Array.from({ length: n }, (_, i) => `(drop (i32.atomic.rmw.cmpxchg offset=${i * 4} (local.get 0) (i32.const 0) (i32.const 1)))`).join('');
+    const module = (n: number): Uint8Array => watText(`(module (memory 1) (func (export "f") (param i32) ${body(n)}))`);
+    expect(virtualizeMemorySize(module(10_001))).toEqual({ reason: expect.stringMatching(/more than 10000 distinct accesses need a helper/) });
+    expect('bytes' in virtualizeMemorySize(module(10_000))).toBe(true);
+  });
+
   it('stops at an instruction it does not know instead of guessing its immediates', () => {
     // No locals, call_ref (typed function references, not run by Node 20), end.
     const body = new Uint8Array([0x00, 0x14, 0x00, 0x0b]);
@@ -152,6 +160,15 @@ describe('virtualizeMemorySize', () => {
     expect(found).toEqual([
       ['grow', 3, 5],
       ['size', 6, 8],
+    ]);
+    // So are the accesses of memory, with their memarg: i32.load offset=300, memory.fill.
+    found.length = 0;
+    walkBody(new ByteReader(new Uint8Array([0x00, 0x41, 0x00, 0x28, 0x02, 0xac, 0x02, 0x1a, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00, 0xfc, 0x0b, 0x00, 0x0b])), (op, start, end) =>
+      found.push([op, start, end]),
+    );
+    expect(found).toEqual([
+      ['access', 3, 7],
+      ['access', 14, 17],
     ]);
   });
 });

@@ -94,7 +94,7 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
     [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
     [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType), ...helpers.functions]),
     [SECTION.export]: appended(bytes, exports, [exportEntry(VIRTUAL_SIZE_EXPORTS.grow, growFunc), exportEntry(VIRTUAL_SIZE_EXPORTS.size, sizeFunc)]),
-    [SECTION.code]: [...code.chunks, withSize(growBody(g)), withSize(sizeBody(g)), ...helpers.bodies.map(withSize)],
+    [SECTION.code]: [code, withSize(growBody(g)), withSize(sizeBody(g)), ...helpers.bodies.map(withSize)],
   };
   const newGlobal = [I64, 1, 0x42, ...encodeS64(BigInt(memory.min) * BigInt(WASM_PAGE_BYTES)), OP.end];
   const globals = spans.get(SECTION.global);
@@ -129,19 +129,17 @@ function section(id: number, body: Chunk[]): Chunk[] {
  * access of memory checked against the size the guest sees: in place for an access that takes an
  * address and at most one value (loads and stores, what compiled code is made of), where the
  * operands go through locals appended to the function; by a call to a helper for the others. The
- * number of bodies counts the ones the caller appends.
+ * number of bodies counts the ones the caller appends. Written into one growing buffer, not as a
+ * chunk per access: a module of hundreds of megabytes has tens of millions of accesses.
  */
-function rewriteCode(
-  bytes: Uint8Array,
-  s: SectionSpan,
-  calls: Record<'grow' | 'size', number[]>,
-  helpers: Helpers,
-  paramCounts: number[],
-): { chunks: Chunk[] } {
+function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | 'size', number[]>, helpers: Helpers, paramCounts: number[]): Uint8Array {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   const count = r.u32();
   const imported = paramCounts.length - count;
-  const bodies: Chunk[] = [];
+  const out = new Writer(s.end - s.bodyStart);
+  const body = new Writer(1024);
+  // The count of bodies, helpers included, is known only at the end: five bytes kept for it.
+  out.bytes(paddedU32(0));
   for (let i = 0; i < count; i++) {
     const size = r.u32();
     const start = r.pos;
@@ -158,52 +156,99 @@ function rewriteCode(
     const headerEnd = locals.pos;
     // Scratch locals, appended after the declared ones when first needed: the address, and a value
     // of each type stored.
-    const scratch = new Map<string, { type: number; index: number[] }>();
-    const local = (role: 'address' | 'value', type: number): number[] => {
-      const key = `${role}:${type}`;
-      let entry = scratch.get(key);
-      if (!entry) scratch.set(key, (entry = { type, index: encodeU32(declared + scratch.size) }));
+    const scratch: { key: number; type: number; index: number[] }[] = [];
+    const local = (key: number, type: number): number[] => {
+      let entry = scratch.find((e) => e.key === key);
+      if (!entry) scratch.push((entry = { key, type, index: encodeU32(declared + scratch.length) }));
       return entry.index;
     };
-    const parts: Chunk[] = [];
+    body.length = 0;
     let copied = headerEnd;
     walkBody(new ByteReader(bytes, start, end), (op, opStart, opEnd) => {
-      parts.push(bytes.subarray(copied, opStart));
+      body.bytes(bytes.subarray(copied, opStart));
       copied = opEnd;
       if (op !== 'access') {
-        parts.push(calls[op]);
+        body.bytes(calls[op]);
         return;
       }
       const instruction = bytes.subarray(opStart, opEnd);
-      const sh = shape(instruction);
-      if (sh.bound === undefined || sh.params.length > 2) {
-        parts.push(helpers.call(instruction, sh));
+      const access = helpers.access(instruction);
+      if ('call' in access) {
+        body.bytes(access.call);
         return;
       }
-      const address = local('address', I32);
-      const value = sh.params.length === 2 ? local('value', sh.params[1] as number) : undefined;
-      parts.push([
-        ...(value ? [0x21, ...value] : []),
-        ...[0x22, ...address, 0xad, 0x42, ...encodeS64(sh.bound), 0x7c],
-        ...helpers.outOfBounds,
-        ...[0x20, ...address, ...(value ? [0x20, ...value] : [])],
-      ]);
-      parts.push(instruction);
+      const address = local(-1, I32);
+      const value = access.value === undefined ? undefined : local(access.value, access.value);
+      if (value) body.byte(0x21).bytes(value);
+      body.byte(0x22).bytes(address).bytes(access.check).byte(0x20).bytes(address);
+      if (value) body.byte(0x20).bytes(value);
+      body.bytes(instruction);
     });
-    if (parts.length === 0) {
-      bodies.push(encodeU32(size), bytes.subarray(start, end));
+    if (copied === headerEnd) {
+      out.u32(size).bytes(bytes.subarray(start, end));
       continue;
     }
-    parts.push(bytes.subarray(copied, end));
-    const header =
-      scratch.size === 0
-        ? [bytes.subarray(start, headerEnd)]
-        : [encodeU32(groups + scratch.size), bytes.subarray(groupsStart, headerEnd), [...scratch.values()].flatMap(({ type }) => [1, type])];
-    parts.unshift(...header);
-    bodies.push(encodeU32(parts.reduce((n, c) => n + c.length, 0)), ...parts);
+    body.bytes(bytes.subarray(copied, end));
+    const header = new Writer(16);
+    if (scratch.length === 0) header.bytes(bytes.subarray(start, headerEnd));
+    else {
+      header.u32(groups + scratch.length).bytes(bytes.subarray(groupsStart, headerEnd));
+      for (const { type } of scratch) header.byte(1).byte(type);
+    }
+    out.u32(header.length + body.length).bytes(header.view()).bytes(body.view());
   }
   if (!r.done) r.fail('code section has trailing bytes');
-  return { chunks: [encodeU32(count + 2 + helpers.bodies.length), ...bodies] };
+  out.buffer.set(paddedU32(count + 2 + helpers.bodies.length), 0);
+  return out.view();
+}
+
+/** An unsigned LEB128 of five bytes, the most a u32 may take (the format allows the padding). */
+function paddedU32(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  for (let i = 0; i < 5; i++) {
+    out.push((v & 0x7f) | (i < 4 ? 0x80 : 0));
+    v >>>= 7;
+  }
+  return out;
+}
+
+/** A growing byte buffer. */
+class Writer {
+  buffer: Uint8Array;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.buffer = new Uint8Array(Math.max(16, capacity));
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.buffer.length) return;
+    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
+    next.set(this.buffer.subarray(0, this.length));
+    this.buffer = next;
+  }
+
+  byte(b: number): this {
+    this.room(1);
+    this.buffer[this.length++] = b;
+    return this;
+  }
+
+  bytes(b: Uint8Array | number[]): this {
+    this.room(b.length);
+    this.buffer.set(b, this.length);
+    this.length += b.length;
+    return this;
+  }
+
+  u32(v: number): this {
+    return this.bytes(encodeU32(v));
+  }
+
+  view(): Uint8Array {
+    return this.buffer.subarray(0, this.length);
+  }
 }
 
 const V128 = 0x7b;
@@ -237,7 +282,7 @@ class Helpers {
   readonly types: number[][] = [];
   readonly functions: number[][] = [];
   readonly bodies: number[][] = [];
-  private readonly byInstruction = new Map<string, number[]>();
+  private readonly byInstruction = new Map<string, { call: number[] } | { check: number[]; value: number | undefined }>();
   private readonly typeBySignature = new Map<string, number>();
 
   constructor(
@@ -252,31 +297,51 @@ class Helpers {
     return [0x23, ...this.global, 0x56, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end];
   }
 
-  call(instruction: Uint8Array, sh: Shape): number[] {
+  /**
+   * How to check one access instruction: a call to its helper, or, in place, the check to run with
+   * the address on the stack and the type of the value the access takes besides (if any).
+   */
+  access(instruction: Uint8Array): { call: number[] } | { check: number[]; value: number | undefined } {
     const key = instruction.join(',');
-    let call = this.byInstruction.get(key);
-    if (!call) {
-      const { params, results } = sh;
-      const checks = sh.checks ?? [end64(0, undefined, sh.bound)];
-      const signature = [0x60, ...encodeU32(params.length), ...params, ...encodeU32(results.length), ...results];
-      let type = this.typeBySignature.get(signature.join(','));
-      if (type === undefined) {
-        type = this.firstType + this.types.length;
-        this.types.push(signature);
-        this.typeBySignature.set(signature.join(','), type);
-      }
-      const body = [0];
-      for (const check of checks) body.push(...check, ...this.outOfBounds);
-      params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
-      body.push(...instruction, OP.end);
-      call = [OP.call, ...encodeU32(this.firstFunc + this.bodies.length)];
-      this.functions.push(encodeU32(type));
-      this.bodies.push(body);
-      this.byInstruction.set(key, call);
+    let access = this.byInstruction.get(key);
+    if (!access) {
+      const sh = shape(instruction);
+      access =
+        sh.bound !== undefined && sh.params.length <= 2
+          ? { check: [0xad, 0x42, ...encodeS64(sh.bound), 0x7c, ...this.outOfBounds], value: sh.params[1] }
+          : { call: this.helper(instruction, sh) };
+      // Bounded: an adversarial module can have as many distinct offsets as it has accesses. A
+      // helper is always kept, so that each instruction has one (there are MAX_HELPERS at most).
+      if ('call' in access || this.byInstruction.size < MAX_CACHED_ACCESSES) this.byInstruction.set(key, access);
     }
-    return call;
+    return access;
+  }
+
+  private helper(instruction: Uint8Array, sh: Shape): number[] {
+    if (this.bodies.length >= MAX_HELPERS) throw new Error(`more than ${MAX_HELPERS} distinct accesses need a helper function`);
+    const { params, results } = sh;
+    const checks = sh.checks ?? [end64(0, undefined, sh.bound)];
+    const signature = [0x60, ...encodeU32(params.length), ...params, ...encodeU32(results.length), ...results];
+    let type = this.typeBySignature.get(signature.join(','));
+    if (type === undefined) {
+      type = this.firstType + this.types.length;
+      this.types.push(signature);
+      this.typeBySignature.set(signature.join(','), type);
+    }
+    const body = [0];
+    for (const check of checks) body.push(...check, ...this.outOfBounds);
+    params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
+    body.push(...instruction, OP.end);
+    this.functions.push(encodeU32(type));
+    this.bodies.push(body);
+    return [OP.call, ...encodeU32(this.firstFunc + this.bodies.length - 1)];
   }
 }
+
+/** Distinct access instructions whose check is kept for reuse. */
+const MAX_CACHED_ACCESSES = 65_536;
+/** Distinct bulk, compare-exchange and wait instructions a module may have and still be rewritten. */
+const MAX_HELPERS = 10_000;
 
 /** i32.load8_u offset=1 of address 0xFFFFFFFF: the byte at 2^32, out of bounds of every memory. */
 const OUT_OF_BOUNDS = [0x41, 0x7f, 0x2d, 0, 1, 0x1a];
