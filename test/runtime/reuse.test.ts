@@ -146,6 +146,64 @@ describe('instance reuse is exact', () => {
     expect(numeric.runner.stats.reused).toBe(0);
   });
 
+  describe('an access past the size the guest sees traps as in a fresh instance, though an earlier call grew the real memory', () => {
+    // One runner for every export, as a worker keeps one per module and ABI.
+    const bytes = new Uint8Array(readFileSync(watFixture('hardening', 'reuse-past-size')));
+    const capped = withMemoryMaximum(bytes, 128 * 16);
+    const exposed = prepareForReuse(capped) as { bytes: Uint8Array; state: ExposedState };
+    const answer = (run: () => string): string => {
+      try {
+        return run();
+      } catch (err) {
+        return `${(err as { code?: string }).code}: ${(err as Error).message}`;
+      }
+    };
+    /** The answers of a reused instance and of fresh instances of the original, call after call. */
+    const both = (calls: [string, string[]][]): { reused: string[]; fresh: string[] } => {
+      expect(exposed.state.virtualSize).toBeDefined();
+      const runner = new InstanceRunner(new wasm.Module(exposed.bytes), 'numeric', exposed.state);
+      const req = (name: string, args: string[]): InvocationRequest => request(analyzeModule(bytes, { functionName: name }), args);
+      const reused = calls.map(([name, args]) => answer(() => runAndSettle(runner, req(name, args))));
+      const fresh = calls.map(([name, args]) => answer(() => runInvocation(new wasm.Module(capped), req(name, args)).output));
+      expect(runner.stats.reused).toBeGreaterThanOrEqual(1);
+      return { reused, fresh };
+    };
+
+    it('loads and stores', () => {
+      const calls: [string, string[]][] = [
+        ['load', ['1', '65536']],
+        ['load', ['0', '65536']],
+        ['load', ['0', '65535']],
+        ['store', ['1', '65528']],
+        ['store', ['0', '65528']],
+        ['store', ['0', '65524']],
+        ['load', ['0', '131071']],
+        ['store', ['0', '4294967295']],
+      ];
+      const { reused, fresh } = both(calls);
+      expect(reused).toEqual(fresh);
+      expect(fresh[1]).toMatch(/^FUNCTION_FAILED: .*out-of-bounds memory access$/);
+      expect(fresh[4]).toMatch(/^FUNCTION_FAILED: .*out-of-bounds memory access$/);
+      expect(fresh.filter((a) => a.startsWith('FUNCTION_FAILED')).length).toBe(4);
+    });
+
+    it('memory.fill and memory.copy', () => {
+      const calls: [string, string[]][] = [
+        ['fill', ['1', '65000', '1000']],
+        ['fill', ['0', '65000', '1000']],
+        ['fill', ['0', '65536', '0']],
+        ['fill', ['0', '65537', '0']],
+        ['copy', ['1', '0', '65530']],
+        ['copy', ['0', '0', '65530']],
+        ['copy', ['0', '65530', '0']],
+        ['copy', ['0', '65520', '65520']],
+      ];
+      const { reused, fresh } = both(calls);
+      expect(reused).toEqual(fresh);
+      expect(fresh.map((a) => a.startsWith('FUNCTION_FAILED'))).toEqual([false, true, false, true, false, true, true, false]);
+    });
+  });
+
   it('an instance whose table grew is discarded, not reused', () => {
     const { runner, req } = reusingRunner('reuse-numeric', 'grow_table');
     const first = runAndSettle(runner, req(['5']));

@@ -51,15 +51,83 @@ describe('virtualizeMemorySize', () => {
     expect(state.virtualSize).toBeDefined();
     const made = new wasm.Instance(new wasm.Module(bytes)).exports;
     const e = made as unknown as Exports;
-    const sizeGlobal = made[state.globals[state.globals.length - 1] as string] as { value: number };
+    const sizeGlobal = made[state.globals[state.globals.length - 1] as string] as { value: bigint };
     const memory = made[state.memory as string] as { buffer: ArrayBuffer };
     const fresh = sequence(instance(wat('virtual-size')));
     expect(sequence(e)).toEqual(fresh);
     const realPages = memory.buffer.byteLength / 65536;
     expect(realPages).toBe(6);
-    sizeGlobal.value = 1;
+    sizeGlobal.value = 65536n;
     expect(sequence(e)).toEqual(fresh);
     expect(memory.buffer.byteLength / 65536).toBe(realPages);
+  });
+
+  it('every access past the size the guest sees traps as in a fresh instance, whatever the real memory grew to', () => {
+    // One export per access instruction, each taking an address (and answering a value or 0).
+    const accesses = [
+      'i32.load', 'i64.load', 'f32.load', 'f64.load', 'i32.load8_s', 'i32.load8_u', 'i32.load16_s', 'i32.load16_u',
+      'i64.load8_s', 'i64.load8_u', 'i64.load16_s', 'i64.load16_u', 'i64.load32_s', 'i64.load32_u',
+    ].map((op) => `(drop (${op} offset=3 (local.get 0)))`);
+    for (const [op, value] of [['i32.store', 'i32.const 1'], ['i64.store', 'i64.const 1'], ['f32.store', 'f32.const 1'], ['f64.store', 'f64.const 1'], ['i32.store8', 'i32.const 1'], ['i32.store16', 'i32.const 1'], ['i64.store8', 'i64.const 1'], ['i64.store16', 'i64.const 1'], ['i64.store32', 'i64.const 1']]) {
+      accesses.push(`(${op} offset=5 (local.get 0) (${value}))`);
+    }
+    for (const op of ['v128.load', 'v128.load8x8_s', 'v128.load16x4_u', 'v128.load32x2_s', 'v128.load8_splat', 'v128.load16_splat', 'v128.load32_splat', 'v128.load64_splat', 'v128.load32_zero', 'v128.load64_zero']) {
+      accesses.push(`(drop (${op} (local.get 0)))`);
+    }
+    accesses.push('(v128.store offset=1 (local.get 0) (v128.const i64x2 1 2))');
+    for (const [w, lane] of [['8', 15], ['16', 7], ['32', 3], ['64', 1]]) {
+      accesses.push(`(drop (v128.load${w}_lane ${lane} (local.get 0) (v128.const i64x2 0 0)))`, `(v128.store${w}_lane ${lane} (local.get 0) (v128.const i64x2 -1 -1))`);
+    }
+    accesses.push(
+      '(drop (i32.atomic.load (local.get 0)))',
+      '(drop (i64.atomic.load16_u (local.get 0)))',
+      '(i64.atomic.store offset=8 (local.get 0) (i64.const 1))',
+      '(drop (i32.atomic.rmw.add (local.get 0) (i32.const 1)))',
+      '(drop (i64.atomic.rmw32.xchg_u (local.get 0) (i64.const 1)))',
+      '(drop (i32.atomic.rmw8.cmpxchg_u (local.get 0) (i32.const 0) (i32.const 1)))',
+      '(drop (memory.atomic.notify (local.get 0) (i32.const 1)))',
+      '(memory.fill (local.get 0) (i32.const 9) (i32.const 7))',
+      '(memory.copy (local.get 0) (i32.const 0) (i32.const 7))',
+      '(memory.copy (i32.const 0) (local.get 0) (i32.const 7))',
+      '(memory.init $d (local.get 0) (i32.const 1) (i32.const 3))',
+    );
+    const text = `(module (memory (export "memory") 1 4) (data $d "abcdef")
+      ${accesses.map((a, i) => `(func (export "a${i}") (param i32) ${a})`).join('\n')})`;
+    const bytes = watText(text);
+    const made = new wasm.Instance(new wasm.Module(rewritten(bytes))).exports;
+    // The real memory grows to 3 pages while the guest still sees 1, as after a restore.
+    (made['memory'] as { grow: (pages: number) => number }).grow(2);
+    const outcome = (e: Exports, name: string, addr: number): string => {
+      try {
+        return String(e[name]!(addr));
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    const addresses = [0, 1, 2, 65516, 65520, 65521, 65526, 65528, 65529, 65530, 65531, 65532, 65533, 65534, 65535, 65536, 65537, 131072, -1, -16];
+    let traps = 0;
+    for (let i = 0; i < accesses.length; i++) {
+      for (const addr of addresses) {
+        const expected = outcome(instance(bytes), `a${i}`, addr);
+        if (expected === 'memory access out of bounds') traps++;
+        expect(`${accesses[i]} at ${addr}: ${outcome(made as unknown as Exports, `a${i}`, addr)}`).toBe(`${accesses[i]} at ${addr}: ${expected}`);
+      }
+    }
+    expect(traps).toBeGreaterThan(accesses.length * 5);
+  });
+
+  it('V8 checks the bound of an atomic access before its alignment, which the check in front of it relies on', () => {
+    const e = instance(watText('(module (memory 1) (func (export "f") (param i32) (result i32) (i32.atomic.load (local.get 0))))'));
+    const message = (addr: number): string => {
+      try {
+        return String(e['f']!(addr));
+      } catch (err) {
+        return (err as Error).message;
+      }
+    };
+    expect(message(1)).toMatch(/unaligned/);
+    expect(message(65535)).toBe('memory access out of bounds');
+    expect(message(65537)).toBe('memory access out of bounds');
   });
 
   it('adds a global section to a module that has none', () => {
@@ -74,6 +142,14 @@ describe('virtualizeMemorySize', () => {
     expect(virtualizeMemorySize(module('(memory 1) (func (export "\\00wasm-engine:memory.grow"))'))).toEqual({ reason: expect.stringMatching(/reserved prefix/) });
   });
 
+  it('leaves alone, with the reason, a module with more than 10,000 distinct accesses that need a helper function', () => {
+    // Compare-exchanges at 10,001 offsets: each would need a helper of its own.
+    const body = (n: number): string => Array.from({ length: n }, (_, i) => `(drop (i32.atomic.rmw.cmpxchg offset=${i * 4} (local.get 0) (i32.const 0) (i32.const 1)))`).join('');
+    const module = (n: number): Uint8Array => watText(`(module (memory 1) (func (export "f") (param i32) ${body(n)}))`);
+    expect(virtualizeMemorySize(module(10_001))).toEqual({ reason: expect.stringMatching(/more than 10000 distinct accesses need a helper/) });
+    expect('bytes' in virtualizeMemorySize(module(10_000))).toBe(true);
+  });
+
   it('stops at an instruction it does not know instead of guessing its immediates', () => {
     // No locals, call_ref (typed function references, not run by Node 20), end.
     const body = new Uint8Array([0x00, 0x14, 0x00, 0x0b]);
@@ -84,6 +160,15 @@ describe('virtualizeMemorySize', () => {
     expect(found).toEqual([
       ['grow', 3, 5],
       ['size', 6, 8],
+    ]);
+    // So are the accesses of memory, with their memarg: i32.load offset=300, memory.fill.
+    found.length = 0;
+    walkBody(new ByteReader(new Uint8Array([0x00, 0x41, 0x00, 0x28, 0x02, 0xac, 0x02, 0x1a, 0x41, 0x00, 0x41, 0x00, 0x41, 0x00, 0xfc, 0x0b, 0x00, 0x0b])), (op, start, end) =>
+      found.push([op, start, end]),
+    );
+    expect(found).toEqual([
+      ['access', 3, 7],
+      ['access', 14, 17],
     ]);
   });
 });

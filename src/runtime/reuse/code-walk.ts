@@ -1,6 +1,6 @@
 /**
  * Walks the instructions of a function body, immediates included, so that a rewrite can find
- * `memory.size` and `memory.grow` and copy every other byte unchanged. Only the opcodes Node 20
+ * `memory.size`, `memory.grow` and every access of memory, and copy every other byte unchanged. Only the opcodes Node 20
  * runs without flags are known (MVP, sign extension, saturating truncation, bulk memory,
  * reference types, SIMD, threads, tail calls, legacy exception handling); anything else throws
  * UnknownInstruction and the caller leaves the module as it was. Misreading an immediate would make
@@ -19,11 +19,13 @@ const unknown = (what: string, at: number): never => {
 /** Single-byte value types, as a block type or in a local declaration. */
 const VALUE_TYPE_BYTES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f]);
 
-export type MemoryOp = 'size' | 'grow';
+/** `access`: a load or store (SIMD and atomic ones included), memory.fill, memory.copy or memory.init. */
+export type MemoryOp = 'size' | 'grow' | 'access';
 
 /**
- * Calls `found` for every memory.size / memory.grow on memory 0, with the offsets of the opcode
- * and of the end of its immediate, and returns when the body ends (`r.end`).
+ * Calls `found` for every memory.size / memory.grow on memory 0 and every instruction that
+ * accesses memory, with the offsets of the opcode and of the end of its immediates, and returns
+ * when the body ends (`r.end`).
  */
 export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end: number) => void): void {
   const groups = r.u32();
@@ -39,11 +41,12 @@ export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end
       if (r.u32() === 0) found(op === 0x3f ? 'size' : 'grow', start, r.pos);
       continue;
     }
-    skipImmediates(r, op, start);
+    const access = skipImmediates(r, op, start);
+    if (access) found(access, start, r.pos);
   }
 }
 
-function skipImmediates(r: ByteReader, op: number, at: number): void {
+function skipImmediates(r: ByteReader, op: number, at: number): MemoryOp | undefined {
   if ((op >= 0x45 && op <= 0xc4) || NO_IMMEDIATE.has(op)) return;
   if (op >= 0x28 && op <= 0x3e) return memarg(r);
   if (skipNumericConst(r, op)) return;
@@ -52,7 +55,8 @@ function skipImmediates(r: ByteReader, op: number, at: number): void {
     case 0x03: // loop
     case 0x04: // if
     case 0x06: // try
-      return blockType(r);
+      blockType(r);
+      return;
     case 0x07: // catch
     case 0x08: // throw
     case 0x09: // rethrow
@@ -108,11 +112,12 @@ function skipImmediates(r: ByteReader, op: number, at: number): void {
 /** unreachable, nop, else, end, return, drop, select, catch_all, ref.is_null. */
 const NO_IMMEDIATE = new Set([0x00, 0x01, 0x05, 0x0b, 0x0f, 0x19, 0x1a, 0x1b, 0xd1]);
 
-function memarg(r: ByteReader): void {
-  const align = r.u32();
-  // Multi-memory sets bit 6 of the alignment and then names the memory.
-  if (align & 0x40) r.u32();
+function memarg(r: ByteReader): 'access' {
+  const at = r.pos;
+  // Multi-memory sets bit 6 of the alignment and then names the memory; Node 20 does not run it.
+  if (r.u32() & 0x40) unknown('memory index in a memarg', at);
   r.u32();
+  return 'access';
 }
 
 /** Empty, one value type, or a type index (a non-negative signed LEB of up to 33 bits). */
@@ -128,19 +133,24 @@ function blockType(r: ByteReader): void {
   r.skipSignedLeb(5);
 }
 
-function prefixedFC(r: ByteReader, at: number): void {
+function prefixedFC(r: ByteReader, at: number): MemoryOp | undefined {
   const sub = r.u32();
   if (sub <= 7) return; // saturating truncations
   switch (sub) {
     case 8: // memory.init: data, memory
     case 10: // memory.copy: memory, memory
+      r.u32();
+      r.u32();
+      return 'access';
+    case 11: // memory.fill
+      r.u32();
+      return 'access';
     case 12: // table.init: element, table
     case 14: // table.copy: table, table
       r.u32();
       r.u32();
       return;
     case 9: // data.drop
-    case 11: // memory.fill
     case 13: // elem.drop
     case 15: // table.grow
     case 16: // table.size
@@ -152,25 +162,34 @@ function prefixedFC(r: ByteReader, at: number): void {
   }
 }
 
-function prefixedSimd(r: ByteReader, at: number): void {
+function prefixedSimd(r: ByteReader, at: number): MemoryOp | undefined {
   const sub = r.u32();
   if (sub <= 11) return memarg(r); // loads and v128.store
-  if (sub === 12 || sub === 13) return r.skip(16); // v128.const, i8x16.shuffle
-  if (sub >= 21 && sub <= 34) return r.skip(1); // extract and replace lane
+  if (sub === 12 || sub === 13) {
+    r.skip(16); // v128.const, i8x16.shuffle
+    return;
+  }
+  if (sub >= 21 && sub <= 34) {
+    r.skip(1); // extract and replace lane
+    return;
+  }
   if (sub >= 84 && sub <= 91) {
     // load and store lane
     memarg(r);
     r.skip(1);
-    return;
+    return 'access';
   }
   if (sub === 92 || sub === 93) return memarg(r); // load32_zero, load64_zero
   if (sub <= 255) return; // the rest of SIMD has no immediate
   return unknown(`opcode 0xfd ${sub}`, at);
 }
 
-function prefixedAtomic(r: ByteReader, at: number): void {
+function prefixedAtomic(r: ByteReader, at: number): MemoryOp | undefined {
   const sub = r.u32();
-  if (sub === 0x03) return r.skip(1); // atomic.fence
+  if (sub === 0x03) {
+    r.skip(1); // atomic.fence
+    return;
+  }
   if (sub <= 0x02 || (sub >= 0x10 && sub <= 0x4e)) return memarg(r);
   return unknown(`opcode 0xfe ${sub}`, at);
 }

@@ -11,17 +11,22 @@
  * mutable and defined by the module, so reuse/expose.ts exports it and a snapshot restores it
  * with the other globals; the snapshot zeroes the pages past the pristine size (snapshot.ts).
  *
- * What a guest can still tell apart from a fresh instance: a load or store past the size it sees
- * but within pages an earlier call grew does not trap (it reads zeros, and what it writes is zeroed
- * after the call). No byte reaches another call either way. The host's own accesses (WASI calls,
- * the string ABI's output) are checked against the size the guest sees.
+ * The real memory can then be larger than the size the guest sees, so every access of memory by
+ * the guest is checked against that size as well and traps out of bounds where a fresh instance
+ * traps, with the same message (the trap is a real out-of-bounds access): loads and stores of every
+ * kind (SIMD and atomic ones too) in place, the rarer accesses with more operands (memory.fill,
+ * memory.copy, memory.init, atomic compare-exchange and wait) through an appended helper each. So a reused instance answers what a fresh instance
+ * of the original module answers, call after call (test/fuzz's reuse differential requires it).
+ * The host's own accesses (WASI calls, the string ABI's output) are checked against the size the
+ * guest sees.
  *
- * Appends two types, two functions, one global and two exports; no existing index moves.
+ * Appends types, functions (two, then the helpers), one global (the size in bytes, an i64), two
+ * exports, and locals at the end of a function's own; no existing index moves.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
-import { UnknownInstruction, walkBody, type MemoryOp } from './code-walk.js';
+import { UnknownInstruction, walkBody } from './code-walk.js';
 import { EXPORT_PREFIX } from './expose.js';
 
 /** Export names of the functions the host uses in place of the memory's own size and grow. */
@@ -42,6 +47,7 @@ export function visibleMemoryBytes(exports: Readonly<Record<string, unknown>>, n
 
 const OP = { call: 0x10, end: 0x0b } as const;
 const I32 = 0x7f;
+const I64 = 0x7e;
 const encoder = new TextEncoder();
 
 /**
@@ -67,29 +73,30 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
 
   const spans = new Map<number, SectionSpan>();
   for (const s of sections(bytes)) if (s.id !== 0) spans.set(s.id, s);
-  const code = spans.get(SECTION.code);
+  const codeSpan = spans.get(SECTION.code);
   const functions = spans.get(SECTION.function);
   const types = spans.get(SECTION.type);
   const exports = spans.get(SECTION.export);
-  if (!code || !functions || !types || !exports) return { reason: 'it has no code or no exports' };
+  if (!codeSpan || !functions || !types || !exports) return { reason: 'it has no code or no exports' };
 
   const growType = m.types.length;
   const sizeType = growType + 1;
   const growFunc = m.functionTypes.length;
   const sizeFunc = growFunc + 1;
   const global = m.globals.length;
-  const calls: Record<MemoryOp, number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
+  const g = encodeU32(global);
+  const helpers = new Helpers(growType + 2, sizeFunc + 1, g);
+  const calls: Record<'grow' | 'size', number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
+  const paramCounts = m.functionTypes.map((t) => m.types[t]?.params.length ?? 0);
+  const code = rewriteCode(bytes, codeSpan, calls, helpers, paramCounts);
 
   const bodies: Record<number, Chunk[]> = {
-    [SECTION.type]: appended(bytes, types, [
-      [0x60, 1, I32, 1, I32],
-      [0x60, 0, 1, I32],
-    ]),
-    [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType)]),
+    [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
+    [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType), ...helpers.functions]),
     [SECTION.export]: appended(bytes, exports, [exportEntry(VIRTUAL_SIZE_EXPORTS.grow, growFunc), exportEntry(VIRTUAL_SIZE_EXPORTS.size, sizeFunc)]),
-    [SECTION.code]: rewriteCode(bytes, code, calls, [withSize(growBody(global)), withSize(sizeBody(global))]),
+    [SECTION.code]: [code, withSize(growBody(g)), withSize(sizeBody(g)), ...helpers.bodies.map(withSize)],
   };
-  const newGlobal = [I32, 1, 0x41, ...encodeS32(memory.min), OP.end];
+  const newGlobal = [I64, 1, 0x42, ...encodeS64(BigInt(memory.min) * BigInt(WASM_PAGE_BYTES)), OP.end];
   const globals = spans.get(SECTION.global);
   if (globals) bodies[SECTION.global] = appended(bytes, globals, [newGlobal]);
 
@@ -117,32 +124,308 @@ function section(id: number, body: Chunk[]): Chunk[] {
   return [[id, ...encodeU32(size)], ...body];
 }
 
-/** Every body copied, with memory.size and memory.grow on memory 0 replaced by calls. */
-function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<MemoryOp, number[]>, extra: Chunk[]): Chunk[] {
+/**
+ * Every body copied, with memory.size and memory.grow on memory 0 replaced by calls, and every
+ * access of memory checked against the size the guest sees: in place for an access that takes an
+ * address and at most one value (loads and stores, what compiled code is made of), where the
+ * operands go through locals appended to the function; by a call to a helper for the others. The
+ * number of bodies counts the ones the caller appends. Written into one growing buffer, not as a
+ * chunk per access: a module of hundreds of megabytes has tens of millions of accesses.
+ */
+function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | 'size', number[]>, helpers: Helpers, paramCounts: number[]): Uint8Array {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   const count = r.u32();
-  const out: Chunk[] = [encodeU32(count + extra.length)];
+  const imported = paramCounts.length - count;
+  const out = new Writer(s.end - s.bodyStart);
+  const body = new Writer(1024);
+  // The count of bodies, helpers included, is known only at the end: five bytes kept for it.
+  out.bytes(paddedU32(0));
   for (let i = 0; i < count; i++) {
     const size = r.u32();
     const start = r.pos;
     const end = start + size;
     r.skip(size);
-    const parts: Chunk[] = [];
-    let copied = start;
+    const locals = new ByteReader(bytes, start, end);
+    let declared = paramCounts[imported + i] ?? 0;
+    const groups = locals.u32();
+    const groupsStart = locals.pos;
+    for (let j = 0; j < groups; j++) {
+      declared += locals.u32();
+      locals.u8();
+    }
+    const headerEnd = locals.pos;
+    // Scratch locals, appended after the declared ones when first needed: the address, and a value
+    // of each type stored.
+    const scratch: { key: number; type: number; index: number[] }[] = [];
+    const local = (key: number, type: number): number[] => {
+      let entry = scratch.find((e) => e.key === key);
+      if (!entry) scratch.push((entry = { key, type, index: encodeU32(declared + scratch.length) }));
+      return entry.index;
+    };
+    body.length = 0;
+    let copied = headerEnd;
     walkBody(new ByteReader(bytes, start, end), (op, opStart, opEnd) => {
-      parts.push(bytes.subarray(copied, opStart), calls[op]);
+      body.bytes(bytes.subarray(copied, opStart));
       copied = opEnd;
+      if (op !== 'access') {
+        body.bytes(calls[op]);
+        return;
+      }
+      const instruction = bytes.subarray(opStart, opEnd);
+      const access = helpers.access(instruction);
+      if ('call' in access) {
+        body.bytes(access.call);
+        return;
+      }
+      const address = local(-1, I32);
+      const value = access.value === undefined ? undefined : local(access.value, access.value);
+      if (value) body.byte(0x21).bytes(value);
+      body.byte(0x22).bytes(address).bytes(access.check).byte(0x20).bytes(address);
+      if (value) body.byte(0x20).bytes(value);
+      body.bytes(instruction);
     });
-    if (parts.length === 0) {
-      out.push(encodeU32(size), bytes.subarray(start, end));
+    if (copied === headerEnd) {
+      out.u32(size).bytes(bytes.subarray(start, end));
       continue;
     }
-    parts.push(bytes.subarray(copied, end));
-    out.push(encodeU32(parts.reduce((n, c) => n + c.length, 0)), ...parts);
+    body.bytes(bytes.subarray(copied, end));
+    const header = new Writer(16);
+    if (scratch.length === 0) header.bytes(bytes.subarray(start, headerEnd));
+    else {
+      header.u32(groups + scratch.length).bytes(bytes.subarray(groupsStart, headerEnd));
+      for (const { type } of scratch) header.byte(1).byte(type);
+    }
+    out.u32(header.length + body.length).bytes(header.view()).bytes(body.view());
   }
   if (!r.done) r.fail('code section has trailing bytes');
-  out.push(...extra);
+  out.buffer.set(paddedU32(count + 2 + helpers.bodies.length), 0);
+  return out.view();
+}
+
+/** An unsigned LEB128 of five bytes, the most a u32 may take (the format allows the padding). */
+function paddedU32(value: number): number[] {
+  const out: number[] = [];
+  let v = value >>> 0;
+  for (let i = 0; i < 5; i++) {
+    out.push((v & 0x7f) | (i < 4 ? 0x80 : 0));
+    v >>>= 7;
+  }
   return out;
+}
+
+/** A growing byte buffer. */
+class Writer {
+  buffer: Uint8Array;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.buffer = new Uint8Array(Math.max(16, capacity));
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.buffer.length) return;
+    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
+    next.set(this.buffer.subarray(0, this.length));
+    this.buffer = next;
+  }
+
+  byte(b: number): this {
+    this.room(1);
+    this.buffer[this.length++] = b;
+    return this;
+  }
+
+  bytes(b: Uint8Array | number[]): this {
+    this.room(b.length);
+    this.buffer.set(b, this.length);
+    this.length += b.length;
+    return this;
+  }
+
+  u32(v: number): this {
+    return this.bytes(encodeU32(v));
+  }
+
+  view(): Uint8Array {
+    return this.buffer.subarray(0, this.length);
+  }
+}
+
+const V128 = 0x7b;
+const F32 = 0x7d;
+const F64 = 0x7c;
+
+/** Plain loads and stores by opcode: [the value type loaded or stored, bytes accessed]. */
+const LOADS: Record<number, [number, number]> = {
+  0x28: [I32, 4], 0x29: [I64, 8], 0x2a: [F32, 4], 0x2b: [F64, 8], 0x2c: [I32, 1], 0x2d: [I32, 1], 0x2e: [I32, 2], 0x2f: [I32, 2],
+  0x30: [I64, 1], 0x31: [I64, 1], 0x32: [I64, 2], 0x33: [I64, 2], 0x34: [I64, 4], 0x35: [I64, 4],
+};
+const STORES: Record<number, [number, number]> = {
+  0x36: [I32, 4], 0x37: [I64, 8], 0x38: [F32, 4], 0x39: [F64, 8], 0x3a: [I32, 1], 0x3b: [I32, 2], 0x3c: [I64, 1], 0x3d: [I64, 2], 0x3e: [I64, 4],
+};
+/** SIMD accesses by sub-opcode: bytes accessed, and whether it stores (no result) or takes a vector. */
+const SIMD: Record<number, { width: number; store?: boolean; lane?: boolean }> = {
+  0: { width: 16 }, 1: { width: 8 }, 2: { width: 8 }, 3: { width: 8 }, 4: { width: 8 }, 5: { width: 8 }, 6: { width: 8 },
+  7: { width: 1 }, 8: { width: 2 }, 9: { width: 4 }, 10: { width: 8 }, 11: { width: 16, store: true },
+  84: { width: 1, lane: true }, 85: { width: 2, lane: true }, 86: { width: 4, lane: true }, 87: { width: 8, lane: true },
+  88: { width: 1, lane: true, store: true }, 89: { width: 2, lane: true, store: true }, 90: { width: 4, lane: true, store: true }, 91: { width: 8, lane: true, store: true },
+  92: { width: 4 }, 93: { width: 8 },
+};
+
+/**
+ * One appended function per distinct access instruction (opcode and immediates): it takes the
+ * instruction's operands, traps out of bounds when the access ends past the size the guest sees,
+ * and otherwise runs the instruction itself. The trap is a real out-of-bounds access (a byte at
+ * 2^32, past any 32-bit memory), so its message is the one a fresh instance gives.
+ */
+class Helpers {
+  readonly types: number[][] = [];
+  readonly functions: number[][] = [];
+  readonly bodies: number[][] = [];
+  private readonly byInstruction = new Map<string, { call: number[] } | { check: number[]; value: number | undefined }>();
+  private readonly typeBySignature = new Map<string, number>();
+
+  constructor(
+    private readonly firstType: number,
+    private readonly firstFunc: number,
+    /** The global that holds the size the guest sees, in bytes, as an i64. */
+    private readonly global: number[],
+  ) {}
+
+  /** With the end of an access (an i64) on the stack: traps when it is past the size the guest sees. */
+  get outOfBounds(): number[] {
+    return [0x23, ...this.global, 0x56, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end];
+  }
+
+  /**
+   * How to check one access instruction: a call to its helper, or, in place, the check to run with
+   * the address on the stack and the type of the value the access takes besides (if any).
+   */
+  access(instruction: Uint8Array): { call: number[] } | { check: number[]; value: number | undefined } {
+    const key = instruction.join(',');
+    let access = this.byInstruction.get(key);
+    if (!access) {
+      const sh = shape(instruction);
+      access =
+        sh.bound !== undefined && sh.params.length <= 2
+          ? { check: [0xad, 0x42, ...encodeS64(sh.bound), 0x7c, ...this.outOfBounds], value: sh.params[1] }
+          : { call: this.helper(instruction, sh) };
+      // Bounded: an adversarial module can have as many distinct offsets as it has accesses. A
+      // helper is always kept, so that each instruction has one (there are MAX_HELPERS at most).
+      if ('call' in access || this.byInstruction.size < MAX_CACHED_ACCESSES) this.byInstruction.set(key, access);
+    }
+    return access;
+  }
+
+  private helper(instruction: Uint8Array, sh: Shape): number[] {
+    if (this.bodies.length >= MAX_HELPERS) throw new Error(`more than ${MAX_HELPERS} distinct accesses need a helper function`);
+    const { params, results } = sh;
+    const checks = sh.checks ?? [end64(0, undefined, sh.bound)];
+    const signature = [0x60, ...encodeU32(params.length), ...params, ...encodeU32(results.length), ...results];
+    let type = this.typeBySignature.get(signature.join(','));
+    if (type === undefined) {
+      type = this.firstType + this.types.length;
+      this.types.push(signature);
+      this.typeBySignature.set(signature.join(','), type);
+    }
+    const body = [0];
+    for (const check of checks) body.push(...check, ...this.outOfBounds);
+    params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
+    body.push(...instruction, OP.end);
+    this.functions.push(encodeU32(type));
+    this.bodies.push(body);
+    return [OP.call, ...encodeU32(this.firstFunc + this.bodies.length - 1)];
+  }
+}
+
+/** Distinct access instructions whose check is kept for reuse. */
+const MAX_CACHED_ACCESSES = 65_536;
+/** Distinct bulk, compare-exchange and wait instructions a module may have and still be rewritten. */
+const MAX_HELPERS = 10_000;
+
+/** i32.load8_u offset=1 of address 0xFFFFFFFF: the byte at 2^32, out of bounds of every memory. */
+const OUT_OF_BOUNDS = [0x41, 0x7f, 0x2d, 0, 1, 0x1a];
+
+/** u64(local a) + u64(local b), or + the constant c when b is undefined, left on the stack. */
+function end64(a: number, b: number | undefined, c = 0n): number[] {
+  const first = [0x20, a, 0xad];
+  return b === undefined ? [...first, 0x42, ...encodeS64(c), 0x7c] : [...first, 0x20, b, 0xad, 0x7c];
+}
+
+/**
+ * Atomic accesses by sub-opcode. V8 checks an atomic access's bound before its alignment, so the
+ * helper's bound check first keeps the trap a fresh instance gives (test/runtime/virtual-size.test.ts
+ * pins the order).
+ */
+function atomicShape(sub: number): { params: number[]; results: number[]; width: number } {
+  // The seven widths of each group of loads, stores, read-modify-writes and compare-exchanges.
+  const GROUP: [number, number][] = [[I32, 4], [I64, 8], [I32, 1], [I32, 2], [I64, 1], [I64, 2], [I64, 4]];
+  if (sub === 0x00) return { params: [I32, I32], results: [I32], width: 4 }; // memory.atomic.notify
+  if (sub === 0x01) return { params: [I32, I32, I64], results: [I32], width: 4 }; // memory.atomic.wait32
+  if (sub === 0x02) return { params: [I32, I64, I64], results: [I32], width: 8 }; // memory.atomic.wait64
+  if (sub >= 0x10 && sub <= 0x16) {
+    const [type, width] = GROUP[sub - 0x10] as [number, number];
+    return { params: [I32], results: [type], width };
+  }
+  if (sub >= 0x17 && sub <= 0x1d) {
+    const [type, width] = GROUP[sub - 0x17] as [number, number];
+    return { params: [I32, type], results: [], width };
+  }
+  if (sub >= 0x1e && sub <= 0x47) {
+    const [type, width] = GROUP[(sub - 0x1e) % 7] as [number, number];
+    return { params: [I32, type], results: [type], width };
+  }
+  if (sub >= 0x48 && sub <= 0x4e) {
+    const [type, width] = GROUP[sub - 0x48] as [number, number];
+    return { params: [I32, type, type], results: [type], width };
+  }
+  throw new UnknownInstruction(`not an atomic access: 0xfe ${sub}`);
+}
+
+/**
+ * What an access instruction takes and gives, and how far it reaches: `bound`, for an access at one
+ * address, is its memarg offset plus the bytes it accesses; `checks` compute each end (an i64)
+ * of the ranges memory.fill, memory.copy and memory.init access.
+ */
+interface Shape {
+  params: number[];
+  results: number[];
+  bound?: bigint;
+  checks?: number[][];
+}
+
+function shape(ins: Uint8Array): Shape {
+  const r = new ByteReader(ins);
+  const op = r.u8();
+  if (op === 0xfc) {
+    const sub = r.u32();
+    // memory.init (dest, src, n), memory.copy (dest, src, n), memory.fill (dest, value, n).
+    const checks = sub === 10 ? [end64(0, 2), end64(1, 2)] : [end64(0, 2)];
+    return { params: [I32, I32, I32], results: [], checks };
+  }
+  const sub = op === 0xfd || op === 0xfe ? r.u32() : undefined;
+  r.u32(); // alignment
+  const offset = BigInt(r.u32());
+  if (op === 0xfe) {
+    const atomic = atomicShape(sub as number);
+    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width) };
+  }
+  if (sub !== undefined) {
+    const simd = SIMD[sub];
+    if (!simd) r.fail(`not a SIMD access: ${sub}`);
+    const { width, store, lane } = simd as { width: number; store?: boolean; lane?: boolean };
+    return {
+      params: store || lane ? [I32, V128] : [I32],
+      results: store ? [] : [V128],
+      bound: offset + BigInt(width),
+    };
+  }
+  const load = LOADS[op];
+  if (load) return { params: [I32], results: [load[0]], bound: offset + BigInt(load[1]) };
+  const store = STORES[op];
+  if (!store) r.fail(`not an access: ${op}`);
+  const [type, width] = store as [number, number];
+  return { params: [I32, type], results: [], bound: offset + BigInt(width) };
 }
 
 /**
@@ -150,25 +433,24 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<MemoryOp, 
  * the global size, growing the real memory only past its real size. 65,536 pages is the most a
  * 32-bit memory can have; a real growth that fails (the maximum) answers -1 as memory.grow does.
  */
-function growBody(global: number): number[] {
-  const g = encodeU32(global);
+function growBody(g: number[]): number[] {
   return [
     ...[2, 1, I32, 1, 0x7e], // locals: one i32, one i64
-    ...[0x23, ...g, 0x21, 1], // old = size
+    ...[0x23, ...g, 0x42, 16, 0x88, 0xa7, 0x21, 1], // old = size in bytes >> 16
     ...[0x20, 1, 0xad, 0x20, 0, 0xad, 0x7c, 0x21, 2], // new = u64(old) + u64(delta)
     ...[0x20, 2, 0x42, 0x80, 0x80, 0x04, 0x56, 0x04, 0x40, 0x41, 0x7f, 0x0f, 0x0b], // if new > 65536: return -1
     ...[0x20, 2, 0x3f, 0, 0xad, 0x56, 0x04, 0x40], // if new > real size:
     ...[0x20, 2, 0xa7, 0x3f, 0, 0x6b, 0x40, 0], //   memory.grow(new - real size)
     ...[0x41, 0x7f, 0x46, 0x04, 0x40, 0x41, 0x7f, 0x0f, 0x0b], //   == -1: return -1
     0x0b,
-    ...[0x20, 2, 0xa7, 0x24, ...g], // size = new
+    ...[0x20, 2, 0x42, 16, 0x86, 0x24, ...g], // size in bytes = new << 16
     ...[0x20, 1, OP.end], // return old
   ];
 }
 
-/** (func (result i32)): the global size. */
-function sizeBody(global: number): number[] {
-  return [0, 0x23, ...encodeU32(global), OP.end];
+/** (func (result i32)): the global size, in pages. */
+function sizeBody(g: number[]): number[] {
+  return [0, 0x23, ...g, 0x42, 16, 0x88, 0xa7, OP.end];
 }
 
 function withSize(body: number[]): number[] {
@@ -180,14 +462,14 @@ function exportEntry(name: string, func: number): number[] {
   return [...encodeU32(raw.length), ...raw, 0, ...encodeU32(func)];
 }
 
-/** Signed LEB128 of a 32-bit value (the global's initialiser). */
-function encodeS32(value: number): number[] {
+/** Signed LEB128 of a 64-bit value (the global's initialiser, the ends of accesses). */
+function encodeS64(value: bigint): number[] {
   const out: number[] = [];
-  let v = value | 0;
+  let v = BigInt.asIntN(64, value);
   for (;;) {
-    const byte = v & 0x7f;
-    v >>= 7;
-    const done = (v === 0 && (byte & 0x40) === 0) || (v === -1 && (byte & 0x40) !== 0);
+    const byte = Number(v & 0x7fn);
+    v >>= 7n;
+    const done = (v === 0n && (byte & 0x40) === 0) || (v === -1n && (byte & 0x40) !== 0);
     out.push(done ? byte : byte | 0x80);
     if (done) return out;
   }

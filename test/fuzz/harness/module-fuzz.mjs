@@ -21,7 +21,7 @@ export async function runModuleFuzz(options) {
   mkdirSync(workDir, { recursive: true });
   const stats = {
     modules: 0, skipped: 0, exports: 0, refusedAtDeploy: 0, calls: 0, reusedInstances: 0, freshInstances: 0,
-    reusable: 0, virtualSize: 0, documentedDivergences: 0, answers: {}, failures: [],
+    reusable: 0, virtualSize: 0, answers: {}, failures: [],
   };
   let worker;
   let pending;
@@ -61,7 +61,6 @@ export async function runModuleFuzz(options) {
       stats.calls += r.calls ?? 0;
       stats.reusedInstances += r.reused ?? 0;
       stats.freshInstances += r.instantiated ?? 0;
-      stats.documentedDivergences += r.documented ?? 0;
       if (r.targets > 0 && r.reuseRefused === undefined) stats.reusable++;
       if (r.virtualSize) stats.virtualSize++;
       for (const [k, v] of Object.entries(r.answers ?? {})) stats.answers[k] = (stats.answers[k] ?? 0) + v;
