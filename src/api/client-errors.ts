@@ -5,7 +5,7 @@
  * limit) — answered in the error shape of SPEC §2 like every other error: the historical text line
  * by default, the JSON object when the request's Accept header asks for it and can be read.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { EngineError } from '../errors.js';
 import { ERROR_STATUS } from './error-status.js';
@@ -67,12 +67,62 @@ export function onClientError(error: Error, socket: Socket): void {
     socket.destroy();
     return;
   }
+  // Node's server may give an answer at once (a 404, a 400 for a bad body, a 413) to a request
+  // before failing on the bytes after it in the same read: that answer may still be on the socket
+  // here. Nothing is written into an answer being written (it is cut, as Node's own handler cuts
+  // it) nor after one that said `Connection: close` (Node's `_last`; it is written, then the
+  // connection closes). After a whole answer that keeps the connection, the error answer follows.
+  const answering = (socket as { _httpMessage?: (ServerResponse & { _last?: boolean }) | null })._httpMessage;
+  if (answering?.headersSent) {
+    if (!answering.writableEnded) {
+      socket.destroy();
+      return;
+    }
+    if (answering._last === true) {
+      endSocket(socket);
+      return;
+    }
+  }
+  endSocket(socket, rawErrorAnswer(clientErrorOf(err), askedJson(err.rawPacket)));
+}
+
+/** Ends the connection after `last` and what is already written; closed once that has gone out. */
+function endSocket(socket: Socket, last?: string): void {
   try {
-    socket.end(rawErrorAnswer(clientErrorOf(err), askedJson(err.rawPacket)));
-    socket.once('finish', () => socket.destroy());
+    if (last === undefined) socket.end();
+    else socket.end(last);
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
   } catch {
     socket.destroy();
   }
+}
+
+/**
+ * Node's server answers an HTTP/1.1 request without Host itself, before any listener sees it, with
+ * an empty 400 (RFC 9112 §3.2 asks for the 400): with `requireHostHeader` off on the server, this
+ * request listener in front of `server`'s own gives the same 400 in the §2 shape, and closes.
+ * False (nothing changed) when the server has not exactly one request listener.
+ */
+export function refuseRequestsWithoutHost(server: Server): boolean {
+  const listeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  const inner = listeners[0];
+  if (listeners.length !== 1 || inner === undefined) return false;
+  server.removeListener('request', inner);
+  (server as { requireHostHeader?: boolean }).requireHostHeader = false;
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (req.headers.host !== undefined || req.httpVersion !== '1.1') {
+      inner.call(server, req, res);
+      return;
+    }
+    const err = new EngineError('INVALID_REQUEST', 'an HTTP/1.1 request must have a Host header');
+    const status = ERROR_STATUS[err.code];
+    const json = acceptsJson(req.headers.accept);
+    const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
+    res.writeHead(status, { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
+  return true;
 }
 
 /** Fastify's frameworkErrors: a URL it cannot decode, a path parameter too long, a failed constraint. */
