@@ -110,8 +110,17 @@ export function refuseRequestsWithoutHost(server: Server): boolean {
   if (listeners.length !== 1 || inner === undefined) return false;
   server.removeListener('request', inner);
   (server as { requireHostHeader?: boolean }).requireHostHeader = false;
+  const hostless = (req: IncomingMessage): boolean => req.headers.host === undefined && req.httpVersion === '1.1';
+  // Node's own handling of `Expect: 100-continue`, but for a request refused here: Node checked
+  // the Host before inviting the body, and so does this.
+  if (server.listenerCount('checkContinue') === 0) {
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (!hostless(req)) res.writeContinue();
+      server.emit('request', req, res);
+    });
+  }
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (req.headers.host !== undefined || req.httpVersion !== '1.1') {
+    if (!hostless(req)) {
       inner.call(server, req, res);
       return;
     }

@@ -781,6 +781,7 @@ describe('POST /function/invoke read on the connection', () => {
       ['HTTP/1.0', request(body, [], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
       ['HTTP/1.0 with Connection: keep-alive', request(body, ['Connection: keep-alive'], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
       ['no Host', `POST /function/invoke HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, [400]],
+      ['no Host, Expect: 100-continue (no 100 first)', `POST /function/invoke HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n${body}`, [400]],
       ['two Hosts', request(body, ['Host: example.com']), [200]],
       ['two Content-Lengths', request(body, [`Content-Length: ${body.length}`]), [400]],
       ['two different Content-Lengths', request(body, ['Content-Length: 3']), [400]],
