@@ -18,6 +18,8 @@ interface ClientError extends Error {
   reason?: string;
   /** The bytes the parser was reading when it failed. */
   rawPacket?: Buffer;
+  /** Where in rawPacket it failed. */
+  bytesParsed?: number;
 }
 
 /** The §2 error for a request Node's parser (or its request timer) refused. */
@@ -36,10 +38,41 @@ export function clientErrorOf(err: ClientError): EngineError {
   }
 }
 
-/** An Accept header asking for JSON in the bytes of a request head, when they were kept. */
-function askedJson(raw: Buffer | undefined): boolean {
+const HEAD_END = '\r\n\r\n';
+/** How much of a packet is looked through for the failed request's head. */
+const HEAD_SCAN_CHARS = 64 * 1024;
+/** Failures llhttp reports in a request's body or after it, rather than in a head. */
+const BODY_FAILURES = new Set(['HPE_INVALID_CHUNK_SIZE', 'HPE_CHUNK_EXTENSIONS_OVERFLOW', 'HPE_CLOSED_CONNECTION']);
+
+/**
+ * An Accept header asking for JSON in the head of the request the parser failed on, when its bytes
+ * were kept. A read may hold requests before that one (already answered, with their own Accept),
+ * and the same request may come to the parser with or without them (the invocation reader hands
+ * Node only what it did not answer), so only the failed request's head counts: the last head
+ * before the failure when it is in that request's body (a bad chunk, bytes after `Connection:
+ * close`), else the head the failure is in; a failure at the first byte after a whole request is a
+ * new request without a readable head.
+ */
+function askedJson(err: ClientError): boolean {
+  const raw = err.rawPacket;
   if (!Buffer.isBuffer(raw)) return false;
-  const head = raw.toString('latin1', 0, Math.min(raw.length, 64 * 1024));
+  const at = Math.min(Math.max(typeof err.bytesParsed === 'number' ? err.bytesParsed : 0, 0), raw.length);
+  const from = Math.max(0, at - HEAD_SCAN_CHARS);
+  const before = raw.toString('latin1', from, at);
+  const lastEnd = before.lastIndexOf(HEAD_END);
+  let head: string;
+  if (BODY_FAILURES.has(err.code ?? '')) {
+    if (lastEnd < 0) return false;
+    const previous = before.lastIndexOf(HEAD_END, lastEnd - 1);
+    head = before.slice(previous < 0 ? 0 : previous + HEAD_END.length, lastEnd);
+  } else if (lastEnd >= 0 && lastEnd + HEAD_END.length === before.length) {
+    return false;
+  } else {
+    const start = lastEnd < 0 ? 0 : lastEnd + HEAD_END.length;
+    const after = raw.toString('latin1', at, Math.min(raw.length, at + HEAD_SCAN_CHARS));
+    const end = after.indexOf(HEAD_END);
+    head = before.slice(start) + (end < 0 ? after : after.slice(0, end));
+  }
   const accept = /\r?\naccept[ \t]*:([^\r\n]*)/i.exec(head);
   return accept !== null && acceptsJson(accept[1]);
 }
@@ -83,7 +116,7 @@ export function onClientError(error: Error, socket: Socket): void {
       return;
     }
   }
-  endSocket(socket, rawErrorAnswer(clientErrorOf(err), askedJson(err.rawPacket)));
+  endSocket(socket, rawErrorAnswer(clientErrorOf(err), askedJson(err)));
 }
 
 /** Ends the connection after `last` and what is already written; closed once that has gone out. */

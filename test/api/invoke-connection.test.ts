@@ -440,6 +440,16 @@ describe('POST /function/invoke read on the connection', () => {
       expect(plain!.text === reader!.text || droppedBeforeParseError(plain!.text, reader!.text), plain!.text).toBe(true);
     });
 
+    it("the parse error follows the Accept of the request it refuses, not that of a request before it in the same read", async () => {
+      const json = ['Content-Type: application/json', 'Accept: application/json'];
+      const [reader, plain] = await both(`${gcd(12, 18, json)}POST /function/invoke HTTP/1.2\r\nHost: x\r\nContent-Length: 0\r\n\r\n`, 2);
+      const answers = splitAnswers(reader!.text, true);
+      expect(answers[0]).toMatch(/\{"status":200,"message":"6","output":"6"\}$/);
+      expect(answers[1]).toMatch(/\r\n\r\nstatus code: 400, message: malformed HTTP request: Invalid HTTP version/);
+      // Node's parser saw both requests in one read: its parse error is the same text answer.
+      expect(plain!.text === reader!.text || droppedBeforeParseError(plain!.text, reader!.text), plain!.text).toBe(true);
+    });
+
     it('a Content-Length one byte short of its body: the reader answers the request (not JSON, closing) and nothing more', async () => {
       const body = '{"function_name":"gcd","args":["12","18"]}';
       const [reader, plain] = await both(`POST /function/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length - 1}\r\n\r\n${body}`, 1);
