@@ -5,7 +5,7 @@
  * limit) — answered in the error shape of SPEC §2 like every other error: the historical text line
  * by default, the JSON object when the request's Accept header asks for it and can be read.
  */
-import { STATUS_CODES, type ServerResponse } from 'node:http';
+import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
 import { EngineError } from '../errors.js';
 import { ERROR_STATUS } from './error-status.js';
@@ -18,6 +18,8 @@ interface ClientError extends Error {
   reason?: string;
   /** The bytes the parser was reading when it failed. */
   rawPacket?: Buffer;
+  /** Where in rawPacket it failed. */
+  bytesParsed?: number;
 }
 
 /** The §2 error for a request Node's parser (or its request timer) refused. */
@@ -36,10 +38,41 @@ export function clientErrorOf(err: ClientError): EngineError {
   }
 }
 
-/** An Accept header asking for JSON in the bytes of a request head, when they were kept. */
-function askedJson(raw: Buffer | undefined): boolean {
+const HEAD_END = '\r\n\r\n';
+/** How much of a packet is looked through for the failed request's head. */
+const HEAD_SCAN_CHARS = 64 * 1024;
+/** Failures llhttp reports in a request's body or after it, rather than in a head. */
+const BODY_FAILURES = new Set(['HPE_INVALID_CHUNK_SIZE', 'HPE_CHUNK_EXTENSIONS_OVERFLOW', 'HPE_CLOSED_CONNECTION']);
+
+/**
+ * An Accept header asking for JSON in the head of the request the parser failed on, when its bytes
+ * were kept. A read may hold requests before that one (already answered, with their own Accept),
+ * and the same request may come to the parser with or without them (the invocation reader hands
+ * Node only what it did not answer), so only the failed request's head counts: the last head
+ * before the failure when it is in that request's body (a bad chunk, bytes after `Connection:
+ * close`), else the head the failure is in; a failure at the first byte after a whole request is a
+ * new request without a readable head.
+ */
+function askedJson(err: ClientError): boolean {
+  const raw = err.rawPacket;
   if (!Buffer.isBuffer(raw)) return false;
-  const head = raw.toString('latin1', 0, Math.min(raw.length, 64 * 1024));
+  const at = Math.min(Math.max(typeof err.bytesParsed === 'number' ? err.bytesParsed : 0, 0), raw.length);
+  const from = Math.max(0, at - HEAD_SCAN_CHARS);
+  const before = raw.toString('latin1', from, at);
+  const lastEnd = before.lastIndexOf(HEAD_END);
+  let head: string;
+  if (BODY_FAILURES.has(err.code ?? '')) {
+    if (lastEnd < 0) return false;
+    const previous = before.lastIndexOf(HEAD_END, lastEnd - 1);
+    head = before.slice(previous < 0 ? 0 : previous + HEAD_END.length, lastEnd);
+  } else if (lastEnd >= 0 && lastEnd + HEAD_END.length === before.length) {
+    return false;
+  } else {
+    const start = lastEnd < 0 ? 0 : lastEnd + HEAD_END.length;
+    const after = raw.toString('latin1', at, Math.min(raw.length, at + HEAD_SCAN_CHARS));
+    const end = after.indexOf(HEAD_END);
+    head = before.slice(start) + (end < 0 ? after : after.slice(0, end));
+  }
   const accept = /\r?\naccept[ \t]*:([^\r\n]*)/i.exec(head);
   return accept !== null && acceptsJson(accept[1]);
 }
@@ -67,12 +100,71 @@ export function onClientError(error: Error, socket: Socket): void {
     socket.destroy();
     return;
   }
+  // Node's server may give an answer at once (a 404, a 400 for a bad body, a 413) to a request
+  // before failing on the bytes after it in the same read: that answer may still be on the socket
+  // here. Nothing is written into an answer being written (it is cut, as Node's own handler cuts
+  // it) nor after one that said `Connection: close` (Node's `_last`; it is written, then the
+  // connection closes). After a whole answer that keeps the connection, the error answer follows.
+  const answering = (socket as { _httpMessage?: (ServerResponse & { _last?: boolean }) | null })._httpMessage;
+  if (answering?.headersSent) {
+    if (!answering.writableEnded) {
+      socket.destroy();
+      return;
+    }
+    if (answering._last === true) {
+      endSocket(socket);
+      return;
+    }
+  }
+  endSocket(socket, rawErrorAnswer(clientErrorOf(err), askedJson(err)));
+}
+
+/** Ends the connection after `last` and what is already written; closed once that has gone out. */
+function endSocket(socket: Socket, last?: string): void {
   try {
-    socket.end(rawErrorAnswer(clientErrorOf(err), askedJson(err.rawPacket)));
-    socket.once('finish', () => socket.destroy());
+    if (last === undefined) socket.end();
+    else socket.end(last);
+    if (socket.writableFinished) socket.destroy();
+    else socket.once('finish', () => socket.destroy());
   } catch {
     socket.destroy();
   }
+}
+
+/**
+ * Node's server answers an HTTP/1.1 request without Host itself, before any listener sees it, with
+ * an empty 400 (RFC 9112 §3.2 asks for the 400): with `requireHostHeader` off on the server, this
+ * request listener in front of `server`'s own gives the same 400 in the §2 shape, and closes.
+ * False (nothing changed) when the server has not exactly one request listener.
+ */
+export function refuseRequestsWithoutHost(server: Server): boolean {
+  const listeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
+  const inner = listeners[0];
+  if (listeners.length !== 1 || inner === undefined) return false;
+  server.removeListener('request', inner);
+  (server as { requireHostHeader?: boolean }).requireHostHeader = false;
+  const hostless = (req: IncomingMessage): boolean => req.headers.host === undefined && req.httpVersion === '1.1';
+  // Node's own handling of `Expect: 100-continue`, but for a request refused here: Node checked
+  // the Host before inviting the body, and so does this.
+  if (server.listenerCount('checkContinue') === 0) {
+    server.on('checkContinue', (req: IncomingMessage, res: ServerResponse) => {
+      if (!hostless(req)) res.writeContinue();
+      server.emit('request', req, res);
+    });
+  }
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!hostless(req)) {
+      inner.call(server, req, res);
+      return;
+    }
+    const err = new EngineError('INVALID_REQUEST', 'an HTTP/1.1 request must have a Host header');
+    const status = ERROR_STATUS[err.code];
+    const json = acceptsJson(req.headers.accept);
+    const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
+    res.writeHead(status, { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body), connection: 'close' });
+    res.end(body);
+  });
+  return true;
 }
 
 /** Fastify's frameworkErrors: a URL it cannot decode, a path parameter too long, a failed constraint. */

@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
-import { onClientError, onFrameworkError } from './client-errors.js';
+import { onClientError, onFrameworkError, refuseRequestsWithoutHost } from './client-errors.js';
 import { InvokeConnections } from './invoke-connection.js';
 import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
@@ -187,6 +187,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     }
   }
   gatePipelinedRequests(app.server);
+  refuseRequestsWithoutHost(app.server);
   return app;
 }
 

@@ -12,6 +12,7 @@ import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { INCOMPLETE, readInvokeRequest } from '../../src/api/invoke-connection.js';
 import { buildServer } from '../../src/api/server.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
+import { droppedBeforeParseError } from '../fuzz/harness/http-parser.mjs';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
 
 const LIMIT = 2048;
@@ -368,6 +369,115 @@ describe('POST /function/invoke read on the connection', () => {
     });
   });
 
+  describe("bytes Node's parser refuses after a request Node's server answers at once", () => {
+    const GARBAGE = 'garbage\r\n\r\n';
+    const PARSE_ERROR = /HTTP\/1\.1 400 Bad Request\r\nContent-Type: text\/plain; charset=utf-8\r\nContent-Length: \d+\r\nConnection: close\r\n\r\nstatus code: 400, message: malformed HTTP request: Invalid method encountered \(HPE_INVALID_METHOD\) \(INVALID_REQUEST\)\n$/;
+
+    it('an invocation without Host: its 400 in the §2 shape, and nothing after it; the connection closes', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(`POST /function/invoke HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}${GARBAGE}`);
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+      expect(splitAnswers(text, true)).toHaveLength(1);
+      expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*\r\nconnection: close\r\n\r\nstatus code: 400, message: an HTTP\/1\.1 request must have a Host header \(INVALID_REQUEST\)\n?$/);
+    });
+
+    it('an invocation without Host asking for JSON: the 400 in JSON', async () => {
+      const { text } = await converse(async (client) => {
+        client.write('POST /function/invoke HTTP/1.1\r\nAccept: application/json\r\nContent-Length: 2\r\n\r\n{}');
+        await client.waitAnswers(1);
+      });
+      expect(JSON.parse(text.slice(text.indexOf('\r\n\r\n') + 4))).toMatchObject({ status: 400, error: { code: 'INVALID_REQUEST' } });
+    });
+
+    it('a body over the limit: the 413 and nothing after it; the connection closes', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(request('x'.repeat(LIMIT + 10)) + GARBAGE);
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+      expect(splitAnswers(text, true)).toHaveLength(1);
+      expect(text).toMatch(/^HTTP\/1\.1 413 /);
+    });
+
+    it('an unknown route answered with the connection kept: its 404, then the parse error', async () => {
+      const { text, closed } = await converse(async (client) => {
+        client.write(request(undefined, [], '/nowhere', 'GET') + GARBAGE);
+        await client.waitAnswers(2, 300);
+      });
+      expect(closed).toBe(true);
+      const answers = splitAnswers(text, true);
+      expect(answers.map((answer) => answer.slice(9, 12))).toEqual(['404', '400']);
+      expect(answers[1]).toMatch(PARSE_ERROR);
+    });
+  });
+
+  describe("pipelined requests before bytes Node's parser refuses (README: the one difference allowed)", () => {
+    /** What each server wrote for the same bytes, and whether it closed. */
+    const both = async (bytes: string, answers: number): Promise<{ text: string; closed: boolean }[]> => {
+      const results: { text: string; closed: boolean }[] = [];
+      for (const port of [readerPort, plainPort]) {
+        const client = open(port);
+        client.write(bytes);
+        await client.waitAnswers(answers, 1_000);
+        results.push({ text: client.text(), closed: await client.closedWithin(1_000) });
+        client.destroy();
+      }
+      return results;
+    };
+
+    it('a bad version after a whole invocation: the reader answers the invocation, then the parse error', async () => {
+      const [reader, plain] = await both(`${gcd(12, 18)}POST /function/invoke HTTP/1.2\r\nHost: x\r\nContent-Length: 0\r\n\r\n`, 2);
+      expect(reader!.closed).toBe(true);
+      const answers = splitAnswers(reader!.text, true);
+      expect(answers).toHaveLength(2);
+      expect(answers[0]).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*status code: 200, message: 6$/);
+      expect(answers[1]).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request: Invalid HTTP version \(HPE_INVALID_VERSION\)/);
+      // Node's server writes the same, or only the parse error when its parser failed before the
+      // invocation's answer was written: the difference the HTTP fuzzer allows, and no other.
+      expect(plain!.closed).toBe(true);
+      expect(plain!.text === reader!.text || droppedBeforeParseError(plain!.text, reader!.text), plain!.text).toBe(true);
+    });
+
+    it("the parse error follows the Accept of the request it refuses, not that of a request before it in the same read", async () => {
+      const json = ['Content-Type: application/json', 'Accept: application/json'];
+      const [reader, plain] = await both(`${gcd(12, 18, json)}POST /function/invoke HTTP/1.2\r\nHost: x\r\nContent-Length: 0\r\n\r\n`, 2);
+      const answers = splitAnswers(reader!.text, true);
+      expect(answers[0]).toMatch(/\{"status":200,"message":"6","output":"6"\}$/);
+      expect(answers[1]).toMatch(/\r\n\r\nstatus code: 400, message: malformed HTTP request: Invalid HTTP version/);
+      // Node's parser saw both requests in one read: its parse error is the same text answer.
+      expect(plain!.text === reader!.text || droppedBeforeParseError(plain!.text, reader!.text), plain!.text).toBe(true);
+    });
+
+    it('a Content-Length one byte short of its body: the reader answers the request (not JSON, closing) and nothing more', async () => {
+      const body = '{"function_name":"gcd","args":["12","18"]}';
+      const [reader, plain] = await both(`POST /function/invoke HTTP/1.1\r\nHost: x\r\nContent-Length: ${body.length - 1}\r\n\r\n${body}`, 1);
+      expect(reader!.closed).toBe(true);
+      expect(splitAnswers(reader!.text, true)).toHaveLength(1);
+      expect(reader!.text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*request body is not valid JSON/);
+      expect(plain!.closed).toBe(true);
+      expect(plain!.text === reader!.text || droppedBeforeParseError(plain!.text, reader!.text), plain!.text).toBe(true);
+    });
+
+    it('the allowed difference is that one only', () => {
+      const ok = 'HTTP/1.1 200 OK\r\ncontent-length: 1\r\nConnection: keep-alive\r\n\r\n6';
+      const closing = 'HTTP/1.1 400 Bad Request\r\ncontent-length: 1\r\nconnection: close\r\n\r\nx';
+      const error = 'HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nbad';
+      expect(droppedBeforeParseError(error, ok + error)).toBe(true);
+      expect(droppedBeforeParseError(ok + error, ok + ok + error)).toBe(true);
+      expect(droppedBeforeParseError(error, closing)).toBe(true);
+      expect(droppedBeforeParseError(error, ok + closing)).toBe(true);
+      // Not: answers other than the one dropped, an answer that keeps the connection at the end,
+      // another error, a short side that does not end with the parse error.
+      expect(droppedBeforeParseError(error, ok)).toBe(false);
+      expect(droppedBeforeParseError(ok + error, closing + error)).toBe(false);
+      expect(droppedBeforeParseError(error, ok + error.replace('bad', 'odd'))).toBe(false);
+      expect(droppedBeforeParseError(ok, ok + ok)).toBe(false);
+      expect(droppedBeforeParseError(error, `${ok}x`)).toBe(false);
+    });
+  });
+
   describe("hand-over to Node's server mid-connection", () => {
     it('an invocation, GET /function/list, another invocation: the last one on the request path', async () => {
       const invokesBefore = nodeInvokes;
@@ -681,6 +791,7 @@ describe('POST /function/invoke read on the connection', () => {
       ['HTTP/1.0', request(body, [], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
       ['HTTP/1.0 with Connection: keep-alive', request(body, ['Connection: keep-alive'], '/function/invoke', 'POST', 'HTTP/1.0'), [200]],
       ['no Host', `POST /function/invoke HTTP/1.1\r\nContent-Length: ${body.length}\r\n\r\n${body}`, [400]],
+      ['no Host, Expect: 100-continue (no 100 first)', `POST /function/invoke HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: ${body.length}\r\n\r\n${body}`, [400]],
       ['two Hosts', request(body, ['Host: example.com']), [200]],
       ['two Content-Lengths', request(body, [`Content-Length: ${body.length}`]), [400]],
       ['two different Content-Lengths', request(body, ['Content-Length: 3']), [400]],
