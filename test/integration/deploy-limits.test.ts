@@ -13,6 +13,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_OCI, FIXTURE_OUT, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
+import { encodeU32 } from '../../src/runtime/byte-reader.js';
 
 /** The engine's default --max-table-entries (README settings table). */
 const DEFAULT_MAX_TABLE_ENTRIES = 100_000;
@@ -24,17 +25,6 @@ const deploy = (engine: EngineProcess, name: string, image: string, extra: Recor
 
 const invoke = (engine: EngineProcess, name: string, args?: unknown): Promise<Answer> =>
   call(engine.url, 'POST', '/function/invoke', { function_name: name, ...(args === undefined ? {} : { args }) }, { json: true });
-
-function uleb(n: number): number[] {
-  const out: number[] = [];
-  do {
-    let b = n & 0x7f;
-    n = Math.floor(n / 128);
-    if (n !== 0) b |= 0x80;
-    out.push(b);
-  } while (n !== 0);
-  return out;
-}
 
 /**
  * The module with a data section of `size` pseudo-random bytes appended (one active segment at
@@ -51,8 +41,8 @@ function withDataSegment(file: string, size: number, out: string): string {
     x ^= x << 5;
     data[i] = x & 0xff;
   }
-  const head = [1, 0x00, 0x41, 0x00, 0x0b, ...uleb(size)];
-  const section = [11, ...uleb(head.length + size), ...head];
+  const head = [1, 0x00, 0x41, 0x00, 0x0b, ...encodeU32(size)];
+  const section = [11, ...encodeU32(head.length + size), ...head];
   const module = new Uint8Array(bytes.length + section.length + size);
   module.set(bytes, 0);
   module.set(section, bytes.length);
