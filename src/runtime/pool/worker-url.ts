@@ -12,22 +12,20 @@ import { fileURLToPath } from 'node:url';
 import { EngineError } from '../../errors.js';
 
 export function defaultWorkerUrl(): URL {
-  const here = new URL(import.meta.url);
-  if (!here.pathname.endsWith('.ts')) return new URL('./worker.js', here);
-  const compiled = new URL('../../../dist/runtime/pool/worker.js', here);
-  if (!existsSync(fileURLToPath(compiled))) {
-    throw new EngineError('INTERNAL', `the compiled sandbox worker ${fileURLToPath(compiled)} is missing: run \`npm run build\` first`);
-  }
-  return compiled;
+  return compiledEntry('worker.js', 'sandbox worker');
 }
 
 /** Where the preparation worker's entry file is (prepare-worker.ts), found as the sandbox worker's is. */
 export function defaultPrepareWorkerUrl(): URL {
+  return compiledEntry('prepare-worker.js', 'preparation worker');
+}
+
+function compiledEntry(file: string, what: string): URL {
   const here = new URL(import.meta.url);
-  if (!here.pathname.endsWith('.ts')) return new URL('./prepare-worker.js', here);
-  const compiled = new URL('../../../dist/runtime/pool/prepare-worker.js', here);
+  if (!here.pathname.endsWith('.ts')) return new URL(`./${file}`, here);
+  const compiled = new URL(`../../../dist/runtime/pool/${file}`, here);
   if (!existsSync(fileURLToPath(compiled))) {
-    throw new EngineError('INTERNAL', `the compiled preparation worker ${fileURLToPath(compiled)} is missing: run \`npm run build\` first`);
+    throw new EngineError('INTERNAL', `the compiled ${what} ${fileURLToPath(compiled)} is missing: run \`npm run build\` first`);
   }
   return compiled;
 }
