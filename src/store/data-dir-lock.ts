@@ -45,8 +45,8 @@ export const LOCK_NAME = 'engine.lock';
 const OWNER_FILE = 'owner';
 const DEAD_PREFIX = `${LOCK_NAME}.dead-`;
 
-export const HEARTBEAT_MS = 2_000;
-export const STALE_MS = 20_000;
+const HEARTBEAT_MS = 2_000;
+const STALE_MS = 20_000;
 /** How long a taken-over lock's directory is kept (see above). */
 const DEAD_KEEP_MS = 60_000;
 /** A lock changing hands all the time (never seen whole) is not fought over forever. */
@@ -69,7 +69,7 @@ export interface DataDirLockOptions {
   /** The lock was found held by another engine or lost; called at most once. */
   onLost?: (reason: string) => void;
   /** Waiting for a lock whose owner's liveness only its heartbeat can tell. */
-  onWait?: (owner: LockOwner | undefined, message: string) => void;
+  onWait?: (message: string) => void;
   heartbeatMs?: number;
   staleMs?: number;
   /** How often a watched lock is looked at. */
@@ -155,6 +155,8 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
   const staleMs = options.staleMs ?? STALE_MS;
   const pollMs = options.pollMs ?? Math.max(20, Math.floor(heartbeatMs / 8));
   const lockPath = join(dataDir, LOCK_NAME);
+  const ownerPath = join(lockPath, OWNER_FILE);
+  const ownerInfo = (): Promise<Stats | undefined> => stat(ownerPath).catch(() => undefined);
   const me = await identity();
   const token = randomBytes(16).toString('hex');
   const owner: LockOwner = {
@@ -177,18 +179,16 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
 
   /** Watches the owner file: 'alive' when its heartbeat moves, 'stale' when it does not in time, 'changed' when the lock went. */
   async function watchHeartbeat(holder: LockOwner | undefined): Promise<'alive' | 'stale' | 'changed'> {
-    const ownerPath = join(lockPath, OWNER_FILE);
-    const first = await stat(ownerPath).catch(() => undefined);
+    const first = await ownerInfo();
     if (first === undefined) return 'changed';
     options.onWait?.(
-      holder,
       `waiting to see whether the engine holding ${lockPath} is alive` + (holder ? ` (${describeOwner(holder, first)})` : ''),
     );
     const started = performance.now();
     const minWatch = Math.min(staleMs, 2.5 * heartbeatMs);
     for (;;) {
       await sleep(pollMs);
-      const now = await stat(ownerPath).catch(() => undefined);
+      const now = await ownerInfo();
       if (now === undefined) return 'changed';
       if (now.ino !== first.ino || now.mtimeMs !== first.mtimeMs) return 'alive';
       const watched = performance.now() - started;
@@ -251,19 +251,19 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
         continue;
       }
       const holder = await readOwner(lockPath);
-      if (holder === undefined && (await lstat(join(lockPath, OWNER_FILE)).catch(() => undefined)) === undefined) {
+      if (holder === undefined && (await lstat(ownerPath).catch(() => undefined)) === undefined) {
         // The owner file is in place before the directory is named engine.lock, and a released lock
         // is moved away whole: a lock without one is debris, nobody's lock.
         await takeOver(undefined);
         continue;
       }
       const known = holder === undefined ? undefined : await verdict(holder);
-      if (known === 'alive') throw refuse(describeOwner(holder!, await stat(join(lockPath, OWNER_FILE)).catch(() => undefined)));
+      if (known === 'alive') throw refuse(describeOwner(holder!, await ownerInfo()));
       if (known === undefined) {
         const watched = await watchHeartbeat(holder);
         if (watched === 'changed') continue;
         if (watched === 'alive') {
-          const detail = holder ? describeOwner(holder, await stat(join(lockPath, OWNER_FILE)).catch(() => undefined)) : 'its heartbeat is current';
+          const detail = holder ? describeOwner(holder, await ownerInfo()) : 'its heartbeat is current';
           throw refuse(`${detail}; a lock whose heartbeat stops is taken over ${staleMs / 1000} s later`);
         }
       }
@@ -275,7 +275,6 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
   }
 
   async function held(): Promise<DataDirLock> {
-    const ownerPath = join(lockPath, OWNER_FILE);
     const handle: FileHandle = await open(ownerPath, 'r');
     const mine = await handle.stat();
     let lost = false;
@@ -292,7 +291,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
       try {
         const now = new Date();
         await handle.utimes(now, now);
-        const current = await stat(ownerPath).catch(() => undefined);
+        const current = await ownerInfo();
         if (current === undefined || current.ino !== mine.ino || current.dev !== mine.dev) {
           const other = await readOwner(lockPath);
           loseIt(other ? `another engine holds it now (${describeOwner(other, current)})` : `${lockPath} was removed`);
@@ -314,7 +313,7 @@ export async function lockDataDir(dataDir: string, options: DataDirLockOptions =
         const wasLost = lost;
         lost = true;
         try {
-          const current = await stat(ownerPath).catch(() => undefined);
+          const current = await ownerInfo();
           if (wasLost || current?.ino !== mine.ino || current.dev !== mine.dev) return;
           // Moved aside before it is removed, so that only our own lock is ever deleted.
           const gone = join(dataDir, `${TEMP_PREFIX}${LOCK_NAME}-released-${token}`);

@@ -41,7 +41,7 @@ export class FileFunctionStore implements FunctionStore {
   async open(): Promise<void> {
     await mkdir(this.dataDir, { recursive: true });
     this.lock = await lockDataDir(this.dataDir, {
-      onWait: (_owner, message) => this.logger.info({ dataDir: this.dataDir }, message),
+      onWait: (message) => this.logger.info({ dataDir: this.dataDir }, message),
       onLost: (reason) => {
         this.lockLost = reason;
         this.logger.error({ dataDir: this.dataDir, reason }, 'lost the data directory lock: deploys, updates and deletes are refused from now on');

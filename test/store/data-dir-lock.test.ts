@@ -62,7 +62,7 @@ describe('the data directory lock', () => {
     const ns = await ourNamespace();
     await fakeLock({ pid: process.ppid, host: 'here', ...ns, startTicks: await startTicksOf(process.ppid) });
     const waits: string[] = [];
-    await expect(take({ ...FAST, onWait: (_o, m) => waits.push(m) })).rejects.toThrow(
+    await expect(take({ ...FAST, onWait: (m) => waits.push(m) })).rejects.toThrow(
       new RegExp(`in use by another engine \\(pid ${process.ppid} on here, since `),
     );
     expect(waits).toEqual([]);
@@ -72,7 +72,7 @@ describe('the data directory lock', () => {
     const ns = await ourNamespace();
     await fakeLock({ pid: process.pid, ...ns, startTicks: '1' });
     const waits: string[] = [];
-    const lock = await take({ ...FAST, onWait: (_o, m) => waits.push(m) });
+    const lock = await take({ ...FAST, onWait: (m) => waits.push(m) });
     expect(lock.owner.pid).toBe(process.pid);
     expect(waits).toEqual([]);
   });
@@ -95,7 +95,7 @@ describe('the data directory lock', () => {
     // pid 1 is alive here (init), and a pid-only lock would be refused forever.
     await fakeLock({ pid: 1, boot: 'another-boot', pidNamespace: 'pid:[4026532999]', startTicks: '5' });
     const waits: string[] = [];
-    const lock = await take({ ...FAST, onWait: (_o, m) => waits.push(m) });
+    const lock = await take({ ...FAST, onWait: (m) => waits.push(m) });
     expect(lock.owner.token).not.toBe('f'.repeat(32));
     expect(waits).toHaveLength(1);
     expect(waits[0]).toMatch(/waiting to see whether the engine holding .* is alive \(pid 1 on other-host/);
@@ -132,7 +132,7 @@ describe('the data directory lock', () => {
     await first.release();
     held.splice(0);
     const waits: string[] = [];
-    const second = await take({ ...FAST, onWait: (_o, m) => waits.push(m) });
+    const second = await take({ ...FAST, onWait: (m) => waits.push(m) });
     expect(second.owner.token).not.toBe(first.owner.token);
     expect(waits).toEqual([]);
   });
