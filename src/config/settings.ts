@@ -5,6 +5,7 @@
 import { accessSync, constants, existsSync } from 'node:fs';
 import { availableParallelism, homedir } from 'node:os';
 import { join } from 'node:path';
+import { MAX_OUTPUT_BYTES } from '../core/engine.js';
 import { EngineError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from './log-level.js';
 import {
@@ -147,7 +148,7 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     key: 'maxOutputBytes',
     flag: 'max-output-bytes',
     env: ['WASM_ENGINE_MAX_OUTPUT_BYTES'],
-    parse: integer(1, 8 * MiB), // as a deploy's max_output_bytes (core/engine.ts LIMIT_RANGES)
+    parse: integer(1, MAX_OUTPUT_BYTES),
     default: () => 4 * MiB,
   },
   workers: {

@@ -711,10 +711,13 @@ function checkReplicas(replicas: number): number {
   return replicas;
 }
 
+/** The largest output a function may be allowed: an answer the HTTP layer can build in both formats (README, "Output cap"). */
+export const MAX_OUTPUT_BYTES = 8 * 1024 * 1024;
+
 const LIMIT_RANGES: Record<keyof FunctionLimitsOverride, [number, number]> = {
   timeout_ms: [1, 3_600_000],
   memory_limit_mb: [1, 4096],
-  max_output_bytes: [1, 8 * 1024 * 1024], // an answer the HTTP layer can build in both formats (README, "Output cap")
+  max_output_bytes: [1, MAX_OUTPUT_BYTES],
 };
 
 function checkLimits(limits: FunctionLimitsOverride): FunctionLimitsOverride {

@@ -39,7 +39,17 @@ import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import { silentLogger, type Logger } from '../../logger.js';
 import { toSandboxCall, type SandboxCall } from '../abi/call.js';
-import type { AdmitRequest, AdmittedModule, CancelSignal, FunctionRuntime, InvocationRequest, InvocationResult, PreloadRequest, RuntimeStats } from '../types.js';
+import type {
+  AdmitRequest,
+  AdmittedModule,
+  CancelSignal,
+  FunctionRuntime,
+  InvocationRequest,
+  InvocationResult,
+  PreloadFailure,
+  PreloadRequest,
+  RuntimeStats,
+} from '../types.js';
 import { normalizeArgs } from '../args.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
@@ -57,7 +67,6 @@ import {
   type WorkerSettings,
 } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
-import type { PreloadFailure } from '../types.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -445,9 +454,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     clearTimeout(preload.timer);
     slot.preload = undefined;
     const requeue = this.takeBack(slot, undefined);
-    this.retire(slot);
-    void slot.worker.terminate();
-    const next = this.stopped ? undefined : this.spawn();
+    const next = this.replace(slot);
     if (next) next.preload = { run: preload.run, queue: preload.queue, current: undefined, id: 0, timer: undefined };
     else this.preloadEnded(preload.run);
     this.requeue(requeue);
@@ -561,7 +568,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     if (call.sent === undefined) {
       const at = this.queue.indexOf(call);
       if (at >= 0) this.queue.splice(at, 1);
-      else if (this.parked.includes(call)) this.parked.splice(this.parked.indexOf(call), 1);
+      else {
+        const parkedAt = this.parked.indexOf(call);
+        if (parkedAt >= 0) this.parked.splice(parkedAt, 1);
+      }
       this.settle(call, cancelled());
       return;
     }
@@ -871,22 +881,18 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.moved(running.call);
       const busy = Atomics.load(slot.cells, BUSY_CELL);
       const requeue = [running.call, ...this.takeBack(slot, undefined)];
-      this.retire(slot);
-      void slot.worker.terminate();
+      this.replace(slot);
       this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
       this.blame(slot, busy, 'ran past its time limit');
-      if (!this.stopped) this.spawn();
       this.requeue(requeue);
       return;
     }
     // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
     const requeue = this.takeBack(slot, running);
-    this.retire(slot);
-    void slot.worker.terminate();
+    this.replace(slot);
     const { call } = running;
     this.logger.warn({ timeoutMs: call.timeoutMs }, 'invocation timed out; its sandbox worker was terminated');
     this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
-    if (!this.stopped) this.spawn();
     this.requeue(requeue);
   }
 
@@ -912,11 +918,16 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return;
     }
     const requeue = this.takeBack(slot, undefined);
+    this.replace(slot);
+    this.blame(slot, busy, 'ran past its time limit');
+    this.requeue(requeue);
+  }
+
+  /** Takes a worker out of service and stops it; returns the new worker in its place (none once the pool has stopped). */
+  private replace(slot: Slot): Slot | undefined {
     this.retire(slot);
     void slot.worker.terminate();
-    this.blame(slot, busy, 'ran past its time limit');
-    if (!this.stopped) this.spawn();
-    this.requeue(requeue);
+    return this.stopped ? undefined : this.spawn();
   }
 
   /**
@@ -1217,7 +1228,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.onSettled?.();
   }
 }
-
 
 /** What a queued call whose client went away ends with (the engine's function gate says the same). */
 function cancelled(): EngineError {
