@@ -15,7 +15,7 @@
 import { EngineError } from '../../errors.js';
 import type { AnalyzeOptions } from '../analyze.js';
 import type { ExposedState } from '../reuse/expose.js';
-import type { ModuleAnalysis } from '../types.js';
+import type { AdmittedModule } from '../types.js';
 import type { WasmModule } from '../wasm-api.js';
 import type { CompiledModule } from './prepare-protocol.js';
 import type { ModulePreparer } from './preparer.js';
@@ -121,7 +121,7 @@ export class ModuleCache {
     memoryLimitMb: number,
     analyze: AnalyzeOptions,
     timeoutMs: number,
-  ): Promise<{ analysis: ModuleAnalysis; digest: string; bytes: Uint8Array }> {
+  ): Promise<AdmittedModule> {
     const admitted = await this.options.preparer.admit(bytes, memoryLimitMb, analyze, timeoutMs);
     const { digest } = admitted;
     const key = keyOf(digest, memoryLimitMb);

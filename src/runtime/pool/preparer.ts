@@ -15,7 +15,7 @@
 import { Worker } from 'node:worker_threads';
 import { EngineError } from '../../errors.js';
 import type { AnalyzeOptions } from '../analyze.js';
-import type { ModuleAnalysis } from '../types.js';
+import type { AdmittedModule, ModuleAnalysis } from '../types.js';
 import { ownsBuffer, type CompiledModule, type PrepareJob, type PrepareReply } from './prepare-protocol.js';
 import { defaultPrepareWorkerUrl } from './worker-url.js';
 
@@ -28,13 +28,12 @@ export interface ModulePreparerOptions {
   maxTableEntries: number;
 }
 
-/** A deployed module: analysed, hashed, compiled, and its trial instance made. */
-export interface AdmittedModule {
+/**
+ * A deployed module: analysed, hashed, compiled, and its trial instance made. Its bytes are the
+ * caller's own, which went to the worker and back.
+ */
+export interface PreparedModule extends AdmittedModule {
   compiled: CompiledModule;
-  analysis: ModuleAnalysis;
-  digest: string;
-  /** The module's bytes: the caller's own, which went to the worker and back. */
-  bytes: Uint8Array;
 }
 
 /**
@@ -101,7 +100,7 @@ export class ModulePreparer {
    * makes a trial instance of it within `timeoutMs`. The bytes are transferred to the worker (no
    * copy on this thread when they own their buffer) and back: use the returned ones after.
    */
-  async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<AdmittedModule> {
+  async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<PreparedModule> {
     const sent = ownsBuffer(bytes) ? bytes : copyOf(bytes);
     const reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
     return {
