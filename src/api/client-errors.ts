@@ -80,7 +80,7 @@ function askedJson(err: ClientError): boolean {
 /** The whole HTTP answer for `err`, closing the connection (the parser's state is lost). */
 export function rawErrorAnswer(err: EngineError, json: boolean): string {
   const status = ERROR_STATUS[err.code];
-  const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
+  const body = errorBody(err, json);
   return (
     `HTTP/1.1 ${status} ${STATUS_CODES[status] ?? 'unknown'}\r\n` +
     `Content-Type: ${json ? JSON_TYPE : TEXT_TYPE}\r\nContent-Length: ${Buffer.byteLength(body)}\r\n` +
@@ -157,17 +157,11 @@ export function refuseRequestsWithoutHost(server: Server): boolean {
       inner.call(server, req, res);
       return;
     }
-    const err = new EngineError('INVALID_REQUEST', 'an HTTP/1.1 request must have a Host header');
-    const status = ERROR_STATUS[err.code];
-    const json = acceptsJson(req.headers.accept);
-    const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
-    res.writeHead(status, { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body), connection: 'close' });
-    res.end(body);
+    writeError(res, new EngineError('INVALID_REQUEST', 'an HTTP/1.1 request must have a Host header'), req.headers.accept, true);
   });
   return true;
 }
 
-/** Fastify's frameworkErrors: a URL it cannot decode, a path parameter too long, a failed constraint. */
 /** What onFrameworkError uses of Fastify's request and reply (whose types depend on the server's). */
 interface BareRequest {
   headers: { accept?: string | undefined };
@@ -176,6 +170,7 @@ interface BareReply {
   raw: ServerResponse;
 }
 
+/** Fastify's frameworkErrors: a URL it cannot decode, a path parameter too long, a failed constraint. */
 export function onFrameworkError(error: Error & { code?: string }, request: BareRequest, reply: BareReply): void {
   const err =
     error.code === 'FST_ERR_ASYNC_CONSTRAINT'
@@ -183,10 +178,21 @@ export function onFrameworkError(error: Error & { code?: string }, request: Bare
       : error.code === 'FST_ERR_MAX_PARAM_LENGTH'
         ? new EngineError('INVALID_REQUEST', 'a path segment of the URL is longer than the limit')
         : new EngineError('INVALID_REQUEST', `the URL is not valid: ${error.message}`);
-  const status = ERROR_STATUS[err.code];
   // No route context here: the answer is written as Fastify's own default writes it, in the management form.
-  const json = acceptsJson(request.headers.accept);
-  const body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), false);
-  reply.raw.writeHead(status, { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body) });
-  reply.raw.end(body);
+  writeError(reply.raw, err, request.headers.accept, false);
+}
+
+/** The §2 error body in the management form (these answers come before any route). */
+function errorBody(err: EngineError, json: boolean): string {
+  return json ? JSON.stringify(errorObject(err)) : textLine(ERROR_STATUS[err.code], errorText(err), false);
+}
+
+/** Writes `err` on `res` in the format `accept` asks for; `close`: the connection ends after it. */
+function writeError(res: ServerResponse, err: EngineError, accept: string | undefined, close: boolean): void {
+  const json = acceptsJson(accept);
+  const body = errorBody(err, json);
+  const headers: Record<string, string | number> = { 'content-type': json ? JSON_TYPE : TEXT_TYPE, 'content-length': Buffer.byteLength(body) };
+  if (close) headers.connection = 'close';
+  res.writeHead(ERROR_STATUS[err.code], headers);
+  res.end(body);
 }

@@ -346,7 +346,6 @@ function pipeChunks(res: ServerResponse, chunks: Iterator<string>, logError: (er
 
 const NOT_JSON = 'request body is not valid JSON: ';
 
-
 const GONE = Symbol('client gone');
 
 /** A response that carries its request's ClientGone, for onResponseClose. */
