@@ -14,6 +14,7 @@ import { EXAMPLES_OCI, FIXTURE_OUT, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 import { encodeU32 } from '../../src/runtime/byte-reader.js';
+import { MAX_DEPLOYS_PREPARING } from '../../src/runtime/pool/preparer.js';
 
 /** The engine's default --max-table-entries (README settings table). */
 const DEFAULT_MAX_TABLE_ENTRIES = 100_000;
@@ -132,6 +133,19 @@ describe('deploy-time limits', () => {
     expect(other.status, other.text).toBe(200);
     for (const answer of await Promise.all(trials)) expect(answer.status, answer.text).toBe(422);
     expect(order[0]).toBe('gcd-meanwhile');
+  });
+
+  it('bounds the deploys being prepared at once: past the bound one is refused 503 OVERLOADED, and the engine serves on', async () => {
+    // Each trial of a start function that loops keeps a thread until its time limit: without the
+    // bound, every such deploy sent at once had a spinning thread of its own.
+    const names = Array.from({ length: MAX_DEPLOYS_PREPARING + 4 }, (_, i) => `spinning-start-${i}`);
+    const answers = await Promise.all(names.map((name) => deploy(engine, name, fixture('start-loop'), { timeout_ms: 3_000 })));
+    const codes = answers.map((answer) => `${answer.status} ${answer.json?.error?.code}`);
+    expect(codes.filter((code) => code === '503 OVERLOADED').length, codes.join(', ')).toBeGreaterThan(0);
+    expect(codes.every((code) => code === '503 OVERLOADED' || code === '422 INVALID_FUNCTION_IMAGE'), codes.join(', ')).toBe(true);
+    expect(answers.find((answer) => answer.status === 503)?.headers['retry-after']).toBe('1');
+    expect((await invoke(engine, 'gcd', { a: '12', b: '18' })).json.output).toBe('6');
+    expect((await deploy(engine, 'gcd-after-the-rush', gcdImage)).status).toBe(200);
   });
 
   it('answers /healthz and an invoke of another function while a large deploy is in progress, before the deploy answers', async () => {

@@ -43,6 +43,13 @@ export interface PreparedModule extends AdmittedModule {
  */
 const HEAP_LIMIT_MB = 1024;
 const DEFAULT_WORKERS = 2;
+/**
+ * Deploys being prepared at once, queued ones included; more are refused with OVERLOADED. Trials
+ * do not count against `workers`, so without this bound deploys of modules whose start function
+ * loops would each keep a thread spinning for their whole time limit (up to an hour), and waiting
+ * ones would hold their module's bytes.
+ */
+export const MAX_DEPLOYS_PREPARING = 8;
 
 /**
  * Table entries a module may have in all tables, by default (--max-table-entries): the examples'
@@ -78,6 +85,8 @@ export class ModulePreparer {
   private readonly workerUrl: URL;
   private nextId = 1;
   private closed = false;
+  /** admit() calls not yet settled (see MAX_DEPLOYS_PREPARING). */
+  private admitting = 0;
 
   constructor(private readonly options: ModulePreparerOptions) {
     this.max = Math.max(1, Math.floor(options.workers ?? DEFAULT_WORKERS));
@@ -101,8 +110,17 @@ export class ModulePreparer {
    * copy on this thread when they own their buffer) and back: use the returned ones after.
    */
   async admit(bytes: Uint8Array, memoryLimitMb: number, analyze: AnalyzeOptions, timeoutMs: number): Promise<PreparedModule> {
+    if (this.admitting >= MAX_DEPLOYS_PREPARING) {
+      throw new EngineError('OVERLOADED', `too many deploys are being prepared (${this.admitting}); try again`, { retryAfterSeconds: 1 });
+    }
     const sent = ownsBuffer(bytes) ? bytes : copyOf(bytes);
-    const reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
+    this.admitting++;
+    let reply: Extract<PrepareReply, { type: 'compiled' }>;
+    try {
+      reply = await this.submit({ bytes: sent, memoryLimitMb, admit: analyze }, [sent.buffer as ArrayBuffer], timeoutMs);
+    } finally {
+      this.admitting--;
+    }
     return {
       compiled: reply.compiled,
       analysis: reply.analysis as ModuleAnalysis,
