@@ -314,8 +314,10 @@ describe('WorkerPoolRuntime', () => {
     const gcd = await deploy(p, 'numeric', 'gcd');
     await p.ready();
     const settled: string[] = [];
-    const spins = Array.from({ length: 3 }, () =>
-      p.invoke(spin(undefined, { timeoutMs: 1_500 })).then(
+    // The first runs longer than the others may wait to start, so that they are refused before a
+    // worker could be free for them, however late this busy machine runs the pool's timers.
+    const spins = [6_000, 3_000, 3_000].map((timeoutMs) =>
+      p.invoke(spin(undefined, { timeoutMs })).then(
         () => 'ok',
         (err: EngineError) => {
           settled.push('spin');
@@ -330,7 +332,7 @@ describe('WorkerPoolRuntime', () => {
     expect(concurrent.map((r) => r.output)).toEqual(Array(20).fill('6'));
     expect(settled).toEqual([]);
     expect(p.stats()).toMatchObject({ busy: 1, queued: 2 });
-    // The two waiting calls of the spinning function could not start within their 1.5 s.
+    // The two waiting calls of the spinning function could not start within their 3 s.
     expect(await Promise.all(spins)).toEqual(['FUNCTION_TIMEOUT', 'OVERLOADED', 'OVERLOADED']);
   });
 
