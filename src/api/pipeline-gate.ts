@@ -5,7 +5,10 @@
  * each answer then held in memory until the client reads. Here each connection starts at most
  * MAX_STARTED requests whose answers are not yet written, and none while what it has written and
  * the client has not taken is past MAX_UNSENT_BYTES; the others wait, as bare request objects,
- * until the answers before them go out. A client that reads one answer at a time never waits here.
+ * until the answers before them go out, and the connection is not read meanwhile (Node's own
+ * pause, which nothing would trigger while the started calls write nothing yet: a client that
+ * pipelines calls to a slow function would have its every request parsed and held). A client that
+ * reads one answer at a time never waits here.
  * The connection reader (invoke-connection.ts) applies the same bounds to the connections it holds.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
@@ -30,6 +33,9 @@ const SOCKET = Symbol('gated socket');
 
 interface GatedSocket extends Socket {
   [GATE]?: Gate;
+  /** Node's server's mark of a connection it paused, which its parser and 'drain' handler honour. */
+  _paused?: boolean;
+  parser?: { pause(): void; resume(): void } | null;
 }
 
 interface GatedResponse extends ServerResponse {
@@ -48,6 +54,12 @@ export function gatePipelinedRequests(server: Server): boolean {
     if (gate.waiting.length === 0 && gate.started < MAX_STARTED && socket.writableLength <= MAX_UNSENT_BYTES) start(gate, socket, req, res);
     else {
       gate.waiting.push([req, res]);
+      // As Node pauses when answers back up: its parser stops after this request, and its 'drain'
+      // handler or pump below reads on.
+      if (socket._paused !== true) {
+        socket._paused = true;
+        socket.pause();
+      }
       waitForDrain(gate, socket);
     }
   });
@@ -82,6 +94,12 @@ function pump(gate: Gate, socket: GatedSocket): void {
     }
     const [req, res] = gate.waiting.shift()!;
     start(gate, socket, req, res);
+  }
+  // Everything parsed has started: read on, as Node's 'drain' handler does.
+  if (gate.waiting.length === 0 && socket._paused === true && socket.writableLength <= MAX_UNSENT_BYTES) {
+    socket._paused = false;
+    socket.parser?.resume();
+    socket.resume();
   }
 }
 

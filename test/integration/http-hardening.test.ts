@@ -203,6 +203,25 @@ describe('the HTTP side under hostile clients and modules', () => {
       socket.destroy();
     });
 
+    it('a client pipelining slow calls and never reading: the engine stops reading, memory stays bounded', async () => {
+      await deploy(engine, 'spin', `file:${watFixture('hardening', 'spin')}`, { entrypoint: 'spin', timeout_ms: 2_000 });
+      const socket = await open(engine);
+      socket.on('error', () => {});
+      socket.pause();
+      const before = rssBytes(engine);
+      // While the calls started run, they write nothing: without the engine pausing the
+      // connection itself, Node's server parses and holds every request behind them (16 MB).
+      const batch = 'GET /function/spin HTTP/1.1\r\nHost: x\r\n\r\n'.repeat(1000);
+      for (let i = 0; i < 400; i++) socket.write(batch);
+      const unsent = await settled(async () => socket.writableLength);
+      expect(unsent).toBeGreaterThan(0);
+      // What the engine did read it keeps parsing for a while: measured once its memory is still.
+      await settled(async () => Math.round(rssBytes(engine) / (16 * MiB)));
+      expect(rssBytes(engine) - before).toBeLessThan(200 * MiB);
+      socket.destroy();
+      await gcdAnswers();
+    });
+
     it('a log follower that does not read is disconnected; the engine keeps serving', async () => {
       const socket = await open(engine);
       socket.on('error', () => {});
