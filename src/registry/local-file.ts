@@ -130,6 +130,31 @@ export async function openRegularFile(file: string, signal?: AbortSignal): Promi
   }
 }
 
+/** What a read asks for past what the file said it holds (Node's readFile reads unsized files so too). */
+const READ_CHUNK = 64 * 1024;
+
+/**
+ * The file's bytes, read no further than a chunk past `limit`: a regular file may say it is empty
+ * and still never end (/proc/self/pagemap), and reading it whole would spend gigabytes before the
+ * bound is checked. The first read asks for exactly what the file says it holds (never over `limit`,
+ * the caller checked): a module is read in one go into a buffer of its own, which a deploy then
+ * hands to the compiling worker without a copy (ownsBuffer in runtime/pool/prepare-protocol.ts).
+ */
+async function readAtMost(handle: FileHandle, size: number, limit: number, signal: AbortSignal | undefined): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let total = 0;
+  let want = size > 0 ? size : READ_CHUNK;
+  while (total <= limit) {
+    const buffer = Buffer.allocUnsafe(want);
+    const { bytesRead } = await beforeDeadline(handle.read(buffer, 0, want, null), signal);
+    if (bytesRead === 0) break;
+    chunks.push(buffer.subarray(0, bytesRead));
+    total += bytesRead;
+    want = READ_CHUNK;
+  }
+  return chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks, total);
+}
+
 /**
  * A whole regular file of at most `maxBytes` (checked before reading, and again on what was read,
  * since a file may grow meanwhile). `tooLarge` makes the caller's error for a file over the bound.
@@ -145,7 +170,7 @@ export async function readRegularFile(
     if (info.size > maxBytes) throw tooLarge();
     let bytes: Buffer;
     try {
-      bytes = await beforeDeadline(handle.readFile(signal === undefined ? {} : { signal }), signal);
+      bytes = await readAtMost(handle, info.size, maxBytes, signal);
     } catch (err) {
       if (signal?.aborted) throw err;
       throw fromErrno(err);

@@ -6,7 +6,7 @@
  * engine per data directory, decided atomically. No test here asserts a duration.
  */
 import { execFileSync, spawn, spawnSync } from 'node:child_process';
-import { watch } from 'node:fs';
+import { existsSync, watch } from 'node:fs';
 import { cp, mkdir, mkdtemp, readdir, readFile, readlink, rm, symlink, utimes, writeFile } from 'node:fs/promises';
 import { createServer, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -113,6 +113,21 @@ describe('local image paths that are not regular files', () => {
     expect((await refused(`file:${join(work, 'socket.wasm')}`)).json.error.message).toMatch(/a socket/);
     expect((await refused('file:/dev/zero')).json.error.message).toMatch(/a character device/);
   });
+
+  it.skipIf(!existsSync('/proc/self/pagemap'))(
+    'a file that says it is empty and never ends is refused at the size bound (422), not read whole',
+    async () => {
+      // /proc/self/pagemap: size 0, and 8 bytes for every page of the address space.
+      const bounded = await startEngineProcess({ args: ['--workers', '1', '--max-image-bytes', String(1024 * 1024)] });
+      try {
+        const answer = await deploy(bounded, 'endless', 'file:/proc/self/pagemap');
+        expect(answer.status, answer.text).toBe(422);
+        expect(answer.json.error.message).toMatch(/larger than the limit of 1048576 bytes/);
+      } finally {
+        await bounded.kill();
+      }
+    },
+  );
 
   it('four FIFO deploys at once leave the engine serving: a deploy and a delete succeed after, and SIGTERM exits 0', async () => {
     const answers = await Promise.all([0, 1, 2, 3].map((i) => deploy(engine, `fifo${i}`, `file:${join(work, `fifo${i}.wasm`)}`)));

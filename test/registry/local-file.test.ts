@@ -4,6 +4,7 @@
  * shown on work that never settles).
  */
 import { execFileSync } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -29,6 +30,16 @@ describe('local files', () => {
     expect((await readRegularFile(join(dir, 'file'), 5, tooLarge)).toString()).toBe('hello');
     await expect(readRegularFile(join(dir, 'file'), 4, tooLarge)).rejects.toThrow('too large');
   });
+
+  it.skipIf(!existsSync('/proc/self/pagemap'))(
+    'reads a file that says it is empty, and refuses one that never ends at the bound, not after reading it whole',
+    async () => {
+      const status = await readRegularFile('/proc/self/status', 1 << 20, tooLarge);
+      expect(status.toString()).toContain(`Pid:\t${process.pid}`);
+      // Says size 0, and holds 8 bytes for every page of the address space: hundreds of GB.
+      await expect(readRegularFile('/proc/self/pagemap', 1 << 20, tooLarge)).rejects.toThrow('too large');
+    },
+  );
 
   it('refuses a FIFO, a symlink to one and a device as special, a directory and a missing path as such', async () => {
     await expect(openRegularFile(join(dir, 'fifo'))).rejects.toMatchObject({ problem: 'special', message: 'a FIFO, not a regular file' });
