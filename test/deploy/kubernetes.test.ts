@@ -434,6 +434,8 @@ describe('the variants', () => {
     expect(env.functions_provider_url).toBe(`http://${service.metadata.name}.${service.metadata.namespace}:${service.spec.ports[0].port}/`);
     expect(env.direct_functions).toBe('false');
     expect(env.basic_auth).toBe('true');
+    // The gateway sends its credentials on /system/* only, not on invocations: auth-invoke stays off.
+    expect(engineConfigFile(objects).values['auth-invoke'] ?? false).toBe(false);
     const engine = engineDeployment(objects);
     const engineSecretPath = engineConfigFile(objects).values['secret-mount-path'];
     expect(env.secret_mount_path).toBe(engineSecretPath);

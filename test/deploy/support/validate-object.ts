@@ -8,7 +8,9 @@
  * validation is run once more over a copy of the object in which every mapping records which of
  * its keys the validator looked at: a compiled schema reads each property it declares (a mapping
  * of free keys, such as labels, is iterated whole), so a key it never read is one the schema does
- * not have.
+ * not have. (A declared property whose schema accepts anything would be read by no code and so be
+ * reported too: the kinds the manifests use have none, and such a report fails loudly rather than
+ * letting a wrong field through.)
  */
 import type { KubeObject } from './kustomize.js';
 
