@@ -14,6 +14,7 @@ import { parseAllDocuments, parse as parseYaml } from 'yaml';
 import { CONFIG_ENV } from '../../src/config/config-file.js';
 import { SETTINGS } from '../../src/config/settings.js';
 import { CLI, REPO_ROOT, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { cFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { renderKustomization, type KubeObject } from './support/kustomize.js';
 import { validateObject } from './support/validate-object.js';
@@ -111,6 +112,15 @@ function readmeSecrets(): Obj[] {
     });
   }
   return secrets;
+}
+
+/** Polls `check` every 50 ms, at most `tries` times; fails when it never holds. */
+async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
+  for (let i = 0; i < tries; i += 1) {
+    if (await check()) return;
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`never happened: ${what}`);
 }
 
 function kubectlKustomizeVersion(): number | undefined {
@@ -342,6 +352,38 @@ describe('the pods', () => {
       // Service links would set WASM_ENGINE_PORT=tcp://… from the Service named wasm-engine.
       expect(pod.enableServiceLinks, name).toBe(false);
       expect(pod.securityContext.fsGroup, name).toBe(ENGINE_UID);
+    }
+  });
+
+  it('drain as the probes expect: after SIGTERM /readyz is 503 while /healthz stays 200, the call in flight finishes, exit 0', async () => {
+    const objects = objectsOf('base');
+    const work = await mkdtemp(join(tmpdir(), 'we-kube-drain-'));
+    await writeFile(join(work, 'config.yaml'), engineConfigFile(objects).text);
+    await mkdir(join(work, 'secrets'));
+    await writeFile(join(work, 'secrets', 'basic-auth-user'), 'admin');
+    await writeFile(join(work, 'secrets', 'basic-auth-password'), 'kube-test-password');
+    // The pod's settings, but on loopback, with the test's secrets, and deploys from a local file.
+    const engine = await startEngineProcess({
+      args: ['--host', '127.0.0.1', '--secret-mount-path', join(work, 'secrets'), '--local-images', 'allow'],
+      env: { [CONFIG_ENV]: join(work, 'config.yaml') },
+    });
+    try {
+      const container = engineContainer(objects);
+      const [ready, alive] = [container.readinessProbe.httpGet.path as string, container.livenessProbe.httpGet.path as string];
+      const auth = ['content-type', 'application/json', 'authorization', `Basic ${Buffer.from('admin:kube-test-password').toString('base64')}`];
+      const deployed = await call(engine.url, 'POST', '/function/deploy', { function_name: 'busy', function_image: `file:${cFixture('ops', 'busy')}` }, { headers: auth });
+      expect(deployed.status, deployed.text).toBe(200);
+      const inFlight = call(engine.url, 'POST', '/function/invoke', { function_name: 'busy', args: ['4000'] });
+      await eventually(async () => /wasm_engine_invocations_in_flight 1\b/.test((await call(engine.url, 'GET', '/metrics')).text), 'a call in flight');
+      engine.child.kill('SIGTERM');
+      await eventually(async () => (await call(engine.url, 'GET', ready)).status === 503, `${ready} says not ready`);
+      // Liveness must not restart a draining pod.
+      expect((await call(engine.url, 'GET', alive)).status).toBe(200);
+      expect((await inFlight).text).toBe('status code: 200, message: done');
+      expect(await engine.exited).toBe(0);
+    } finally {
+      await engine.kill();
+      await rm(work, { recursive: true, force: true });
     }
   });
 
