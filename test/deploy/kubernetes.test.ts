@@ -427,9 +427,10 @@ describe('the pods', () => {
     for (const [name, objects] of rendered) {
       const { requests, limits } = engineContainer(objects).resources;
       const c = engineConfigFile(objects).values as Record<string, number>;
-      // Main thread and Node.js 256, per worker its heap (+16 V8 grants past it), a call's guest
-      // memory and 64 of idle instances, compiled modules twice (binaries and machine code).
-      const needed = 256 + c.workers! * (c['worker-heap-mb']! + 16 + c['memory-limit-mb']! + 64) + 2 * c['module-cache-mb']!;
+      // Main thread and Node.js 384 (kept stderr lines included), per worker its heap (+16 V8
+      // grants past it), a call's guest memory and 64 of idle instances, compiled modules twice
+      // (binaries and machine code).
+      const needed = 384 + c.workers! * (c['worker-heap-mb']! + 16 + c['memory-limit-mb']! + 64) + 2 * c['module-cache-mb']!;
       expect(mebibytes(limits.memory), name).toBeGreaterThanOrEqual(needed);
       expect(mebibytes(requests.memory), name).toBe(mebibytes(limits.memory));
       expect(cores(limits.cpu), name).toBeGreaterThanOrEqual(c.workers! + 1);
