@@ -30,7 +30,8 @@ LABEL org.opencontainers.image.title="wasm-engine" \
       org.opencontainers.image.revision="${REVISION}"
 ENV PATH=/usr/local/bin \
     WASM_ENGINE_HOST=0.0.0.0 \
-    WASM_ENGINE_DATA_DIR=/data
+    WASM_ENGINE_DATA_DIR=/data \
+    NODE_USE_SYSTEM_CA=1
 USER 10001:10001
 WORKDIR /app
 VOLUME ["/data"]

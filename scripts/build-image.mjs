@@ -44,6 +44,9 @@ const config = {
     'PATH=/usr/local/bin',
     'WASM_ENGINE_HOST=0.0.0.0',
     'WASM_ENGINE_DATA_DIR=/data',
+    // Node trusts its own copy of Mozilla's roots; this adds the image's Debian bundle, so that an
+    // operator's bundle mounted over /etc/ssl/certs/ca-certificates.crt is trusted too.
+    'NODE_USE_SYSTEM_CA=1',
   ],
   exposedPorts: ['10000/tcp'],
   volumes: ['/data'],

