@@ -10,19 +10,16 @@ FROM node:24-bookworm AS build
 WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
-COPY tsconfig.json ./
-COPY src ./src
-COPY bin ./bin
-COPY scripts/image-rootfs.sh ./scripts/
+COPY . .
 RUN npm run build && bash scripts/image-rootfs.sh /rootfs
 
 FROM scratch
 ARG VERSION=unknown
 ARG REVISION=unknown
 COPY --from=build /rootfs/runtime/ /
+COPY --from=build --chown=10001:10001 /rootfs/volume/ /
 COPY --from=build /rootfs/dependencies/ /
 COPY --from=build /rootfs/engine/ /
-COPY --from=build --chown=10001:10001 /rootfs/runtime/data/ /data/
 LABEL org.opencontainers.image.title="wasm-engine" \
       org.opencontainers.image.description="A WebAssembly function engine: deploy .wasm functions from OCI images, invoke each call in a fresh sandbox." \
       org.opencontainers.image.licenses="Apache-2.0" \

