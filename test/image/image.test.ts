@@ -70,6 +70,8 @@ async function readBlob(digest: string): Promise<Buffer> {
 }
 
 beforeAll(async () => {
+  // Said plainly rather than skipped: a run without root has not tested the image.
+  if (process.getuid?.() !== 0) throw new Error('the image test needs root (mount and PID namespaces, chroot), as CI has');
   work = await mkdtemp(join(tmpdir(), 'we-image-'));
   layout = join(work, 'image');
   // The same script `npm run image` runs (after `npm run build`, which `npm test` has done).
