@@ -5,12 +5,14 @@
 #     Debian's rustc + the wasm32 Rust std (Rust), wabt/binaryen (inspecting, stripping)
 #   - tests: umoci (OCI layouts), skopeo + docker-registry + htpasswd (a local registry, with auth)
 #   - benchmarks: wrk, hyperfine; tests also run curl (the README lines) and openssl (a token issuer key)
+#   - the engine's image (npm run image): Debian's CA bundle goes into it (ca-certificates)
 # Quiet and fast (builtins only) when everything is present. When something is missing: as root it
 # installs the packages with apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
 PACKAGES=(docker-registry skopeo umoci wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32
-  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl)
+  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl
+  ca-certificates)
 
 # Commands looked up on PATH, and files (globs allowed) that must exist.
 COMMANDS=(clang wasm-ld umoci skopeo docker-registry wat2wasm wasm-objdump wasm-strip wasm-opt
@@ -22,6 +24,7 @@ FILES=(
   /usr/include/wasm32-wasi/stdio.h                 # wasi-libc headers
   /usr/lib/wasm32-wasi/libc.a                      # wasi-libc
   '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a'  # compiler-rt for wasm32
+  /etc/ssl/certs/ca-certificates.crt               # Debian's CA bundle, copied into the engine's image
 )
 
 missing_list() {
