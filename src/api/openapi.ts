@@ -57,7 +57,7 @@ export const openApiTransform: SwaggerTransform = ({ schema, url }) => {
   for (const name of names) {
     properties[name] =
       name === REST_PARAM && wildcard
-        ? { type: 'string', description: 'The rest of the path after this point, slashes included (may be empty)' }
+        ? { type: 'string', description: 'The rest of the path, slashes included' }
         : (given[name] ?? { type: 'string' });
   }
   return { schema: { ...schema, params: { type: 'object', properties, required: names } }, url: path };
