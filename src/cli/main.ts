@@ -10,6 +10,7 @@ import { isEngineError } from '../errors.js';
 import { callEngine, EngineUnreachable, type ApiAnswer } from './client.js';
 import { packCommand } from './pack.js';
 import { pushCommand } from './push.js';
+import { buildVersion } from '../build-info.js';
 import { USAGE, commandUsage } from './usage.js';
 
 
@@ -198,6 +199,11 @@ export async function main(argv: string[]): Promise<number> {
     const asked = command === 'help' && rest[0] !== undefined ? commandUsage(rest[0]) : undefined;
     (command === undefined ? err : out)(asked ?? USAGE);
     return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === 'version') {
+    const { release, sha } = buildVersion();
+    out(`wasm-engine ${release} (commit ${sha})`);
+    return 0;
   }
   // `--help` or `-h` anywhere before `--`: that command's usage, whatever else the line says.
   const end = rest.indexOf('--');

@@ -83,7 +83,8 @@ const section = (title: string, commands: Record<string, string>): string =>
 
 const EXIT_CODES = 'Exit codes: 0 success, 1 the engine said no (or could not be reached), 2 usage error.';
 
-export const USAGE = `usage: wasm-engine <command> [options]   (wasm-engine <command> --help: that command only)
+export const USAGE = `usage: wasm-engine <command> [options]   (wasm-engine <command> --help: that command only;
+                                          wasm-engine --version: the release and commit of this build)
 
 Engine:
   ${SERVE_HEAD.replace(/\n/g, '\n  ')}

@@ -4,6 +4,8 @@
  * settings table with its environment variables and its sentence.
  */
 import { execFile } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { CONFIG_ENV, CONFIG_FLAG } from '../../src/config/config-file.js';
@@ -76,6 +78,14 @@ describe('wasm-engine --help', () => {
     expect(long.code).toBe(0);
     expect(short.stdout).toBe(long.stdout);
     expect(help.stdout).toBe(long.stdout);
+  });
+
+  it('`wasm-engine --version` names the release of package.json and the commit of the build', async () => {
+    const answer = await wasmEngine('--version');
+    expect(answer.code).toBe(0);
+    const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
+    const info = JSON.parse(readFileSync(join(REPO_ROOT, 'dist', 'build-info.json'), 'utf8')) as { commit: string; dirty: boolean | null };
+    expect(answer.stdout).toBe(`wasm-engine ${pkg.version} (commit ${info.commit}${info.dirty === true ? '-dirty' : ''})\n`);
   });
 
   it('a usage error still exits 2 with the command\'s usage on stderr', async () => {
