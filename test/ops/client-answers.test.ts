@@ -7,6 +7,8 @@
  */
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
+import { mkdtemp } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import SwaggerParser from '@apidevtools/swagger-parser';
 import { Validator } from '@seriousme/openapi-schema-validator';
@@ -55,6 +57,8 @@ vi.mock('fastify', async (importOriginal) => {
   return { ...real, default: make };
 });
 
+const git = (args: string[]): string => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
+
 /** A Fastify route URL as an OpenAPI path template (the engine's transform: `*` is `{path}`). */
 function asTemplate(url: string): string {
   return url.replace(/:([A-Za-z0-9_]+)/g, '{$1}').replace(/\*$/, '{path}');
@@ -90,6 +94,18 @@ describe('answers real clients accept, from a running engine', () => {
     expect(verdict.errors ?? [], JSON.stringify(verdict.errors)).toEqual([]);
     expect(verdict.valid).toBe(true);
     await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeDefined();
+  });
+
+  it('/openapi.json stays valid with Basic auth on (the document then names its security scheme)', async () => {
+    const guarded = await startInProcess({ credentials: { user: 'admin', password: 'a-long-password' } });
+    try {
+      const doc = (await guarded.app.inject({ method: 'GET', url: '/openapi.json' })).json() as OpenApiDocument & { security?: unknown };
+      expect(doc.security).toEqual([{ basicAuth: [] }]);
+      expect((await new Validator().validate(structuredClone(doc))).valid).toBe(true);
+      await expect(SwaggerParser.validate(structuredClone(doc) as never)).resolves.toBeDefined();
+    } finally {
+      await guarded.close();
+    }
   });
 
   it('/openapi.json speaks OpenAPI, not Fastify: templates declared as path parameters, no {*}, no query method, no patternProperties', async () => {
@@ -170,13 +186,24 @@ describe('answers real clients accept, from a running engine', () => {
     expect((await call(engine.url, 'POST', '/function/gcd?a=12&b=18')).text).toBe('6');
   });
 
-  it("/system/info carries package.json's version and the commit of this checkout (marked -dirty when tracked files differ)", async () => {
+  it("/system/info carries package.json's version and the commit this build was made from, HEAD of this checkout", async () => {
     const info = (await call(engine.url, 'GET', '/system/info')).json as { version: { release: string; sha: string } };
     const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { version: string };
     expect(info.version.release).toBe(pkg.version);
-    const git = (args: string[]): string => execFileSync('git', args, { cwd: REPO_ROOT, encoding: 'utf8' }).trim();
     const head = git(['rev-parse', 'HEAD']);
+    // Whether tracked files differed from HEAD when `npm run build` ran (they may since have changed).
+    const built = JSON.parse(readFileSync(join(REPO_ROOT, 'dist', 'build-info.json'), 'utf8')) as { commit: string; dirty: boolean | null };
+    expect(built.commit, 'dist/ was built from another commit: run npm run build').toBe(head);
+    expect(info.version.sha).toBe(built.dirty === true ? `${head}-dirty` : head);
+  });
+
+  it('the build records -dirty exactly when tracked files differ from HEAD (scripts/build-info.mjs, run now)', async () => {
+    const out = join(await mkdtemp(join(tmpdir(), 'we-build-info-')), 'build-info.json');
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build-info.mjs'), out], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '' } });
     const dirty = git(['status', '--porcelain', '--untracked-files=no']) !== '';
-    expect(info.version.sha, 'built from another commit or tree: run npm run build').toBe(dirty ? `${head}-dirty` : head);
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toEqual({ commit: git(['rev-parse', 'HEAD']), dirty, source: 'git' });
+    // Where there is no checkout, the commit given to the build, else "unknown".
+    execFileSync(process.execPath, [join(REPO_ROOT, 'scripts', 'build-info.mjs'), out], { cwd: REPO_ROOT, env: { PATH: process.env.PATH ?? '', WASM_ENGINE_COMMIT: 'abc123' } });
+    expect(JSON.parse(readFileSync(out, 'utf8'))).toMatchObject({ commit: 'abc123', source: 'WASM_ENGINE_COMMIT' });
   });
 });
