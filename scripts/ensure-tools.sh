@@ -13,10 +13,12 @@ set -euo pipefail
 PACKAGES=(docker-registry skopeo umoci wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32
   rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl
   ca-certificates)
+PACKAGES+=(prometheus)  # promtool, at /usr/bin/promtool: tests check /metrics with `promtool check metrics`
 
 # Commands looked up on PATH, and files (globs allowed) that must exist.
 COMMANDS=(clang wasm-ld umoci skopeo docker-registry wat2wasm wasm-objdump wasm-strip wasm-opt
   htpasswd wrk hyperfine curl openssl)
+COMMANDS+=(promtool)
 FILES=(
   /usr/bin/rustc                                   # Debian's rustc (never ~/.cargo/bin/rustc)
   /usr/lib/rustlib/wasm32-unknown-unknown/lib      # Rust std for wasm32-unknown-unknown

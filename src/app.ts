@@ -2,13 +2,13 @@
  * The composition root: builds the store, image fetcher, runtime, engine and HTTP server from a
  * validated configuration, starts them, and stops them in order.
  */
-import { readFileSync } from 'node:fs';
 import { Agent, request as httpRequest } from 'node:http';
 import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { NAMESPACE } from './api/openfaas/mapping.js';
 import { buildServer } from './api/server.js';
+import { buildVersion } from './build-info.js';
 import { basicAuthCredentials } from './config/credentials.js';
 import { registryCredentialProvider } from './config/registry-settings.js';
 import type { EngineConfig } from './config/settings.js';
@@ -133,7 +133,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
               : runtime.stats().workers === 0
               ? 'no workers'
               : undefined,
-      version: { release: packageVersion(), sha: process.env.WASM_ENGINE_GIT_SHA ?? 'unknown' },
+      version: buildVersion(),
       warmingUp: () => warmingUp,
     },
   });
@@ -270,12 +270,3 @@ function postOnce(host: string, port: number, body: string, agent: Agent | false
   });
 }
 
-/** The release in package.json, for /system/info and the OpenAPI document. */
-function packageVersion(): string {
-  try {
-    const pkg = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version?: unknown };
-    return typeof pkg.version === 'string' ? pkg.version : 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}

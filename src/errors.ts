@@ -15,6 +15,7 @@ export const ERROR_CODES = [
   'INVALID_ARGS', // args do not fit the function's ABI
   'NOT_FOUND', // unknown route
   'METHOD_NOT_ALLOWED', // known route, wrong method
+  'NOT_IMPLEMENTED', // an OpenFaaS route the engine deliberately does not offer (asynchronous invocation)
   'UNAUTHORIZED', // Basic auth is on and the request's credentials are missing or wrong
   // upstream errors: the registry failed us
   'REGISTRY_AUTH_FAILED', // registry answered 401/403

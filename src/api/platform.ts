@@ -15,8 +15,10 @@ import type { FunctionLogs } from '../logs/function-logs.js';
 import type { EngineMetrics } from '../metrics/engine-metrics.js';
 import { openFaasRoutes } from './openfaas/routes.js';
 import { opsRoutes } from './ops/routes.js';
+import { DOCS_PREFIX, DOCUMENTATION_TAG, documentDocsRoute, openApiTransform, withDocsPage } from './openapi.js';
 import type { ErrorTranslator } from './plain-reply.js';
 import { rawInvokeRoutes } from './raw-invoke.js';
+import { asyncInvokeRoutes } from './async-invoke.js';
 
 export interface PlatformOptions {
   metrics: EngineMetrics;
@@ -47,7 +49,7 @@ const HISTORICAL_ANSWER = {
 } as const;
 
 const MANAGEMENT = new Set(['/function/deploy', '/function/delete', '/function/list', '/function/query']);
-const INVOCATION = new Set(['/function/invoke', '/function/:name', '/function/:name/*']);
+const INVOCATION = new Set(['/function/invoke', '/function/:name', '/function/:name/*', '/async-function/:name', '/async-function/:name/*']);
 
 export function registerPlatform(app: FastifyInstance, engine: Engine, options: PlatformOptions, translateError: ErrorTranslator): void {
   // Response schemas document the answers (for OpenAPI); they must not change them. Every answer
@@ -60,6 +62,7 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
   const historical: RouteOptions[] = [];
   app.addHook('onRoute', (route: RouteOptions) => {
     if (documentHistorical(route)) historical.push(route);
+    documentDocsRoute(route);
   });
 
   void app.register(swagger, {
@@ -76,14 +79,16 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
         { name: 'OpenFaaS provider', description: 'The faas-provider routes and types' },
         { name: 'Invocation', description: 'The raw data plane, as the OpenFaaS gateway calls it' },
         { name: 'Operations', description: 'Probes and metrics' },
+        DOCUMENTATION_TAG,
       ],
       components: { securitySchemes: { basicAuth: { type: 'http', scheme: 'basic' } } },
       ...(options.credentials ? { security: [{ basicAuth: [] }] } : {}),
     },
+    transform: openApiTransform,
     transformObject: ((document) =>
-      'openapiObject' in document ? withRoutes(document.openapiObject, historical) : document.swaggerObject) as SwaggerTransformObject,
+      'openapiObject' in document ? withDocsPage(withRoutes(document.openapiObject, historical)) : document.swaggerObject) as SwaggerTransformObject,
   });
-  void app.register(swaggerUi, { routePrefix: '/docs' });
+  void app.register(swaggerUi, { routePrefix: DOCS_PREFIX });
 
   if (options.credentials) {
     const check = credentialChecker(options.credentials);
@@ -105,6 +110,7 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
   void app.register(opsRoutes, { metrics: options.metrics, notReadyReason: options.notReadyReason, translateError });
   void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, translateError });
   void app.register(rawInvokeRoutes, { engine, ...(options.credentials ? { credentials: options.credentials } : {}) });
+  void app.register(asyncInvokeRoutes);
 }
 
 /** Counts one answered request in the HTTP metrics, unless the engine is warming its own path up. */

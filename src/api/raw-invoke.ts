@@ -16,6 +16,7 @@ import { EngineError } from '../errors.js';
 import type { FunctionRecord } from '../store/index.js';
 import { ClientGone } from './invoke-route.js';
 import { NAMESPACE } from './openfaas/mapping.js';
+import { routeAnyMethod } from './openapi.js';
 
 const EMPTY = new Uint8Array(0);
 const SUFFIX = `.${NAMESPACE}`;
@@ -67,8 +68,8 @@ export async function rawInvokeRoutes(app: FastifyInstance, options: RawInvokeOp
     params: RawParams,
     response: { 200: { description: "The function's output", content: { '*/*': { schema: { type: 'string' } } } } },
   } as const;
-  app.all('/function/:name', { schema }, handler);
-  app.all('/function/:name/*', { schema }, handler);
+  routeAnyMethod(app, '/function/:name', schema, handler);
+  routeAnyMethod(app, '/function/:name/*', schema, handler);
 }
 
 /** The deployed function a path segment names: itself, or with OpenFaaS's `.openfaas-fn` suffix dropped. */

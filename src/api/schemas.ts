@@ -14,7 +14,8 @@ export const DeployBody = Type.Object(
     timeout_ms: Type.Optional(Type.Integer({ minimum: 1 })),
     memory_limit_mb: Type.Optional(Type.Integer({ minimum: 1 })),
     max_output_bytes: Type.Optional(Type.Integer({ minimum: 1 })),
-    env: Type.Optional(Type.Record(Type.String(), Type.String(), { description: 'WASI environment' })),
+    // additionalProperties, which OpenAPI 3.0 knows, rather than Type.Record's patternProperties, which it does not.
+    env: Type.Optional(Type.Unsafe<Record<string, string>>(Type.Object({}, { additionalProperties: Type.String(), description: 'WASI environment' }))),
   },
   { additionalProperties: false },
 );

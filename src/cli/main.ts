@@ -10,7 +10,8 @@ import { isEngineError } from '../errors.js';
 import { callEngine, EngineUnreachable, type ApiAnswer } from './client.js';
 import { packCommand } from './pack.js';
 import { pushCommand } from './push.js';
-import { USAGE } from './usage.js';
+import { buildVersion } from '../build-info.js';
+import { USAGE, commandUsage } from './usage.js';
 
 
 const out = (text: string): void => {
@@ -195,8 +196,22 @@ function renderList(functions: Record<string, unknown>[]): string {
 export async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
   if (command === undefined || command === '--help' || command === '-h' || command === 'help') {
-    (command === undefined ? err : out)(USAGE);
+    const asked = command === 'help' && rest[0] !== undefined ? commandUsage(rest[0]) : undefined;
+    (command === undefined ? err : out)(asked ?? USAGE);
     return command === undefined ? 2 : 0;
+  }
+  if (command === '--version' || command === 'version') {
+    const { release, sha } = buildVersion();
+    out(`wasm-engine ${release} (commit ${sha})`);
+    return 0;
+  }
+  // `--help` or `-h` anywhere before `--`: that command's usage, whatever else the line says.
+  const end = rest.indexOf('--');
+  const help = (end < 0 ? rest : rest.slice(0, end)).some((arg) => arg === '--help' || arg === '-h');
+  const usage = help ? commandUsage(command) : undefined;
+  if (usage !== undefined) {
+    out(usage);
+    return 0;
   }
   try {
     if (command === 'serve') return await serve(rest);
@@ -205,7 +220,7 @@ export async function main(argv: string[]): Promise<number> {
     return await client(command, rest);
   } catch (e) {
     if (e instanceof CommandUsageError) {
-      err(`wasm-engine: ${e.message}\n\n${USAGE}`);
+      err(`wasm-engine: ${e.message}\n\n${commandUsage(command) ?? USAGE}`);
       return 2;
     }
     if (e instanceof EngineUnreachable) {

@@ -55,6 +55,10 @@ type Parser<T> = (raw: string, setting: string) => T;
 interface Setting<K extends keyof EngineConfig> {
   key: K;
   flag: string;
+  /** What the flag takes, in the usage (`--port N`). */
+  arg?: string;
+  /** One sentence for the usage (src/cli/usage.ts writes it from this table); a test asks every row for one. */
+  help?: string;
   env: string[];
   parse: Parser<EngineConfig[K]>;
   default: () => EngineConfig[K];
@@ -120,12 +124,14 @@ export function defaultDataDir(): string {
 const MiB = 1024 * 1024;
 
 export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
-  port: { key: 'port', flag: 'port', env: ['WASM_ENGINE_PORT'], parse: integer(0, 65535), default: () => 10000 },
-  host: { key: 'host', flag: 'host', env: ['WASM_ENGINE_HOST'], parse: text, default: () => '127.0.0.1' },
-  dataDir: { key: 'dataDir', flag: 'data-dir', env: ['WASM_ENGINE_DATA_DIR'], parse: text, default: defaultDataDir },
+  port: { key: 'port', flag: 'port', arg: 'N', help: 'TCP port to listen on (0: any free port).', env: ['WASM_ENGINE_PORT'], parse: integer(0, 65535), default: () => 10000 },
+  host: { key: 'host', flag: 'host', arg: 'ADDRESS', help: 'Address to listen on; a non-loopback one logs a warning when the management routes have no Basic auth.', env: ['WASM_ENGINE_HOST'], parse: text, default: () => '127.0.0.1' },
+  dataDir: { key: 'dataDir', flag: 'data-dir', arg: 'DIR', help: 'Where functions and their modules are stored: /var/lib/wasmengine when writable, else a per-user directory.', env: ['WASM_ENGINE_DATA_DIR'], parse: text, default: defaultDataDir },
   logLevel: {
     key: 'logLevel',
     flag: 'log-level',
+    arg: 'LEVEL',
+    help: 'Log level: trace, debug, info, warn, error, fatal or silent (RUST_LOG=wasm_engine=debug works too).',
     env: ['LOG_LEVEL', 'RUST_LOG'],
     parse: parseLogLevel,
     default: () => 'info',
@@ -133,6 +139,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   timeoutMs: {
     key: 'timeoutMs',
     flag: 'timeout-ms',
+    arg: 'MS',
+    help: 'Time limit of an invocation, unless its deploy says otherwise.',
     env: ['WASM_ENGINE_TIMEOUT_MS'],
     parse: integer(1, 3_600_000),
     default: () => 10_000,
@@ -140,6 +148,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   memoryLimitMb: {
     key: 'memoryLimitMb',
     flag: 'memory-limit-mb',
+    arg: 'MIB',
+    help: 'Linear memory limit of a function, unless its deploy says otherwise.',
     env: ['WASM_ENGINE_MEMORY_LIMIT_MB'],
     parse: integer(1, 4096),
     default: () => 128,
@@ -147,6 +157,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   maxOutputBytes: {
     key: 'maxOutputBytes',
     flag: 'max-output-bytes',
+    arg: 'BYTES',
+    help: 'Output limit of an invocation, unless its deploy says otherwise (at most 8388608).',
     env: ['WASM_ENGINE_MAX_OUTPUT_BYTES'],
     parse: integer(1, MAX_OUTPUT_BYTES),
     default: () => 4 * MiB,
@@ -154,6 +166,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   workers: {
     key: 'workers',
     flag: 'workers',
+    arg: 'N',
+    help: 'Sandbox worker threads (default: one per core).',
     env: ['WASM_ENGINE_WORKERS'],
     parse: integer(1, 1024),
     default: () => availableParallelism(),
@@ -161,6 +175,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   workerHeapMb: {
     key: 'workerHeapMb',
     flag: 'worker-heap-mb',
+    arg: 'MIB',
+    help: 'V8 heap limit of each sandbox worker; a call that exhausts it ends that worker only.',
     env: ['WASM_ENGINE_WORKER_HEAP_MB'],
     parse: integer(8, 64 * 1024),
     default: () => 512,
@@ -168,6 +184,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   maxQueue: {
     key: 'maxQueue',
     flag: 'max-queue',
+    arg: 'N',
+    help: 'Invocations waiting in all; past it, 503 OVERLOADED at once.',
     env: ['WASM_ENGINE_MAX_QUEUE'],
     parse: integer(0, 1_000_000),
     default: () => 1024,
@@ -175,6 +193,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   maxQueuePerFunction: {
     key: 'maxQueuePerFunction',
     flag: 'max-queue-per-function',
+    arg: 'N',
+    help: 'Invocations of one function waiting for a slot; past it, 503 OVERLOADED at once.',
     env: ['WASM_ENGINE_MAX_QUEUE_PER_FUNCTION'],
     parse: integer(0, 1_000_000),
     default: () => 1024,
@@ -182,6 +202,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   moduleCacheMb: {
     key: 'moduleCacheMb',
     flag: 'module-cache-mb',
+    arg: 'MIB',
+    help: 'Module binaries kept compiled; the least recently used are compiled again on their next call.',
     env: ['WASM_ENGINE_MODULE_CACHE_MB'],
     parse: integer(1, 1024 * 1024),
     default: () => 512,
@@ -189,6 +211,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   maxTableEntries: {
     key: 'maxTableEntries',
     flag: 'max-table-entries',
+    arg: 'N',
+    help: 'Table entries per module, all its tables together: more is refused at deploy, table.grow past it returns -1.',
     env: ['WASM_ENGINE_MAX_TABLE_ENTRIES'],
     // V8 refuses tables of more than 10,000,000 entries.
     parse: integer(1, 10_000_000),
@@ -197,6 +221,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   bodyLimitBytes: {
     key: 'bodyLimitBytes',
     flag: 'body-limit-bytes',
+    arg: 'BYTES',
+    help: 'Largest request body; past it, 413 PAYLOAD_TOO_LARGE.',
     env: ['WASM_ENGINE_BODY_LIMIT_BYTES'],
     parse: integer(1024, 1024 * MiB),
     default: () => MiB,
@@ -204,6 +230,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   insecureRegistries: {
     key: 'insecureRegistries',
     flag: 'insecure-registries',
+    arg: 'HOST[:PORT],...',
+    help: 'Registries reached over plain HTTP (loopback registries always are).',
     env: ['WASM_ENGINE_INSECURE_REGISTRIES'],
     parse: list,
     default: () => [],
@@ -211,6 +239,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   shutdownTimeoutMs: {
     key: 'shutdownTimeoutMs',
     flag: 'shutdown-timeout-ms',
+    arg: 'MS',
+    help: 'How long a stop (SIGTERM, SIGINT) waits for invocations in flight.',
     env: ['WASM_ENGINE_SHUTDOWN_TIMEOUT_MS'],
     parse: integer(0, 600_000),
     default: () => 10_000,
@@ -218,6 +248,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   basicAuthUser: {
     key: 'basicAuthUser',
     flag: 'basic-auth-user',
+    arg: 'USER',
+    help: 'Basic auth user for /system/* and the management routes (give the password too).',
     env: ['WASM_ENGINE_BASIC_AUTH_USER'],
     parse: optionalText,
     default: () => '',
@@ -225,6 +257,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   basicAuthPassword: {
     key: 'basicAuthPassword',
     flag: 'basic-auth-password',
+    arg: 'PASSWORD',
+    help: 'Basic auth password (give the user too).',
     env: ['WASM_ENGINE_BASIC_AUTH_PASSWORD'],
     parse: optionalText,
     default: () => '',
@@ -232,6 +266,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   secretMountPath: {
     key: 'secretMountPath',
     flag: 'secret-mount-path',
+    arg: 'DIR',
+    help: 'A directory with basic-auth-user and basic-auth-password files, as OpenFaaS mounts them (instead of the two above).',
     env: ['WASM_ENGINE_SECRET_MOUNT_PATH'],
     parse: optionalText,
     default: () => '',
@@ -239,6 +275,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   authInvoke: {
     key: 'authInvoke',
     flag: 'auth-invoke',
+    arg: 'true|false',
+    help: 'Basic auth on the invocation routes too.',
     env: ['WASM_ENGINE_AUTH_INVOKE'],
     parse: bool,
     default: () => false,
@@ -246,6 +284,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   localImages: {
     key: 'localImages',
     flag: 'local-images',
+    arg: 'auto|allow|deny',
+    help: 'Whether deploys may name file: and oci: sources on the engine\'s host; auto: only when listening on loopback.',
     env: ['WASM_ENGINE_LOCAL_IMAGES'],
     parse: localImages,
     default: () => 'auto',
@@ -253,6 +293,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   concurrencyPerReplica: {
     key: 'concurrencyPerReplica',
     flag: 'concurrency-per-replica',
+    arg: 'N',
+    help: 'Invocations of a function running at once per replica; 0: four per worker.',
     env: ['WASM_ENGINE_CONCURRENCY_PER_REPLICA'],
     parse: integer(0, 100_000),
     default: () => 0,
@@ -260,6 +302,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   functionLogLines: {
     key: 'functionLogLines',
     flag: 'function-log-lines',
+    arg: 'N',
+    help: 'Stderr lines kept per function for /system/logs.',
     env: ['WASM_ENGINE_FUNCTION_LOG_LINES'],
     parse: integer(0, 1_000_000),
     default: () => 1000,
@@ -267,6 +311,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   registryCredentials: {
     key: 'registryCredentials',
     flag: 'registry-credentials',
+    arg: 'FILE',
+    help: 'Registry credentials in Docker\'s config.json format, asked before the Docker config.',
     env: ['WASM_ENGINE_REGISTRY_CREDENTIALS'],
     parse: parseRegistryCredentials,
     default: () => null,
@@ -274,6 +320,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   dockerConfig: {
     key: 'dockerConfig',
     flag: 'docker-config',
+    arg: 'PATH|none',
+    help: 'Docker\'s config.json (or its directory), with its credential helpers; none turns it off.',
     env: ['WASM_ENGINE_DOCKER_CONFIG', 'DOCKER_CONFIG'],
     parse: parseDockerConfigSetting,
     default: defaultDockerConfig,
@@ -281,6 +329,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   maxImageBytes: {
     key: 'maxImageBytes',
     flag: 'max-image-bytes',
+    arg: 'BYTES',
+    help: 'Largest image downloaded, and separately unpacked.',
     env: ['WASM_ENGINE_MAX_IMAGE_BYTES'],
     parse: integer(1024, 64 * 1024 * MiB),
     default: () => 256 * MiB,
@@ -288,6 +338,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   registryConnectTimeoutMs: {
     key: 'registryConnectTimeoutMs',
     flag: 'registry-connect-timeout-ms',
+    arg: 'MS',
+    help: 'Time to connect to a registry, per connection.',
     env: ['WASM_ENGINE_REGISTRY_CONNECT_TIMEOUT_MS'],
     parse: integer(1, 600_000),
     default: () => 5_000,
@@ -295,6 +347,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   registryTimeoutMs: {
     key: 'registryTimeoutMs',
     flag: 'registry-timeout-ms',
+    arg: 'MS',
+    help: 'Time for a whole pull, retries included.',
     env: ['WASM_ENGINE_REGISTRY_TIMEOUT_MS'],
     parse: integer(1, 3_600_000),
     default: () => 60_000,
@@ -302,6 +356,8 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
   registryRetries: {
     key: 'registryRetries',
     flag: 'registry-retries',
+    arg: 'N',
+    help: 'Retries of a registry request on 429, 5xx, reset or refused connection.',
     env: ['WASM_ENGINE_REGISTRY_RETRIES'],
     parse: integer(0, 10),
     default: () => 3,

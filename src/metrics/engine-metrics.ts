@@ -121,7 +121,10 @@ export class EngineMetrics implements EngineEvents {
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
-    if (options.processMetrics !== false) collectDefaultMetrics({ register: this.registry });
+    if (options.processMetrics !== false) {
+      collectDefaultMetrics({ register: this.registry });
+      dropGaugesNamedLikeCounters(this.registry);
+    }
 
     this.register(
       new ScrapedMetric('wasm_engine_invocations_total', 'Invocations by function and outcome (success or the error code name).', 'counter', () =>
@@ -265,5 +268,19 @@ export class EngineMetrics implements EngineEvents {
     const samples: Sample[] = [];
     for (const [fn, s] of this.series) s.durations.samples('wasm_engine_invocation_duration_seconds', { function_name: fn }, samples);
     return samples;
+  }
+}
+
+/**
+ * prom-client's default collectors write `nodejs_active_handles_total`, `nodejs_active_requests_total`
+ * and `nodejs_active_resources_total` as gauges: `_total` names a counter, so `promtool check
+ * metrics` refuses them, and each only repeats the sum of its per-type family
+ * (`sum without (type) (nodejs_active_handles)`), as prom-client's maintainers say
+ * (prometheus/client_js#283). They are dropped; the per-type families stay.
+ */
+function dropGaugesNamedLikeCounters(registry: Registry): void {
+  for (const { name, type } of registry.getMetricsAsArray()) {
+    // Typed as a numeric enum, but prom-client's metrics carry the type's name ('counter').
+    if (name.endsWith('_total') && String(type) !== 'counter') registry.removeSingleMetric(name);
   }
 }

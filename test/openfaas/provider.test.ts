@@ -367,7 +367,7 @@ describe('OpenAPI document', () => {
       'GET /system/info',
       'GET /system/logs',
       'GET /function/{name}',
-      'POST /function/{name}/{*}',
+      'POST /function/{name}/{path}',
       'GET /healthz',
       'GET /readyz',
       'GET /metrics',
@@ -375,7 +375,7 @@ describe('OpenAPI document', () => {
       expect(operations).toContain(expected);
     }
     expect(operations).not.toContain('GET /function/deploy');
-    expect(operations).not.toContain('GET /openapi.json');
+    expect(operations).toContain('GET /openapi.json');
     const deploy = doc.paths['/function/deploy'].post;
     expect(deploy.requestBody.content['application/json'].schema.required).toEqual(['function_name', 'function_image']);
     const faasDeploy = doc.paths['/system/functions'].post;

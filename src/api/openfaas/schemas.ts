@@ -6,7 +6,8 @@
 import { Type, type Static, type TSchema } from '@sinclair/typebox';
 
 const nullable = <T extends TSchema>(schema: T) => Type.Optional(Type.Union([schema, Type.Null()]));
-const stringMap = Type.Record(Type.String(), Type.String());
+// additionalProperties, which OpenAPI 3.0 knows, rather than Type.Record's patternProperties, which it does not.
+const stringMap = Type.Unsafe<Record<string, string>>(Type.Object({}, { additionalProperties: Type.String() }));
 
 export const FunctionResources = Type.Object(
   {

@@ -45,5 +45,15 @@ export async function opsRoutes(app: FastifyInstance, options: OpsOptions): Prom
     async (_request, reply) => reply.type(options.metrics.contentType).send(await options.metrics.text()),
   );
 
-  app.get('/openapi.json', { schema: { hide: true } }, async () => app.swagger());
+  app.get(
+    '/openapi.json',
+    {
+      schema: {
+        tags: ['Documentation'],
+        summary: 'This OpenAPI 3.0 document',
+        response: { 200: { description: 'The OpenAPI document', content: { 'application/json': { schema: { type: 'object' } } } } },
+      },
+    },
+    async () => app.swagger(),
+  );
 }
