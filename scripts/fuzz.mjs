@@ -14,12 +14,15 @@
 import { mkdirSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
+import { assertPinnedNode } from './pinned-node.mjs';
 import { REPO_ROOT } from '../test/fuzz/harness/dist.mjs';
 import { runModuleFuzz } from '../test/fuzz/harness/module-fuzz.mjs';
 import { runHttpModuleFuzz } from '../test/fuzz/harness/http-modules.mjs';
 import { runHttpParserFuzz } from '../test/fuzz/harness/http-parser.mjs';
 import { runCrashStorm } from '../test/fuzz/harness/crash-storm.mjs';
 import { caseSeed } from '../test/fuzz/harness/prng.mjs';
+
+assertPinnedNode('the fuzz run');
 
 const { values } = parseArgs({
   options: {

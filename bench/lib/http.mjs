@@ -3,7 +3,7 @@
 import { execFile } from 'node:child_process';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { ROOT } from './processes.mjs';
+import { ROOT, pinned } from './processes.mjs';
 import { fmtMs, fmtRate, median } from './stats.mjs';
 
 const run = promisify(execFile);
@@ -51,10 +51,11 @@ export function parseWrk(out) {
   };
 }
 
-/** Runs wrk against url's /function/invoke. */
-export async function wrk(url, { fn, connections, seconds, threads = 2, script = 'post.lua' }) {
+/** Runs wrk against url's /function/invoke; `cpus`: a taskset CPU list wrk is restricted to. */
+export async function wrk(url, { fn, connections, seconds, threads = 2, script = 'post.lua', cpus }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency', '-s', join(ROOT, 'bench', 'lib', script), `${url}/function/invoke`];
-  const { stdout } = await run('wrk', args, { env: { ...process.env, BODY: BODIES[fn] }, maxBuffer: 1 << 24 });
+  const [command, commandArgs] = pinned(cpus, 'wrk', args);
+  const { stdout } = await run(command, commandArgs, { env: { ...process.env, BODY: BODIES[fn] }, maxBuffer: 1 << 24 });
   return { ...parseWrk(stdout), raw: stdout };
 }
 

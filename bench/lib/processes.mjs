@@ -7,6 +7,10 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { request } from 'undici';
+import { assertPinnedNode } from '../../scripts/pinned-node.mjs';
+
+// Every bench script imports this file; each measures the engine's own Node.js, in-process parts included.
+assertPinnedNode('the bench');
 
 export const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 export const EXAMPLES_WASM = join(ROOT, 'examples', 'build', 'wasm');
@@ -21,14 +25,20 @@ export function freePort() {
   });
 }
 
-/** Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now() marks. */
-export function startEngine(dataDir, args = []) {
+/** `command args` restricted to the CPUs `cpus` (a taskset list such as "0" or "0-3") when given. */
+export function pinned(cpus, command, args) {
+  return cpus === undefined ? [command, args] : ['taskset', ['-c', cpus, command, ...args]];
+}
+
+/**
+ * Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now()
+ * marks. `cpus`: a taskset CPU list the engine is restricted to (its workers default to that many).
+ */
+export function startEngine(dataDir, args = [], { cpus } = {}) {
   const spawned = performance.now();
-  // The bin file itself, as `npm start` runs it: its first line carries the engine's Node flags.
-  const child = spawn(join(ROOT, 'bin/wasm-engine.js'), ['serve', '--port', '0', '--data-dir', dataDir, ...args], {
-    cwd: ROOT,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
+  // The bin file itself, as `npm start` runs it: it chooses the engine's Node and its flags.
+  const [command, commandArgs] = pinned(cpus, join(ROOT, 'bin/wasm-engine.js'), ['serve', '--port', '0', '--data-dir', dataDir, ...args]);
+  const child = spawn(command, commandArgs, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
   return new Promise((resolve, reject) => {
     let buffered = '';
@@ -74,8 +84,8 @@ export function rssBytes(pid) {
 
 export const tempDir = (prefix) => mkdtempSync(join(tmpdir(), prefix));
 
-/** Starts workerd with bench/workerd/ (the worker and the examples' .wasm) on a free port. */
-export async function startWorkerd() {
+/** Starts workerd with bench/workerd/ (the worker and the examples' .wasm) on a free port; `cpus` as for startEngine. */
+export async function startWorkerd({ cpus } = {}) {
   const bin = join(ROOT, 'node_modules', '.bin', 'workerd');
   const dir = tempDir('we-bench-workerd-');
   const port = await freePort();
@@ -83,7 +93,8 @@ export async function startWorkerd() {
   copyFileSync(join(ROOT, 'bench', 'workerd', 'worker.js'), join(dir, 'worker.js'));
   const template = readFileSync(join(ROOT, 'bench', 'workerd', 'config.capnp.template'), 'utf8');
   writeFileSync(join(dir, 'config.capnp'), template.replace('@ADDRESS@', `127.0.0.1:${port}`));
-  const child = spawn(bin, ['serve', join(dir, 'config.capnp')], { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, args] = pinned(cpus, bin, ['serve', join(dir, 'config.capnp')]);
+  const child = spawn(command, args, { cwd: dir, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
   child.stdout.on('data', (c) => output.push(String(c)));
   child.stderr.on('data', (c) => output.push(String(c)));
@@ -106,4 +117,21 @@ export async function startWorkerd() {
   await kill(child);
   rmSync(dir, { recursive: true, force: true });
   throw new Error(`workerd did not answer: ${output.join('').trim()}`);
+}
+
+/** Starts bench/bare-node/server.mjs (node:http, one instance per module) on this Node; `cpus` as for startEngine. */
+export function startBareNode({ cpus } = {}) {
+  const [command, args] = pinned(cpus, process.execPath, [join(ROOT, 'bench', 'bare-node', 'server.mjs'), '--port', '0', '--wasm-dir', EXAMPLES_WASM]);
+  const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const output = [];
+  return new Promise((resolve, reject) => {
+    const onData = (chunk) => {
+      output.push(String(chunk));
+      const match = /listening on (http:\/\/\S+)/.exec(output.join(''));
+      if (match) resolve({ child, url: match[1] });
+    };
+    child.stdout.on('data', onData);
+    child.stderr.on('data', onData);
+    child.once('exit', (code, signal) => reject(new Error(`bare Node server exited with ${code ?? signal}: ${output.join('').trim()}`)));
+  });
 }

@@ -22,3 +22,13 @@ export const fmtUs = (us) => (us >= 1000 ? `${(us / 1000).toFixed(2)} ms` : `${u
 export const fmtMs = (ms) => `${ms.toFixed(ms < 10 ? 2 : 1)} ms`;
 export const fmtMiB = (bytes) => `${(bytes / 1048576).toFixed(1)} MiB`;
 export const fmtRate = (r) => `${Math.round(r).toLocaleString('en-US')}/s`;
+
+export const times = (x) => `${x.toFixed(x < 10 ? 2 : 1)}×`;
+export const yes = (ok) => (ok ? 'yes' : 'NO');
+
+/** A markdown table, columns padded to their widest cell. */
+export function formatTable(header, rows) {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => String(r[i]).length)));
+  const line = (cells) => `| ${cells.map((c, i) => String(c).padEnd(widths[i])).join(' | ')} |`;
+  return [line(header), line(widths.map((w) => '-'.repeat(w))), ...rows.map(line)].join('\n');
+}

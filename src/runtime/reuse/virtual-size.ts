@@ -307,7 +307,7 @@ class Helpers {
     if (!access) {
       const sh = shape(instruction);
       access =
-        sh.bound !== undefined && sh.params.length <= 2
+        sh.bound !== undefined && sh.params.length <= 2 && sh.atomic === undefined
           ? { check: [0xad, 0x42, ...encodeS64(sh.bound), 0x7c, ...this.outOfBounds], value: sh.params[1] }
           : { call: this.helper(instruction, sh) };
       // Bounded: an adversarial module can have as many distinct offsets as it has accesses. A
@@ -329,7 +329,14 @@ class Helpers {
       this.typeBySignature.set(signature.join(','), type);
     }
     const body = [0];
-    for (const check of checks) body.push(...check, ...this.outOfBounds);
+    if (sh.atomic) {
+      // (end > size) & ((address + offset) % width == 0): only an aligned access traps here.
+      const { offset, width } = sh.atomic;
+      const aligned = [0x20, 0, 0x41, ...encodeS64(BigInt.asIntN(32, offset)), 0x6a, 0x41, width - 1, 0x71, 0x45];
+      for (const check of checks) body.push(...check, 0x23, ...this.global, 0x56, ...aligned, 0x71, 0x04, 0x40, ...OUT_OF_BOUNDS, OP.end);
+    } else {
+      for (const check of checks) body.push(...check, ...this.outOfBounds);
+    }
     params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
     body.push(...instruction, OP.end);
     this.functions.push(encodeU32(type));
@@ -353,9 +360,9 @@ function end64(a: number, b: number | undefined, c = 0n): number[] {
 }
 
 /**
- * Atomic accesses by sub-opcode. V8 checks an atomic access's bound before its alignment, so the
- * helper's bound check first keeps the trap a fresh instance gives (test/runtime/virtual-size.test.ts
- * pins the order).
+ * Atomic accesses by sub-opcode. V8 (Node 24) checks an atomic access's alignment before its bound,
+ * so the helper traps out of bounds only for an aligned access, and an unaligned one gives the
+ * alignment trap a fresh instance gives (test/runtime/virtual-size.test.ts pins the order).
  */
 function atomicShape(sub: number): { params: number[]; results: number[]; width: number } {
   // The seven widths of each group of loads, stores, read-modify-writes and compare-exchanges.
@@ -392,6 +399,8 @@ interface Shape {
   results: number[];
   bound?: bigint;
   checks?: number[][];
+  /** Atomic accesses: the alignment (bytes) the engine checks before the bound. */
+  atomic?: { offset: bigint; width: number };
 }
 
 function shape(ins: Uint8Array): Shape {
@@ -408,7 +417,7 @@ function shape(ins: Uint8Array): Shape {
   const offset = BigInt(r.u32());
   if (op === 0xfe) {
     const atomic = atomicShape(sub as number);
-    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width) };
+    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width), atomic: { offset, width: atomic.width } };
   }
   if (sub !== undefined) {
     const simd = SIMD[sub];
