@@ -11,7 +11,9 @@ WORKDIR /src
 COPY package.json package-lock.json ./
 RUN npm ci --ignore-scripts --no-audit --no-fund
 COPY . .
-RUN npm run build && bash scripts/image-rootfs.sh /rootfs
+# The build context has no .git: the commit /system/info reports comes from the build argument.
+ARG REVISION=unknown
+RUN WASM_ENGINE_COMMIT="${REVISION}" npm run build && bash scripts/image-rootfs.sh /rootfs
 
 FROM scratch
 ARG VERSION=unknown
@@ -33,4 +35,4 @@ USER 10001:10001
 WORKDIR /app
 VOLUME ["/data"]
 EXPOSE 10000/tcp
-ENTRYPOINT ["/usr/local/bin/node", "--max-semi-space-size=8", "/app/bin/wasm-engine.js", "serve"]
+ENTRYPOINT ["/usr/local/bin/node", "/app/bin/wasm-engine.js", "serve"]

@@ -39,7 +39,7 @@ const created = new Date(epoch * 1000).toISOString().replace('.000Z', 'Z');
 
 const config = {
   user: `${IMAGE_UID}:${IMAGE_UID}`,
-  entrypoint: ['/usr/local/bin/node', '--max-semi-space-size=8', '/app/bin/wasm-engine.js', 'serve'],
+  entrypoint: ['/usr/local/bin/node', '/app/bin/wasm-engine.js', 'serve'],
   env: [
     'PATH=/usr/local/bin',
     'WASM_ENGINE_HOST=0.0.0.0',

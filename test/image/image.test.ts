@@ -213,7 +213,7 @@ describe('npm run image', () => {
   it('writes an OCI layout tagged with the version: non-root, `wasm-engine serve` on 0.0.0.0, data on a volume, labelled with version and commit', async () => {
     const head = (await run('git', ['rev-parse', 'HEAD'], { cwd: REPO_ROOT })).stdout.trim();
     expect(config.User).toBe('10001:10001');
-    expect(config.Entrypoint).toEqual(['/usr/local/bin/node', '--max-semi-space-size=8', '/app/bin/wasm-engine.js', 'serve']);
+    expect(config.Entrypoint).toEqual(['/usr/local/bin/node', '/app/bin/wasm-engine.js', 'serve']);
     expect(config.Cmd ?? []).toEqual([]);
     expect(config.Env).toEqual(expect.arrayContaining(['WASM_ENGINE_HOST=0.0.0.0', 'WASM_ENGINE_DATA_DIR=/data']));
     expect(Object.keys(config.Volumes)).toEqual(['/data']);
