@@ -4,13 +4,15 @@
 #   - building the examples: clang + wasm-ld + wasi-libc + the wasm32 compiler-rt builtins (C),
 #     Debian's rustc + the wasm32 Rust std (Rust), wabt/binaryen (inspecting, stripping)
 #   - tests: umoci (OCI layouts), skopeo + docker-registry + htpasswd (a local registry, with auth)
+#   - tests: postgresql (initdb/pg_ctl run by test/support/postgres.ts, as the `postgres` user it creates)
 #   - benchmarks: wrk, hyperfine; tests also run curl (the README lines) and openssl (a token issuer key)
 # Quiet and fast (builtins only) when everything is present. When something is missing: as root it
 # installs the packages with apt-get; otherwise it prints the exact command and exits 1.
 set -euo pipefail
 
 PACKAGES=(docker-registry skopeo umoci wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32
-  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl)
+  rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl
+  postgresql)
 
 # Commands looked up on PATH, and files (globs allowed) that must exist.
 COMMANDS=(clang wasm-ld umoci skopeo docker-registry wat2wasm wasm-objdump wasm-strip wasm-opt
@@ -22,6 +24,7 @@ FILES=(
   /usr/include/wasm32-wasi/stdio.h                 # wasi-libc headers
   /usr/lib/wasm32-wasi/libc.a                      # wasi-libc
   '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a'  # compiler-rt for wasm32
+  '/usr/lib/postgresql/*/bin/pg_ctl'               # PostgreSQL server (tests of the PostgreSQL store)
 )
 
 missing_list() {
