@@ -289,7 +289,12 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
       return;
     }
     if (message.instance === this.instance || typeof message.name !== 'string') return;
-    this.dirty.add(message.name);
+    this.markDirty(message.name);
+  }
+
+  /** Reads `name`'s entry again soon (with any other names marked meanwhile) and applies it. */
+  private markDirty(name: string): void {
+    this.dirty.add(name);
     if (this.dirtyScheduled) return;
     this.dirtyScheduled = true;
     void this.enqueue(async () => {
@@ -447,6 +452,7 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
   ): Promise<void> {
     this.checkWritable();
     this.ownWrites.set(name, (this.ownWrites.get(name) ?? 0) + 1);
+    let failed = false;
     try {
       let client: pg.PoolClient;
       try {
@@ -480,10 +486,16 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
           this.revisions.set(name, revision!);
         }
       });
+    } catch (err) {
+      failed = true;
+      throw err;
     } finally {
       const left = (this.ownWrites.get(name) ?? 1) - 1;
       if (left === 0) this.ownWrites.delete(name);
       else this.ownWrites.set(name, left);
+      // Announcements of this name heard meanwhile were left to this change: it failed (another
+      // node won the name, or the outcome is unknown), so the view reads the entry again.
+      if (failed) this.markDirty(name);
     }
   }
 
