@@ -33,9 +33,8 @@ export async function sha256DigestSliced(bytes: Uint8Array): Promise<string> {
 export class FileBlobStore implements BlobStore {
   private readonly dir: string;
 
-  /** `under`: the folder inside the data directory (the PostgreSQL store's local copies live elsewhere). */
-  constructor(dataDir: string, under: string = join('blobs', 'sha256')) {
-    this.dir = join(dataDir, under);
+  constructor(dataDir: string) {
+    this.dir = join(dataDir, 'blobs', 'sha256');
   }
 
   /** Returns the temporary files it removed (leftovers of writes cut short by a crash). */

@@ -1,6 +1,7 @@
 /**
- * A node's local copies of module blobs, by digest, under DATA/cache/sha256/<hex>: with the
- * PostgreSQL store the database holds the blobs and the data directory is only a cache. Every copy
+ * A node's local copies of module blobs, by digest, under DATA/blobs/sha256/<hex>: with the
+ * PostgreSQL store the database holds the blobs and the data directory is only a cache (the same
+ * place as the file store's blobs, so `func_local_path` reads the same). Every copy
  * is written whole (temporary file, then rename) and verified against its digest before each use,
  * so several engines may share one data directory without a lock: two writers of one digest write
  * the same bytes, and a damaged or half-written file is never used (it is fetched again).
@@ -18,8 +19,8 @@ export class LocalBlobCache {
   private readonly files: FileBlobStore;
 
   constructor(dataDir: string) {
-    this.dir = join(dataDir, 'cache', 'sha256');
-    this.files = new FileBlobStore(dataDir, join('cache', 'sha256'));
+    this.dir = join(dataDir, 'blobs', 'sha256');
+    this.files = new FileBlobStore(dataDir);
   }
 
   async init(): Promise<void> {
