@@ -119,11 +119,11 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
     const deployed = await cli('deploy', 'greet', GREET, '--wasi', '--url', lb);
     expect(deployed, deployed.stderr).toMatchObject({ code: 0, stdout: 'deploy function greet successfully!\n' });
     for (const node of cluster.nodes) {
-      await until(`greet listed by the CLI on ${node.name}`, async () => {
-        const list = await cli('list', '--url', node.url);
-        return list.code === 0 && /^greet\s/m.test(list.stdout) ? true : undefined;
-      });
+      await until(`greet listed on ${node.name}`, async () => ((await listed(node.url)).includes('greet') ? true : undefined));
     }
+    const list = await cli('list', '--url', cluster.nodes[2]!.url);
+    expect(list.code, list.stderr).toBe(0);
+    expect(list.stdout).toMatch(/^greet\s+\S+\s+true\s/m);
     const invoked = await cli('invoke', 'greet', 'who=cli', '--url', lb);
     expect(invoked).toMatchObject({ code: 0, stdout: 'hello, {"who":"cli"}\n' });
     // The C function on the OpenFaaS raw route of every node: the body is its stdin.
