@@ -13,7 +13,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { watFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
-import { byStatus, deployBody, invoke, listed, startCluster, startLoad, until, type Cluster } from '../support/cluster.js';
+import { CLUSTER_START_MS, CLUSTER_TEST_MS, byStatus, deployBody, invoke, listed, startCluster, startLoad, until, type Cluster } from '../support/cluster.js';
 
 describe('kill -9 of one engine under load through the balancer', () => {
   let cluster: Cluster;
@@ -22,7 +22,7 @@ describe('kill -9 of one engine under load through the balancer', () => {
   beforeAll(async () => {
     ADD = `file:${watFixture('cluster', 'add')}`;
     cluster = await startCluster({ nodes: 3, balancer: { checkIntervalMs: 100, fall: 2, rise: 2 } });
-  });
+  }, CLUSTER_START_MS);
   afterAll(() => cluster?.stop());
 
   it('routes around the dead engine, loses no acknowledged deploy, and the engine restarts and catches up', async () => {
@@ -99,5 +99,5 @@ describe('kill -9 of one engine under load through the balancer', () => {
         expect(r.json, `${name} on ${node.name}`).toMatchObject({ status: 200, output: '42' });
       }
     }
-  });
+  }, CLUSTER_TEST_MS);
 });

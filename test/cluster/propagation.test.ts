@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI } from '../support/engine-process.js';
 import { cFixture, watFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
-import { deployBody, invoke, listed, startCluster, until, type Cluster } from '../support/cluster.js';
+import { CLUSTER_START_MS, CLUSTER_TEST_MS, deployBody, invoke, listed, startCluster, until, type Cluster } from '../support/cluster.js';
 
 const run = promisify(execFile);
 
@@ -40,7 +40,7 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
     GREET = `file:${cFixture('cluster', 'greet')}`;
     cluster = await startCluster({ nodes: 3, balancer: true });
     everywhere = [...cluster.nodes.map((n) => n.url), cluster.balancer!.url];
-  });
+  }, CLUSTER_START_MS);
   afterAll(() => cluster?.stop());
 
   it('a deploy answered by one node is invokable through every node and the balancer (delay printed)', async () => {
@@ -76,7 +76,7 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
       expect({ status: raw.status, text: raw.text }, `${base} OpenFaaS`).toEqual({ status: 200, text: '42' });
     }
     for (const node of cluster.nodes) expect(await listed(node.url)).toEqual(['sum-0', 'sum-1', 'sum-2', 'sum-3', 'sum-4', 'sum-5']);
-  });
+  }, CLUSTER_TEST_MS);
 
   it('OpenFaaS deploy, update, scale and delete through different nodes reach every node', async () => {
     const [a, b, c] = cluster.nodes as [Cluster['nodes'][0], Cluster['nodes'][0], Cluster['nodes'][0]];
@@ -112,7 +112,7 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
       await until(`ver gone at ${base}`, async () => ((await invoke(base, 'ver')).status === 404 ? true : undefined));
     }
     for (const node of cluster.nodes) expect(await listed(node.url)).not.toContain('ver');
-  });
+  }, CLUSTER_TEST_MS);
 
   it('the CLI deploys, lists and invokes through the balancer and any node', async () => {
     const lb = cluster.balancer!.url;
@@ -131,7 +131,7 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
       const raw = await call(base, 'POST', '/function/greet', undefined, { raw: 'cluster', headers: ['content-type', 'text/plain'] });
       expect({ status: raw.status, text: raw.text }, base).toEqual({ status: 200, text: 'hello, cluster' });
     }
-  });
+  }, CLUSTER_TEST_MS);
 
   it('each node names itself in /system/info; invocationCount is the cluster’s', async () => {
     for (const node of cluster.nodes) {
@@ -161,5 +161,5 @@ describe('a cluster of three engines sharing a PostgreSQL store, behind haproxy'
         50,
       );
     }
-  });
+  }, CLUSTER_TEST_MS);
 });

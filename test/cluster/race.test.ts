@@ -6,7 +6,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { watFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
-import { deployBody, invoke, listed, startCluster, until, type Cluster } from '../support/cluster.js';
+import { CLUSTER_START_MS, CLUSTER_TEST_MS, deployBody, invoke, listed, startCluster, until, type Cluster } from '../support/cluster.js';
 
 const ROUNDS = 30;
 
@@ -19,7 +19,7 @@ describe('the same name deployed through two nodes at once', () => {
     V1 = `file:${watFixture('ops', 'version-1')}`;
     V2 = `file:${watFixture('ops', 'version-2')}`;
     cluster = await startCluster({ nodes: 3 });
-  });
+  }, CLUSTER_START_MS);
   afterAll(() => cluster?.stop());
 
   it(`exactly one 200 and one 409 in each of ${ROUNDS} rounds, and every node serves the winner`, async () => {
@@ -55,7 +55,7 @@ describe('the same name deployed through two nodes at once', () => {
         expect(r.json, `${name} on ${node.name}`).toMatchObject({ status: 200, output: version });
       }
     }
-  });
+  }, CLUSTER_TEST_MS);
 
   it('the OpenFaaS deploy races the historical one the same way: one 202 or 200, one 409', async () => {
     for (let round = 0; round < 10; round++) {
@@ -70,5 +70,5 @@ describe('the same name deployed through two nodes at once', () => {
       expect(won, `${name}: ${openfaas.status} ${openfaas.text} / ${historical.status} ${historical.text}`).toBe(1);
       expect([openfaas.status, historical.status]).toContain(409);
     }
-  });
+  }, CLUSTER_TEST_MS);
 });

@@ -11,6 +11,8 @@ import { freePort } from '../support/balancer.js';
 import { watFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import {
+  CLUSTER_START_MS,
+  CLUSTER_TEST_MS,
   byStatus,
   deployBody,
   invoke,
@@ -34,7 +36,7 @@ describe('PostgreSQL stopped and started again under invocation load', () => {
   beforeAll(async () => {
     ADD = `file:${watFixture('cluster', 'add')}`;
     cluster = await startCluster({ nodes: 3, balancer: true });
-  });
+  }, CLUSTER_START_MS);
   afterAll(async () => {
     await late?.kill();
     await cluster?.stop();
@@ -130,5 +132,5 @@ describe('PostgreSQL stopped and started again under invocation load', () => {
     );
     expect(failed, JSON.stringify(byStatus(outcomes))).toEqual([]);
     expect(during.length).toBeGreaterThanOrEqual(200);
-  });
+  }, CLUSTER_TEST_MS);
 });

@@ -265,3 +265,10 @@ export function byStatus(outcomes: Outcome[]): Record<string, number> {
   for (const o of outcomes) counts[o.status] = (counts[o.status] ?? 0) + 1;
   return counts;
 }
+
+/**
+ * Bounds for a cluster file's set-up and tests: PostgreSQL, three engines and haproxy start one
+ * after the other on two shared cores, beside other test files; each wait inside is bounded itself.
+ */
+export const CLUSTER_START_MS = 180_000;
+export const CLUSTER_TEST_MS = 180_000;
