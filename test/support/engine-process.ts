@@ -66,17 +66,23 @@ export async function createTestDatabase(serverUrl = process.env.WASM_ENGINE_TES
 /** Per data directory, its engine's database: an engine started again on the same directory finds its functions. */
 const databaseOf = new Map<string, string>();
 
-/** The --store argument a test's engine gets: none (the file store), or its own database under the PostgreSQL run. */
-async function storeArgs(options: EngineProcessOptions, dataDir: string): Promise<string[]> {
-  if (!TEST_STORE_IS_POSTGRES) return [];
-  if ((options.args ?? []).some((arg) => arg === '--store' || arg.startsWith('--store='))) return [];
-  if (options.env?.WASM_ENGINE_STORE !== undefined) return [];
+/** Under the PostgreSQL run, the database of the engine on `dataDir` (made on first use); else undefined. */
+export async function testStoreUrl(dataDir: string): Promise<string | undefined> {
+  if (!TEST_STORE_IS_POSTGRES) return undefined;
   let url = databaseOf.get(dataDir);
   if (url === undefined) {
     url = await createTestDatabase();
     databaseOf.set(dataDir, url);
   }
-  return ['--store', url];
+  return url;
+}
+
+/** The --store argument a test's engine gets: none (the file store), or its own database under the PostgreSQL run. */
+async function storeArgs(options: EngineProcessOptions, dataDir: string): Promise<string[]> {
+  if ((options.args ?? []).some((arg) => arg === '--store' || arg.startsWith('--store='))) return [];
+  if (options.env?.WASM_ENGINE_STORE !== undefined) return [];
+  const url = await testStoreUrl(dataDir);
+  return url === undefined ? [] : ['--store', url];
 }
 
 export async function startEngineProcess(options: EngineProcessOptions = {}): Promise<EngineProcess> {
