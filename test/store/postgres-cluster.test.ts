@@ -6,11 +6,14 @@
 import { copyFile, mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI, EXAMPLES_WASM } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { startPostgres, type RunningPostgres } from '../support/postgres.js';
+
+// Each test starts engines (a few seconds each, many more on a loaded machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 let pg: RunningPostgres;
 const engines: EngineProcess[] = [];
@@ -26,7 +29,7 @@ afterAll(async () => {
 });
 
 async function node(url: string, name: string, args: string[] = [], dataDir?: string): Promise<EngineProcess> {
-  const engine = await startEngineProcess({ args: ['--store', url, '--node-name', name, '--workers', '1', ...args], ...(dataDir ? { dataDir } : {}) });
+  const engine = await startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--node-name', name, '--workers', '1', ...args], ...(dataDir ? { dataDir } : {}) });
   engines.push(engine);
   return engine;
 }
@@ -187,6 +190,7 @@ describe('PostgreSQL store: the database goes away', () => {
     try {
       // startEngineProcess resolves only once the engine listens: meanwhile its lines are heard.
       starting = startEngineProcess({
+        startTimeoutMs: 90_000,
         args: ['--store', url, '--node-name', 'late', '--workers', '1'],
         onLine: (line) => {
           if (line.includes('waiting for the function store')) waiting();

@@ -5,12 +5,15 @@
  * database migrate it once, and a statement past --store-timeout-ms answers 503.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SCHEMA_VERSION } from '../../src/store/postgres/index.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { startPostgres, type RunningPostgres } from '../support/postgres.js';
+
+// Each test starts engines (a few seconds each, many more on a loaded machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 let pg: RunningPostgres;
 const engines: EngineProcess[] = [];
@@ -26,7 +29,7 @@ afterAll(async () => {
 });
 
 async function node(url: string, args: string[] = []): Promise<EngineProcess> {
-  const engine = await startEngineProcess({ args: ['--store', url, '--workers', '1', ...args] });
+  const engine = await startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--workers', '1', ...args] });
   engines.push(engine);
   return engine;
 }
@@ -59,7 +62,7 @@ describe('PostgreSQL store schema', () => {
     await (await node(url)).stop();
     engines.length = 0;
     await pg.sql(`INSERT INTO wasm_schema_migrations (version, description, applied_by) VALUES (${SCHEMA_VERSION + 7}, 'from the future', 'test')`, dbName(url));
-    const started = startEngineProcess({ args: ['--store', url, '--workers', '1'] });
+    const started = startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--workers', '1'] });
     await expect(started).rejects.toThrow(/exited with 1 before listening[\s\S]*schema is version 9, newer than this engine's \(2\)/);
   });
 

@@ -30,6 +30,8 @@ export interface EngineProcessOptions {
   dataDir?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** How long to wait for the engine to say it listens (20 s; tests starting several engines at once may need more). */
+  startTimeoutMs?: number;
   /** Hears every line as it comes, before the engine listens too (e.g. one waiting for its store). */
   onLine?: (line: string) => void;
 }
@@ -96,7 +98,7 @@ export async function startEngineProcess(options: EngineProcessOptions = {}): Pr
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`engine did not start:\n${output.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`engine did not start:\n${output.join('\n')}`)), options.startTimeoutMs ?? 20_000);
     const onLine = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line === '') continue;
