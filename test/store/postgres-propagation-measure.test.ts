@@ -52,4 +52,27 @@ it.skipIf(!measuring)('deploy or delete answered on node A → seen on node B', 
   const line = (what: string, values: number[]): string => `${what}: p50 ${at(values, 0.5)} ms, p90 ${at(values, 0.9)} ms, max ${at(values, 1)} ms (n=${TRIALS})`;
   console.log(line('deploy answered on A -> invokable on B', deployed));
   console.log(line('delete answered on A -> 404 on B', deleted));
+
+  // The database stopped for a while (about 5 s of refused writes), then started: how long until
+  // A takes a write again, and until B invokes what was deployed.
+  expect((await call(a.url, 'POST', '/function/deploy', { function_name: 'steady', function_image: image })).status).toBe(200);
+  while ((await invokeOnB('steady')) !== 200);
+  await pg!.stopServer();
+  let failedInvocations = 0;
+  let refused = 0;
+  const downSince = performance.now();
+  while (performance.now() - downSince < 5_000) {
+    if ((await invokeOnB('steady')) !== 200) failedInvocations += 1;
+    if ((await call(a.url, 'POST', '/function/deploy', { function_name: 'back', function_image: image })).status === 503) refused += 1;
+  }
+  await pg!.startServer();
+  const upSince = performance.now();
+  while ((await call(a.url, 'POST', '/function/deploy', { function_name: 'back', function_image: image })).status !== 200);
+  const writable = performance.now() - upSince;
+  while ((await invokeOnB('back')) !== 200);
+  const everywhere = performance.now() - upSince;
+  console.log(
+    `database down 5 s: ${failedInvocations} failed invocations on B, ${refused} deploys refused 503 on A; ` +
+      `after it started: A writes again in ${writable.toFixed(0)} ms, B invokes the new function after ${everywhere.toFixed(0)} ms`,
+  );
 }, 600_000);
