@@ -105,9 +105,11 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
   let restored: number;
   // Waiting for an unreachable shared store: a stop asked for meanwhile ends the wait.
   let opened = false;
-  void options.interrupted?.then(() => {
-    if (!opened) void store.close();
-  });
+  if (store.cluster) {
+    void options.interrupted?.then(() => {
+      if (!opened) void store.close();
+    });
+  }
   try {
     restored = await engine.restore();
     opened = true;

@@ -3,14 +3,17 @@
  * loopback: one node, then two nodes sharing one database (propagation, races, cluster counts), the
  * database going away and coming back.
  */
-import { copyFile, mkdtemp, rm } from 'node:fs/promises';
+import { copyFile, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI, EXAMPLES_WASM } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { startPostgres, type RunningPostgres } from '../support/postgres.js';
+
+// Each test starts engines (a few seconds each, many more on a loaded machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 let pg: RunningPostgres;
 const engines: EngineProcess[] = [];
@@ -26,7 +29,7 @@ afterAll(async () => {
 });
 
 async function node(url: string, name: string, args: string[] = [], dataDir?: string): Promise<EngineProcess> {
-  const engine = await startEngineProcess({ args: ['--store', url, '--node-name', name, '--workers', '1', ...args], ...(dataDir ? { dataDir } : {}) });
+  const engine = await startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--node-name', name, '--workers', '1', ...args], ...(dataDir ? { dataDir } : {}) });
   engines.push(engine);
   return engine;
 }
@@ -47,7 +50,7 @@ const invoke = (engine: EngineProcess, name: string, args: unknown = {}) =>
 const dbName = (url: string): string => new URL(url).pathname.slice(1);
 
 describe('PostgreSQL store: one node', () => {
-  it('creates the schema in an empty database, names the node, and serves a function after a restart with a new data directory', async () => {
+  it('creates the schema in an empty database, names the node, and serves a function after a restart with a new data directory, and a damaged local copy from the database', async () => {
     const url = await pg.createDatabase();
     const a = await node(url, 'node-a');
     expect(await pg.sql('SELECT string_agg(version::text, \',\' ORDER BY version) FROM wasm_schema_migrations', dbName(url))).toBe('1,2');
@@ -70,6 +73,17 @@ describe('PostgreSQL store: one node', () => {
     expect(answer.json.message).toBe('Hello, Budda!');
     const metrics = await call(b.url, 'GET', '/metrics');
     expect(metrics.text).toMatch(/wasm_engine_invocations_total\{[^}]*node="node-b"/);
+
+    // The data directory is a cache: a damaged local copy is noticed, and read again from the database.
+    await b.stop();
+    engines.splice(engines.indexOf(b), 1);
+    const blobs = join(b.dataDir, 'blobs', 'sha256');
+    const copies = (await readdir(blobs)).filter((name) => /^[0-9a-f]{64}$/.test(name));
+    expect(copies).toHaveLength(1);
+    await writeFile(join(blobs, copies[0]!), 'damaged');
+    const again = await startEngineProcess({ startTimeoutMs: 90_000, dataDir: b.dataDir, args: ['--store', url, '--node-name', 'node-b', '--workers', '1'] });
+    engines.push(again);
+    expect((await invoke(again, 'hello')).json.message).toBe('Hello, Budda!');
   });
 });
 
@@ -99,6 +113,14 @@ describe('PostgreSQL store: two nodes', () => {
     expect((await call(a.url, 'POST', '/system/scale-function/calc', { serviceName: 'calc', replicas: 3 })).status).toBe(202);
     await eventually('B sees 3 replicas', async () => (await call(b.url, 'GET', '/system/function/calc')).json?.replicas === 3);
     expect((await invoke(b, 'calc', [1])).json.message).toBe('2');
+
+    // A change that reaches the database without an announcement (as one missed while a node was
+    // disconnected): the periodic resynchronisation (every 10 s) brings it to both nodes.
+    await pg.sql(
+      `UPDATE wasm_functions SET record = jsonb_set(record, '{replicas}', '5'), revision = nextval('wasm_function_revision') WHERE name = 'calc'`,
+      dbName(url),
+    );
+    await eventually('B resynchronised', async () => (await call(b.url, 'GET', '/system/function/calc')).json?.replicas === 5, 1200);
 
     // Delete through B: gone from A.
     expect((await call(b.url, 'POST', '/function/delete', { function_name: 'calc' }, { json: true })).status).toBe(200);
@@ -187,6 +209,7 @@ describe('PostgreSQL store: the database goes away', () => {
     try {
       // startEngineProcess resolves only once the engine listens: meanwhile its lines are heard.
       starting = startEngineProcess({
+        startTimeoutMs: 90_000,
         args: ['--store', url, '--node-name', 'late', '--workers', '1'],
         onLine: (line) => {
           if (line.includes('waiting for the function store')) waiting();

@@ -5,12 +5,15 @@
  * database migrate it once, and a statement past --store-timeout-ms answers 503.
  */
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SCHEMA_VERSION } from '../../src/store/postgres/index.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { startPostgres, type RunningPostgres } from '../support/postgres.js';
+
+// Each test starts engines (a few seconds each, many more on a loaded machine).
+vi.setConfig({ testTimeout: 180_000 });
 
 let pg: RunningPostgres;
 const engines: EngineProcess[] = [];
@@ -26,7 +29,7 @@ afterAll(async () => {
 });
 
 async function node(url: string, args: string[] = []): Promise<EngineProcess> {
-  const engine = await startEngineProcess({ args: ['--store', url, '--workers', '1', ...args] });
+  const engine = await startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--workers', '1', ...args] });
   engines.push(engine);
   return engine;
 }
@@ -59,7 +62,7 @@ describe('PostgreSQL store schema', () => {
     await (await node(url)).stop();
     engines.length = 0;
     await pg.sql(`INSERT INTO wasm_schema_migrations (version, description, applied_by) VALUES (${SCHEMA_VERSION + 7}, 'from the future', 'test')`, dbName(url));
-    const started = startEngineProcess({ args: ['--store', url, '--workers', '1'] });
+    const started = startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--workers', '1'] });
     await expect(started).rejects.toThrow(/exited with 1 before listening[\s\S]*schema is version 9, newer than this engine's \(2\)/);
   });
 
@@ -93,4 +96,33 @@ describe('PostgreSQL store schema', () => {
     }
     expect((await call(engine.url, 'POST', '/function/delete', { function_name: 'gcd' })).status).toBe(200);
   });
+
+  it('uses at most 4 pooled connections and one listening, however many changes wait for the database', async () => {
+    const url = await pg.createDatabase();
+    const engine = await node(url, ['--node-name', 'pooled']);
+    const db = dbName(url);
+    const holder = pg.sql('LOCK TABLE wasm_functions IN ACCESS EXCLUSIVE MODE; SELECT pg_sleep(5)', db);
+    let deploys: Promise<number>[] = [];
+    try {
+      await eventually(async () => (await pg.sql(`SELECT count(*) FROM pg_locks WHERE relation = 'wasm_functions'::regclass AND granted`, db)) !== '0');
+      deploys = ['a', 'b', 'c', 'd', 'e', 'f', 'g', 'h'].map((name) =>
+        call(engine.url, 'POST', '/function/deploy', { function_name: name, function_image: `oci:${join(EXAMPLES_OCI, 'gcd')}` }).then((a) => a.status),
+      );
+      const ours = `FROM pg_stat_activity WHERE datname = '${db}' AND application_name = 'wasm-engine pooled'`;
+      // Four changes hold the four connections, waiting for the lock; the other four wait for a connection.
+      await eventually(async () => (await pg.sql(`SELECT count(*) ${ours} AND wait_event_type = 'Lock'`, db)) === '4');
+      expect(Number(await pg.sql(`SELECT count(*) ${ours}`, db))).toBeLessThanOrEqual(5);
+    } finally {
+      await holder;
+    }
+    expect(await Promise.all(deploys)).toEqual([200, 200, 200, 200, 200, 200, 200, 200]);
+  });
 });
+
+async function eventually(check: () => Promise<boolean>, tries = 400): Promise<void> {
+  for (let i = 0; i < tries; i++) {
+    if (await check()) return;
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  throw new Error('never happened');
+}

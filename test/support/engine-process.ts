@@ -30,6 +30,8 @@ export interface EngineProcessOptions {
   dataDir?: string;
   args?: string[];
   env?: Record<string, string>;
+  /** How long to wait for the engine to say it listens (20 s; tests starting several engines at once may need more). */
+  startTimeoutMs?: number;
   /** Hears every line as it comes, before the engine listens too (e.g. one waiting for its store). */
   onLine?: (line: string) => void;
 }
@@ -66,17 +68,23 @@ export async function createTestDatabase(serverUrl = process.env.WASM_ENGINE_TES
 /** Per data directory, its engine's database: an engine started again on the same directory finds its functions. */
 const databaseOf = new Map<string, string>();
 
-/** The --store argument a test's engine gets: none (the file store), or its own database under the PostgreSQL run. */
-async function storeArgs(options: EngineProcessOptions, dataDir: string): Promise<string[]> {
-  if (!TEST_STORE_IS_POSTGRES) return [];
-  if ((options.args ?? []).some((arg) => arg === '--store' || arg.startsWith('--store='))) return [];
-  if (options.env?.WASM_ENGINE_STORE !== undefined) return [];
+/** Under the PostgreSQL run, the database of the engine on `dataDir` (made on first use); else undefined. */
+export async function testStoreUrl(dataDir: string): Promise<string | undefined> {
+  if (!TEST_STORE_IS_POSTGRES) return undefined;
   let url = databaseOf.get(dataDir);
   if (url === undefined) {
     url = await createTestDatabase();
     databaseOf.set(dataDir, url);
   }
-  return ['--store', url];
+  return url;
+}
+
+/** The --store argument a test's engine gets: none (the file store), or its own database under the PostgreSQL run. */
+async function storeArgs(options: EngineProcessOptions, dataDir: string): Promise<string[]> {
+  if ((options.args ?? []).some((arg) => arg === '--store' || arg.startsWith('--store='))) return [];
+  if (options.env?.WASM_ENGINE_STORE !== undefined) return [];
+  const url = await testStoreUrl(dataDir);
+  return url === undefined ? [] : ['--store', url];
 }
 
 export async function startEngineProcess(options: EngineProcessOptions = {}): Promise<EngineProcess> {
@@ -90,7 +98,7 @@ export async function startEngineProcess(options: EngineProcessOptions = {}): Pr
   const output: string[] = [];
   const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
   const url = await new Promise<string>((resolve, reject) => {
-    const timer = setTimeout(() => reject(new Error(`engine did not start:\n${output.join('\n')}`)), 20_000);
+    const timer = setTimeout(() => reject(new Error(`engine did not start:\n${output.join('\n')}`)), options.startTimeoutMs ?? 20_000);
     const onLine = (chunk: Buffer): void => {
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line === '') continue;

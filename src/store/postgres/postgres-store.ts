@@ -160,7 +160,7 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
         delay = Math.min(delay * 2, this.timings.reconnectMaxMs);
       }
     }
-    this.logger.info({ store: this.label, node: this.node, functions: this.records.size }, `connected to the function store ${this.label}`);
+    this.logger.info({ store: this.label, functions: this.records.size }, `connected to the function store ${this.label}`);
     this.timers.push(setInterval(() => void this.resync(), this.timings.resyncMs).unref());
     this.timers.push(setInterval(() => void this.syncCounts(), this.timings.countsMs).unref());
   }
