@@ -54,6 +54,7 @@ describe('kill -9 of one engine under load through the balancer', () => {
     const victim = cluster.nodes[1]!;
     const killedAt = performance.now();
     await victim.engine.kill();
+    const exitedAt = performance.now();
     await lb.waitFor('node1', 'DOWN');
     const downAt = performance.now();
     await load.more(150);
@@ -81,6 +82,8 @@ describe('kill -9 of one engine under load through the balancer', () => {
         `marked down ${(downAt - killedAt).toFixed(0)} ms after the kill; requests crossing that window: ${crossing.length}, ` +
         `failed ${failed(crossing).length} ${JSON.stringify(byStatus(failed(crossing)))}; after it: ${afterDown.length} requests, ` +
         `failed ${failed(afterDown).length}; restart → back in the balancer ${(upAt - restartedAt).toFixed(0)} ms; ` +
+        `the failed ones started ${failed(crossing).map((o) => `${(o.start - killedAt).toFixed(0)}`).join(', ')} ms after SIGKILL ` +
+        `(the process was reaped ${(exitedAt - killedAt).toFixed(0)} ms after it); ` +
         `deploys acknowledged ${acknowledged.length}, refused ${refusedDeploys.length} (${refusedDeploys.join('; ')})`,
     );
     expect(failed(beforeKill)).toEqual([]);
