@@ -13,5 +13,7 @@ export default defineConfig({
     pool: 'forks',
     maxWorkers: 2,
     minWorkers: 1,
+    // The integration suite's second run, against engines using the PostgreSQL store (package.json).
+    globalSetup: process.env.WASM_ENGINE_TEST_STORE === 'postgresql' ? ['test/support/postgres-global-setup.ts'] : [],
   },
 });

@@ -4,6 +4,8 @@
 #   - building the examples: clang + wasm-ld + wasi-libc + the wasm32 compiler-rt builtins (C),
 #     Debian's rustc + the wasm32 Rust std (Rust), wabt/binaryen (inspecting, stripping)
 #   - tests: umoci (OCI layouts), skopeo + docker-registry + htpasswd (a local registry, with auth)
+#   - tests: postgresql (initdb/pg_ctl run by test/support/postgres.ts, as the `postgres` user it creates)
+#   - cluster tests and bench: haproxy (a real load balancer in front of several engines)
 #   - benchmarks: wrk, hyperfine; tests also run curl (the README lines) and openssl (a token issuer key)
 #   - the engine's image (npm run image): Debian's CA bundle goes into it (ca-certificates)
 # Quiet and fast (builtins only) when everything is present. When something is missing: as root it
@@ -12,7 +14,7 @@ set -euo pipefail
 
 PACKAGES=(docker-registry skopeo umoci wabt binaryen clang lld wasi-libc libclang-rt-dev-wasm32
   rustc libstd-rust-dev-wasm32 apache2-utils wrk hyperfine curl openssl
-  ca-certificates)
+  ca-certificates postgresql haproxy)
 PACKAGES+=(prometheus)  # promtool, at /usr/bin/promtool: tests check /metrics with `promtool check metrics`
 
 # Commands looked up on PATH, and files (globs allowed) that must exist.
@@ -27,6 +29,8 @@ FILES=(
   /usr/lib/wasm32-wasi/libc.a                      # wasi-libc
   '/usr/lib/llvm-*/lib/clang/*/lib/wasi/libclang_rt.builtins-wasm32.a'  # compiler-rt for wasm32
   /etc/ssl/certs/ca-certificates.crt               # Debian's CA bundle, copied into the engine's image
+  '/usr/lib/postgresql/*/bin/pg_ctl'               # PostgreSQL server (tests of the PostgreSQL store)
+  /usr/sbin/haproxy                                # haproxy (in /usr/sbin, not on every user's PATH)
 )
 
 missing_list() {

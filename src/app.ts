@@ -20,7 +20,8 @@ import { EngineMetrics } from './metrics/engine-metrics.js';
 import { createImageFetcher, isLoopbackHost } from './registry/index.js';
 import { imageReferenceCheck, localImagesAllowed } from './core/image-policy.js';
 import { DEFAULT_PIPELINE_DEPTH, WorkerPoolRuntime } from './runtime/index.js';
-import { FileFunctionStore } from './store/index.js';
+import { FileFunctionStore, type FunctionStore } from './store/index.js';
+import { PostgresFunctionStore, storeLabel } from './store/postgres/index.js';
 import { FileLayerNotes } from './store/layer-notes.js';
 
 export interface RunningEngine {
@@ -40,13 +41,19 @@ export interface StartOptions {
   interrupted?: Promise<unknown>;
 }
 
-export function createLogger(config: Pick<EngineConfig, 'logLevel'>): PinoLogger {
-  return pino({ level: config.logLevel, base: { service: 'wasm-engine' } });
+export function createLogger(config: Pick<EngineConfig, 'logLevel'> & Partial<Pick<EngineConfig, 'nodeName'>>): PinoLogger {
+  return pino({ level: config.logLevel, base: { service: 'wasm-engine', node: config.nodeName ?? hostname() } });
+}
+
+/** The data directory's store (one engine), or PostgreSQL shared by several (the data directory is then a cache). */
+function createStore(config: EngineConfig, logger: PinoLogger): FunctionStore {
+  if (config.store === 'file') return new FileFunctionStore(config.dataDir, logger);
+  return new PostgresFunctionStore({ url: config.store, dataDir: config.dataDir, node: config.nodeName, timeoutMs: config.storeTimeoutMs, logger });
 }
 
 
 export async function startEngine(config: EngineConfig, logger: PinoLogger, options: StartOptions = {}): Promise<RunningEngine> {
-  const store = new FileFunctionStore(config.dataDir, logger.child({ component: 'store' }));
+  const store = createStore(config, logger.child({ component: 'store' }));
   const layerNotes = new FileLayerNotes(config.dataDir);
   const runtime = new WorkerPoolRuntime({
     workers: config.workers,
@@ -58,12 +65,13 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     // A module evicted from the compiled cache is compiled again from the store on its next call.
     fetchModule: (digest) => store.readBlob(digest),
   });
-  const logs = new FunctionLogs({ linesPerFunction: config.functionLogLines, namespace: NAMESPACE, instance: hostname() });
+  const logs = new FunctionLogs({ linesPerFunction: config.functionLogLines, namespace: NAMESPACE, instance: config.nodeName });
   const metrics: EngineMetrics = new EngineMetrics({
     poolStats: () => runtime.stats(),
     inflight: (): number => engine.inflightInvocations,
     functions: (): number => engine.list().length,
   });
+  metrics.registry.setDefaultLabels({ node: config.nodeName });
   const fetcher = createImageFetcher({
     insecureRegistries: config.insecureRegistries,
     logger: logger.child({ component: 'registry' }),
@@ -95,15 +103,24 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     },
   });
   let restored: number;
+  // Waiting for an unreachable shared store: a stop asked for meanwhile ends the wait.
+  let opened = false;
+  if (store.cluster) {
+    void options.interrupted?.then(() => {
+      if (!opened) void store.close();
+    });
+  }
   try {
     restored = await engine.restore();
+    opened = true;
     await pruneLayerNotes(store, layerNotes, logger.child({ component: 'store' }));
   } catch (err) {
     await runtime.close();
     await store.close();
     throw err;
   }
-  logger.info({ functions: restored, dataDir: config.dataDir }, `restored ${restored} functions from ${config.dataDir}`);
+  const from = config.store === 'file' ? config.dataDir : storeLabel(config.store);
+  logger.info({ functions: restored, dataDir: config.dataDir, store: from }, `restored ${restored} functions from ${from}`);
   let compiling = true;
   void engine.whenAllReady().then(() => {
     compiling = false;
@@ -134,6 +151,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
               ? 'no workers'
               : undefined,
       version: buildVersion(),
+      node: config.nodeName,
       warmingUp: () => warmingUp,
     },
   });

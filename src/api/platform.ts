@@ -29,6 +29,8 @@ export interface PlatformOptions {
   authInvoke: boolean;
   notReadyReason: () => string | undefined;
   version: { release: string; sha: string };
+  /** This engine's node name (--node-name), for /system/info. */
+  node?: string;
   /** True while the engine warms its HTTP path up before it says it listens: those requests are not counted. */
   warmingUp?: () => boolean;
 }
@@ -108,7 +110,7 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
   });
 
   void app.register(opsRoutes, { metrics: options.metrics, notReadyReason: options.notReadyReason, translateError });
-  void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, translateError });
+  void app.register(openFaasRoutes, { engine, logs: options.logs, version: options.version, ...(options.node === undefined ? {} : { node: options.node }), translateError });
   void app.register(rawInvokeRoutes, { engine, ...(options.credentials ? { credentials: options.credentials } : {}) });
   void app.register(asyncInvokeRoutes);
 }

@@ -3,7 +3,7 @@
  * messages that name the bad setting. The table below is the single list the README documents.
  */
 import { accessSync, constants, existsSync } from 'node:fs';
-import { availableParallelism, homedir } from 'node:os';
+import { availableParallelism, homedir, hostname } from 'node:os';
 import { join } from 'node:path';
 import { MAX_OUTPUT_BYTES } from '../core/engine.js';
 import { EngineError } from '../errors.js';
@@ -48,6 +48,10 @@ export interface EngineConfig {
   registryConnectTimeoutMs: number;
   registryTimeoutMs: number;
   registryRetries: number;
+  /** `file` (the data directory) or a postgresql:// URL shared by several engines. */
+  store: string;
+  nodeName: string;
+  storeTimeoutMs: number;
 }
 
 type Parser<T> = (raw: string, setting: string) => T;
@@ -104,6 +108,20 @@ const list: Parser<string[]> = (raw) =>
     .split(',')
     .map((s) => s.trim())
     .filter((s) => s !== '');
+
+const store: Parser<string> = (raw, setting) => {
+  const value = raw.trim();
+  if (value === 'file') return value;
+  if (/^postgres(ql)?:\/\//.test(value)) {
+    try {
+      new URL(value);
+      return value;
+    } catch {
+      // Falls through to the message below.
+    }
+  }
+  throw invalid(setting, raw.replace(/\/\/[^@/]*@/, '//***@'), 'file or a postgresql://user:password@host:port/database URL');
+};
 
 /** /var/lib/wasmengine when usable (the historical path), else a per-user directory. */
 export function defaultDataDir(): string {
@@ -361,6 +379,15 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_REGISTRY_RETRIES'],
     parse: integer(0, 10),
     default: () => 3,
+  },
+  store: { key: 'store', flag: 'store', env: ['WASM_ENGINE_STORE'], parse: store, default: () => 'file' },
+  nodeName: { key: 'nodeName', flag: 'node-name', env: ['WASM_ENGINE_NODE_NAME'], parse: text, default: () => hostname() },
+  storeTimeoutMs: {
+    key: 'storeTimeoutMs',
+    flag: 'store-timeout-ms',
+    env: ['WASM_ENGINE_STORE_TIMEOUT_MS'],
+    parse: integer(100, 600_000),
+    default: () => 10_000,
   },
 };
 

@@ -8,7 +8,7 @@ import type { ImageFetcher } from '../registry/types.js';
 import { analyzeModule, normalizeArgs, warmUpFunction } from '../runtime/index.js';
 import type { CancelSignal, FunctionArgs, FunctionRuntime, InvocationLimits, InvocationRequest, InvocationResult, ModuleAnalysis } from '../runtime/index.js';
 import { sha256Digest } from '../store/index.js';
-import type { FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
+import type { FunctionChange, FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
 import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
 import { FunctionGate } from './function-gate.js';
 import { checkFunctionName } from './function-name.js';
@@ -142,6 +142,9 @@ export class Engine {
     this.checkImageReference = parts.checkImageReference;
     this.events = parts.events ?? noEvents;
     this.scaling = parts.scaling ?? { concurrencyPerReplica: Infinity, maxWaiting: Infinity };
+    // A store shared by several engines: other nodes' changes reach this one through it.
+    this.store.cluster?.onChange((change) => this.applyChange(change));
+    this.store.cluster?.countInvocations(() => this.localInvocationCounts());
   }
 
   /** Opens the store and starts compiling every restored function in the background. */
@@ -296,6 +299,7 @@ export class Engine {
     const limits = checkLimits(request.limits ?? {});
     if (request.replicas !== undefined) checkReplicas(request.replicas);
     this.query(request.name);
+    this.store.cluster?.checkWritable();
     return this.exclusive(request.name, async () => {
       const started = performance.now();
       let held: string | undefined;
@@ -381,10 +385,12 @@ export class Engine {
     this.query(name);
     return this.exclusive(name, async () => {
       const current = this.query(name);
-      const record: FunctionRecord = { ...current };
+      let record: FunctionRecord = { ...current };
       if (replicas === 1) delete record.replicas;
       else record.replicas = replicas;
-      if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
+      // Shared: set on whatever version is stored now (another node may have updated it meanwhile).
+      if (this.store.cluster) record = await this.store.cluster.setReplicas(name, replicas);
+      else if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
       this.states.get(name)?.gate.setLimit(this.limitFor(replicas));
       this.logger.info({ function: name, replicas }, 'function scaled');
       return record;
@@ -399,8 +405,49 @@ export class Engine {
       record,
       replicas,
       availableReplicas: this.loaded.has(name) ? replicas : 0,
-      invocations: this.states.get(name)?.invocations ?? 0,
+      invocations: this.invocationsOf(name),
     };
+  }
+
+  /** This node's invocations, or the cluster's when the store is shared. */
+  private invocationsOf(name: string): number {
+    const local = this.states.get(name)?.invocations ?? 0;
+    return this.store.cluster ? this.store.cluster.invocations(name, local) : local;
+  }
+
+  private localInvocationCounts(): Map<string, number> {
+    const counts = new Map<string, number>();
+    for (const [name, state] of this.states) if (!state.removed) counts.set(name, state.invocations);
+    return counts;
+  }
+
+  /**
+   * Another node changed a function (or a resync found it changed): the store's view already
+   * holds the change; bring the runtime along the way a local deploy, update or delete would.
+   */
+  private applyChange({ name, previous, current }: FunctionChange): void {
+    if (current === undefined) {
+      if (previous !== undefined) {
+        this.forget(name, previous);
+        this.logger.info({ function: name }, 'function deleted through another node');
+      }
+      return;
+    }
+    const reload =
+      previous === undefined || previous.digest !== current.digest || this.limitsOf(previous).memoryLimitMb !== this.limitsOf(current).memoryLimitMb;
+    if (reload) {
+      this.ready.delete(name);
+      this.loaded.delete(name);
+      this.prepare(current).catch((err: unknown) => {
+        this.logger.error({ function: name, err }, 'function changed by another node failed to load');
+      });
+    }
+    this.states.get(name)?.gate.setLimit(this.limitFor(current.replicas ?? 1));
+    if (previous !== undefined && previous.digest !== current.digest) this.retire(previous.digest);
+    this.logger.info(
+      { function: name, digest: current.digest, replicas: current.replicas ?? 1 },
+      previous === undefined ? 'function deployed through another node' : 'function changed through another node',
+    );
   }
 
   /** Invocations running or waiting for a slot, over all functions. */
@@ -425,6 +472,13 @@ export class Engine {
 
   async delete(name: string): Promise<FunctionRecord> {
     const record = await this.store.remove(name);
+    this.forget(name, record);
+    this.logger.info({ function: name }, 'function deleted');
+    return record;
+  }
+
+  /** A deleted function: its invocations waiting are refused, its module unloaded when unused. */
+  private forget(name: string, record: FunctionRecord): void {
     this.ready.delete(name);
     this.loaded.delete(name);
     const state = this.states.get(name);
@@ -436,8 +490,6 @@ export class Engine {
     // Invocations already running finish on the module; it is unloaded when they end.
     this.retire(record.digest);
     this.events.functionRemoved(name);
-    this.logger.info({ function: name }, 'function deleted');
-    return record;
   }
 
   // Not `async`: an async function returning run()'s promise would wrap it in one more promise

@@ -65,4 +65,30 @@ export interface FunctionStore {
   readBlob(digest: string): Promise<Uint8Array>;
   blobPath(digest: string): string;
   close(): Promise<void>;
+  /** Present when several engines share the store (PostgreSQL): what the engine must hear and tell. */
+  cluster?: ClusterStore;
+}
+
+/** A change of one function's entry the engine did not make itself (another node's, or found by a resync). */
+export interface FunctionChange {
+  name: string;
+  /** The entry the engine held before; undefined when the function is new to it. */
+  previous: FunctionRecord | undefined;
+  /** The entry now; undefined when the function was deleted. */
+  current: FunctionRecord | undefined;
+}
+
+export interface ClusterStore {
+  /** This node's name (logs, metrics, /system/info). */
+  readonly node: string;
+  /** Called once by the engine, before open(): applied changes are passed on after the store's view has them. */
+  onChange(listener: (change: FunctionChange) => void): void;
+  /** Called once by the engine: this node's invocations per function since each was (re)deployed, read periodically. */
+  countInvocations(local: () => ReadonlyMap<string, number>): void;
+  /** The cluster's invocations of a function: this node's `local` count plus the others' last reported. */
+  invocations(name: string, local: number): number;
+  /** Sets a function's replicas in the shared entry (whatever version of it is stored now). Throws FUNCTION_NOT_FOUND. */
+  setReplicas(name: string, replicas: number): Promise<FunctionRecord>;
+  /** Throws UNAVAILABLE, naming the store, when it is known to be unreachable: a change would fail anyway. */
+  checkWritable(): void;
 }

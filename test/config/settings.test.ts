@@ -78,6 +78,18 @@ describe('resolveConfig', () => {
     }
   });
 
+  it('store: file by default, a postgresql:// URL from the flag or WASM_ENGINE_STORE, anything else refused without echoing a password', () => {
+    const base = { WASM_ENGINE_DATA_DIR: '/tmp/x' };
+    const defaults = resolveConfig({}, base);
+    expect(defaults.store).toBe('file');
+    expect(defaults.nodeName.length).toBeGreaterThan(0);
+    expect(defaults.storeTimeoutMs).toBe(10_000);
+    expect(resolveConfig({}, { ...base, WASM_ENGINE_STORE: 'postgresql://w:s@db:5432/wasm' }).store).toBe('postgresql://w:s@db:5432/wasm');
+    expect(resolveConfig({ store: 'postgres://db/wasm', 'node-name': 'n1' }, base)).toMatchObject({ store: 'postgres://db/wasm', nodeName: 'n1' });
+    expect(() => resolveConfig({ store: 'mysql://w:secret@db/wasm' }, base)).toThrow(/invalid setting --store=.*expected file or a postgresql:/);
+    expect(() => resolveConfig({ store: 'mysql://w:secret@db/wasm' }, base)).not.toThrow(/secret/);
+  });
+
   it('splits the insecure registry list', () => {
     expect(resolveConfig({}, { WASM_ENGINE_INSECURE_REGISTRIES: 'a:5000, b ,' }).insecureRegistries).toEqual(['a:5000', 'b']);
   });

@@ -16,8 +16,9 @@ import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
 import { analyzeModule } from '../../src/runtime/index.js';
-import { FileFunctionStore, sha256Digest, type FunctionLimitsOverride, type FunctionRecord } from '../../src/store/index.js';
-import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { FileFunctionStore, sha256Digest, type FunctionLimitsOverride, type FunctionRecord, type FunctionStore } from '../../src/store/index.js';
+import { PostgresFunctionStore } from '../../src/store/postgres/index.js';
+import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, testStoreUrl, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { call, type Answer } from '../support/http.js';
 
@@ -55,7 +56,12 @@ async function eventually(check: () => boolean | Promise<boolean>, what: string,
  * restart finds on disk. The engine must not be running on `dataDir` (the store locks it).
  */
 async function storeDirectly(dataDir: string, name: string, wasmPath: string, limits: FunctionLimitsOverride): Promise<void> {
-  const store = new FileFunctionStore(dataDir, silentLogger);
+  // Under the integration suite's PostgreSQL run, into the database the engine on dataDir uses.
+  const url = await testStoreUrl(dataDir);
+  const store: FunctionStore =
+    url === undefined
+      ? new FileFunctionStore(dataDir, silentLogger)
+      : new PostgresFunctionStore({ url, dataDir: await makeDataDir(), node: 'test', timeoutMs: 10_000, logger: silentLogger });
   await store.open();
   try {
     const bytes = new Uint8Array(readFileSync(wasmPath));
@@ -142,7 +148,8 @@ describe('a stored function whose start function never returns', () => {
     // Its deadline is ten minutes: the readying is still under way when the signal comes.
     await storeDirectly(dataDir, 'stuck', watFixture('hardening', 'start-never-returns'), { timeout_ms: 600_000 });
     const port = await freePort();
-    const engine = spawnEngine(['--port', String(port), '--data-dir', dataDir, '--workers', '1']);
+    const url = await testStoreUrl(dataDir);
+    const engine = spawnEngine(['--port', String(port), '--data-dir', dataDir, '--workers', '1', ...(url === undefined ? [] : ['--store', url])]);
     running.push(engine);
     // The probe answers as soon as the engine listens, before it says so.
     let ready: Answer | undefined;

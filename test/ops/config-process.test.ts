@@ -32,7 +32,8 @@ describe('configuration file and Basic auth, end to end', () => {
       expect(await status(`${engine.url}/system/functions`)).toBe(401);
       expect(await status(`${engine.url}/system/functions`, basic('admin', 's3cret'))).toBe(200);
       const metrics = await request(`${engine.url}/metrics`);
-      expect(await metrics.body.text()).toMatch(/^wasm_engine_workers 1$/m);
+      // Every metric carries the engine's node name (--node-name, default the host name).
+      expect(await metrics.body.text()).toMatch(/^wasm_engine_workers\{node="[^"]+"\} 1$/m);
     } finally {
       await engine.kill();
     }

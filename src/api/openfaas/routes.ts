@@ -28,6 +28,8 @@ export interface OpenFaasOptions {
   logs: FunctionLogs;
   /** The provider's release and commit, for /system/info. */
   version: { release: string; sha: string };
+  /** The node answering: with a shared store, one of several engines. */
+  node?: string;
   translateError: ErrorTranslator;
 }
 
@@ -149,7 +151,7 @@ export async function openFaasRoutes(app: FastifyInstance, options: OpenFaasOpti
   app.get(
     '/system/info',
     { schema: { tags: TAGS, summary: 'Provider information', response: { 200: ProviderInfo } } },
-    async () => ({ provider: 'wasm-engine', orchestration: 'wasm', version: options.version }),
+    async () => ({ provider: 'wasm-engine', orchestration: 'wasm', version: options.version, ...(options.node === undefined ? {} : { node: options.node }) }),
   );
 
   app.get(

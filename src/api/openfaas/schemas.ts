@@ -98,6 +98,7 @@ export const ProviderInfo = Type.Object({
   provider: Type.String(),
   orchestration: Type.String(),
   version: Type.Object({ sha: Type.String(), release: Type.String() }),
+  node: Type.Optional(Type.String({ description: 'The engine node that answered (--node-name)' })),
 });
 
 export const PlainText = Type.String({ description: 'text/plain' });
