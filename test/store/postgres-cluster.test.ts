@@ -48,6 +48,8 @@ const deploy = (engine: EngineProcess, name: string, image: string, extra: Recor
 const invoke = (engine: EngineProcess, name: string, args: unknown = {}) =>
   call(engine.url, 'POST', '/function/invoke', { function_name: name, args }, { json: true });
 const dbName = (url: string): string => new URL(url).pathname.slice(1);
+const loadedModules = async (engine: EngineProcess): Promise<number> =>
+  Number(/^wasm_engine_loaded_modules\{[^}]*\} (\d+)$/m.exec((await call(engine.url, 'GET', '/metrics')).text)?.[1] ?? NaN);
 
 describe('PostgreSQL store: one node', () => {
   it('creates the schema in an empty database, names the node, and serves a function after a restart with a new data directory, and a damaged local copy from the database', async () => {
@@ -105,6 +107,8 @@ describe('PostgreSQL store: two nodes', () => {
     const after = await invoke(b, 'calc', [41]);
     expect(after.status).toBe(200);
     expect(after.json.message).toBe('42');
+    // The replaced module is unloaded on B, as after an update made there.
+    await eventually('B holds one module', async () => loadedModules(b).then((n) => n === 1));
 
     // Scale through A: the same replicas on B, and 0 pauses the function there too.
     expect((await call(a.url, 'POST', '/system/scale-function/calc', { serviceName: 'calc', replicas: 0 })).status).toBe(202);
@@ -125,6 +129,7 @@ describe('PostgreSQL store: two nodes', () => {
     // Delete through B: gone from A.
     expect((await call(b.url, 'POST', '/function/delete', { function_name: 'calc' }, { json: true })).status).toBe(200);
     await eventually('A no longer has calc', async () => (await invoke(a, 'calc', [1])).status === 404);
+    await eventually('A holds no module', async () => loadedModules(a).then((n) => n === 0));
     expect((await call(a.url, 'GET', '/function/list', undefined, { json: true })).json.functions ?? []).toEqual([]);
   });
 

@@ -4,10 +4,11 @@
  * one is refused with a clear message and exit code 1, engines starting at once against an empty
  * database migrate it once, and a statement past --store-timeout-ms answers 503.
  */
+import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from 'vitest';
 import { SCHEMA_VERSION } from '../../src/store/postgres/index.js';
-import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { makeDataDir, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { startPostgres, type RunningPostgres } from '../support/postgres.js';
@@ -64,6 +65,14 @@ describe('PostgreSQL store schema', () => {
     await pg.sql(`INSERT INTO wasm_schema_migrations (version, description, applied_by) VALUES (${SCHEMA_VERSION + 7}, 'from the future', 'test')`, dbName(url));
     const started = startEngineProcess({ startTimeoutMs: 90_000, args: ['--store', url, '--workers', '1'] });
     await expect(started).rejects.toThrow(/exited with 1 before listening[\s\S]*schema is version 9, newer than this engine's \(2\)/);
+  });
+
+  it("refuses a file store's data directory (its blobs would be taken for unused copies), exit code 1", async () => {
+    const url = await pg.createDatabase();
+    const dataDir = await makeDataDir();
+    await writeFile(join(dataDir, 'functions.json'), '{"version":1,"functions":[]}\n');
+    const started = startEngineProcess({ startTimeoutMs: 90_000, dataDir, args: ['--store', url, '--workers', '1'] });
+    await expect(started).rejects.toThrow(/exited with 1 before listening[\s\S]*holds a file store/);
   });
 
   it('engines started at once against an empty database migrate it exactly once', async () => {

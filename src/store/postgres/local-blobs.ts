@@ -6,8 +6,9 @@
  * so several engines may share one data directory without a lock: two writers of one digest write
  * the same bytes, and a damaged or half-written file is never used (it is fetched again).
  */
-import { mkdir, readdir, rm, stat } from 'node:fs/promises';
+import { access, mkdir, readdir, rm, stat } from 'node:fs/promises';
 import { join } from 'node:path';
+import { EngineError } from '../../errors.js';
 import { TEMP_PREFIX, writeFileAtomic } from '../atomic-file.js';
 import { FileBlobStore } from '../blob-store.js';
 
@@ -18,12 +19,20 @@ export class LocalBlobCache {
   private readonly dir: string;
   private readonly files: FileBlobStore;
 
-  constructor(dataDir: string) {
+  constructor(private readonly dataDir: string) {
     this.dir = join(dataDir, 'blobs', 'sha256');
     this.files = new FileBlobStore(dataDir);
   }
 
+  /**
+   * Refuses a file store's data directory: its blobs are that store's functions, which this cache
+   * would take for unused copies and remove.
+   */
   async init(): Promise<void> {
+    const index = join(this.dataDir, 'functions.json');
+    if (await access(index).then(() => true, () => false)) {
+      throw new EngineError('INVALID_REQUEST', `the data directory ${this.dataDir} holds a file store (${index}): give the PostgreSQL store a --data-dir of its own`);
+    }
     await mkdir(this.dir, { recursive: true });
     const now = Date.now();
     for (const name of await readdir(this.dir)) {

@@ -5,6 +5,7 @@
  * schema up to date. An engine refuses a schema newer than it knows: it cannot tell what a later
  * version changed. (docs/postgres-store.md describes the tables.)
  */
+import type pg from 'pg';
 import type { PoolClient } from 'pg';
 import { EngineError } from '../../errors.js';
 
@@ -57,6 +58,9 @@ export const SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
 /** Any constant will do, as long as every engine uses the same: it names "the migration". */
 const MIGRATION_LOCK = 0x5761_736d; // 'Wasm'
 
+/** How long a start waits for another engine's migration, and a migration may run. */
+const MIGRATION_TIMEOUT_MS = 120_000;
+
 const MIGRATIONS_TABLE = `
   CREATE TABLE IF NOT EXISTS wasm_schema_migrations (
     version integer PRIMARY KEY,
@@ -77,11 +81,14 @@ export interface MigrationResult {
  */
 export async function migrate(client: PoolClient, appliedBy: string, migrations: readonly Migration[] = MIGRATIONS): Promise<MigrationResult> {
   const latest = migrations[migrations.length - 1]!.version;
+  // Waiting for another engine's migration may take longer than one ordinary statement: the
+  // server's bound and the client's are raised together for this transaction (pg reads a query's
+  // own query_timeout, which its type declarations leave out: hence the cast).
+  const long = (text: string, values: unknown[] = []): Promise<unknown> => client.query({ text, values, query_timeout: MIGRATION_TIMEOUT_MS + 5_000 } as pg.QueryConfig);
   await client.query('BEGIN');
   try {
-    // Waiting for another engine's migration may take longer than one ordinary statement.
-    await client.query(`SET LOCAL statement_timeout = '120s'`);
-    await client.query('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
+    await client.query(`SET LOCAL statement_timeout = ${MIGRATION_TIMEOUT_MS}`);
+    await long('SELECT pg_advisory_xact_lock($1)', [MIGRATION_LOCK]);
     await client.query(MIGRATIONS_TABLE);
     const { rows } = await client.query<{ version: number | null }>('SELECT max(version) AS version FROM wasm_schema_migrations');
     const from = rows[0]?.version ?? 0;
@@ -94,7 +101,7 @@ export async function migrate(client: PoolClient, appliedBy: string, migrations:
     }
     for (const migration of migrations) {
       if (migration.version <= from) continue;
-      await client.query(migration.sql);
+      await long(migration.sql);
       await client.query('INSERT INTO wasm_schema_migrations (version, description, applied_by) VALUES ($1, $2, $3)', [
         migration.version,
         migration.description,

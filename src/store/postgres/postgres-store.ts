@@ -643,14 +643,21 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
 
 /**
  * Whether an error means the server cannot be reached or is going away (rather than refusing a
- * statement): no SQLSTATE at all (a socket error, a timeout, a closed connection), connection
- * exceptions (08), operator intervention (57P: shutdown, crash, starting up), too many connections.
+ * statement): a socket error (ECONNREFUSED, ECONNRESET…), the client's own connection and read
+ * timeouts, and from the server connection exceptions (08), operator intervention (57P: shutdown,
+ * crash, starting up) and too many connections. Anything else (a bug included) is not.
  */
 export function isConnectionError(err: unknown): boolean {
   if (err instanceof EngineError) return err.code === 'UNAVAILABLE';
+  if (err instanceof pg.DatabaseError) {
+    const code = err.code ?? '';
+    return code.startsWith('08') || code.startsWith('57P') || code === '53300';
+  }
+  if (err instanceof AggregateError) return err.errors.some(isConnectionError);
   const code = (err as { code?: unknown } | null)?.code;
-  if (typeof code !== 'string' || !/^[0-9A-Z]{5}$/.test(code)) return true;
-  return code.startsWith('08') || code.startsWith('57P') || code === '53300';
+  if (typeof code === 'string' && code.startsWith('E')) return true;
+  const message = err instanceof Error ? err.message : '';
+  return /connection|connect|timeout|terminated/i.test(message);
 }
 
 function reasonOf(err: unknown): string {
