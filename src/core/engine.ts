@@ -86,12 +86,24 @@ export const MAX_REPLICAS = 1000;
 /** The built-in warm-up function's name: deployed names start with a letter or a digit. */
 export const WARM_UP_NAME = '_wasm-engine-warm-up';
 
-/** Per function name: its concurrency gate and counters; replaced when the function is deleted. */
+/**
+ * What the engine keeps per function name besides its stored entry; replaced when the function is
+ * deleted (invocations still running keep the old one, marked removed).
+ */
 interface FunctionState {
   gate: FunctionGate;
   invocations: number;
+  /** Deleted, or the built-in warm-up function: its events are not counted. */
   removed: boolean;
+  /**
+   * Its module handed to the runtime: LOADED once compiled (its replicas are then available), the
+   * load on its way, or undefined before the first load and after a failed one (retried by the
+   * next call rather than remembered forever).
+   */
+  module: typeof LOADED | Promise<void> | undefined;
 }
+
+const LOADED = 'loaded';
 
 /** Per module digest: invocations using it, so that an update or delete unloads it only when they end. */
 interface DigestUse {
@@ -115,17 +127,16 @@ export class Engine {
   private readonly defaults: EngineDefaults;
   private readonly logger: Logger;
   private readonly checkImageReference: (reference: string) => void;
-  /** Per function: its module compiled and handed to the runtime (or being so). */
-  private readonly ready = new Map<string, Promise<void>>();
-  /** Functions whose module is compiled (their replicas are available). */
-  private readonly loaded = new Set<string>();
   /** The built-in function invocable while the engine warms up (beginWarmUp). */
   private warmUp: FunctionRecord | undefined;
   private readonly events: EngineEvents;
   private readonly scaling: ScalingOptions;
-  private readonly states = new Map<string, FunctionState>();
+  private readonly functions = new Map<string, FunctionState>();
   private readonly uses = new Map<string, DigestUse>();
-  /** Per function name: the update or scale in progress; the next one waits for it. */
+  /**
+   * Per function name: the update or scale in progress; the next one waits for it. Not in
+   * FunctionState: a chain of changes outlives a delete of the function.
+   */
   private readonly changing = new Map<string, Promise<unknown>>();
   private inflight = 0;
   /** Invocations waiting for their function's slot, over all functions. */
@@ -149,7 +160,7 @@ export class Engine {
     await this.store.open();
     const records = this.store.list();
     for (const record of records) {
-      this.prepare(record).catch((err: unknown) => {
+      this.prepare(record, this.stateOf(record)).catch((err: unknown) => {
         this.logger.error({ function: record.name, err }, 'restored function failed to compile');
       });
     }
@@ -158,7 +169,9 @@ export class Engine {
 
   /** Resolves when every restored function is compiled (failures are logged, not thrown). */
   async whenAllReady(): Promise<void> {
-    await Promise.allSettled([...this.ready.values()]);
+    const loading: Promise<void>[] = [];
+    for (const state of this.functions.values()) if (state.module instanceof Promise) loading.push(state.module);
+    await Promise.allSettled(loading);
   }
 
   /**
@@ -172,7 +185,7 @@ export class Engine {
   async preloadRestored(): Promise<void> {
     await this.whenAllReady();
     if (!this.runtime.preload) return;
-    const records = this.store.list().filter((record) => this.loaded.has(record.name));
+    const records = this.store.list().filter((record) => this.functions.get(record.name)?.module === LOADED);
     const modules = records.map((record) => {
       const limits = this.limitsOf(record);
       return { digest: record.digest, memoryLimitMb: limits.memoryLimitMb, abi: record.analysis.abi, timeoutMs: limits.timeoutMs };
@@ -219,8 +232,9 @@ export class Engine {
       env: {},
     };
     await this.runtime.load(record.digest, fn.bytes, this.limitsOf(record).memoryLimitMb);
-    this.stateOf(record).removed = true;
-    this.loaded.add(record.name);
+    const state = this.stateOf(record);
+    state.removed = true;
+    state.module = LOADED;
     this.warmUp = record;
     return { name: record.name, args: fn.args, expected: fn.expected };
   }
@@ -229,8 +243,7 @@ export class Engine {
     const record = this.warmUp;
     if (!record) return;
     this.warmUp = undefined;
-    this.loaded.delete(record.name);
-    this.states.delete(record.name);
+    this.functions.delete(record.name);
     this.runtime.unload(record.digest);
   }
 
@@ -267,8 +280,7 @@ export class Engine {
       // Compile before persisting: a module the runtime refuses never becomes a deployed function.
       await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
       await this.store.insert(record, bytes);
-      this.ready.set(record.name, Promise.resolve());
-      this.loaded.add(record.name);
+      this.stateOf(record).module = LOADED;
       this.logger.info(
         { function: record.name, image: record.image, digest, abi: analysis.abi, ms: Math.round(performance.now() - started) },
         'function deployed',
@@ -307,9 +319,11 @@ export class Engine {
         held = this.hold(digest);
         await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
         const old = await this.store.replace(record, bytes);
-        this.ready.set(record.name, Promise.resolve());
-        this.loaded.add(record.name);
-        this.states.get(record.name)?.gate.setLimit(this.limitFor(replicas));
+        const state = this.functions.get(record.name);
+        if (state) {
+          state.module = LOADED;
+          state.gate.setLimit(this.limitFor(replicas));
+        } else this.stateOf(record).module = LOADED;
         if (old.digest !== digest) this.retire(old.digest);
         this.logger.info(
           { function: record.name, image: record.image, digest, previous: old.digest, ms: Math.round(performance.now() - started) },
@@ -385,7 +399,7 @@ export class Engine {
       if (replicas === 1) delete record.replicas;
       else record.replicas = replicas;
       if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
-      this.states.get(name)?.gate.setLimit(this.limitFor(replicas));
+      this.functions.get(name)?.gate.setLimit(this.limitFor(replicas));
       this.logger.info({ function: name, replicas }, 'function scaled');
       return record;
     });
@@ -395,11 +409,12 @@ export class Engine {
   runState(name: string): FunctionRunState {
     const record = this.query(name);
     const replicas = record.replicas ?? 1;
+    const state = this.functions.get(name);
     return {
       record,
       replicas,
-      availableReplicas: this.loaded.has(name) ? replicas : 0,
-      invocations: this.states.get(name)?.invocations ?? 0,
+      availableReplicas: state?.module === LOADED ? replicas : 0,
+      invocations: state?.invocations ?? 0,
     };
   }
 
@@ -425,11 +440,9 @@ export class Engine {
 
   async delete(name: string): Promise<FunctionRecord> {
     const record = await this.store.remove(name);
-    this.ready.delete(name);
-    this.loaded.delete(name);
-    const state = this.states.get(name);
+    const state = this.functions.get(name);
     if (state) {
-      this.states.delete(name);
+      this.functions.delete(name);
       state.removed = true;
       state.gate.rejectAll(new EngineError('FUNCTION_NOT_FOUND', `function ${name} was deleted`));
     }
@@ -505,9 +518,8 @@ export class Engine {
         }
         entered = true;
       }
-      // Once loaded, the ready promise is settled: awaiting it again would only cost a microtask hop
-      // per invocation. (`loaded` is keyed by name like `ready`, so this is the same promise's state.)
-      if (!this.loaded.has(record.name)) await this.prepare(record);
+      // Once loaded, awaiting the settled load again would only cost a microtask hop per invocation.
+      if (state.module !== LOADED) await this.prepare(record, state);
       cold = !use.warm;
       use.warm = true;
       const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
@@ -548,33 +560,39 @@ export class Engine {
     };
   }
 
-  /** Hands a stored function's module to the runtime once; concurrent callers share the work. */
-  private prepare(record: FunctionRecord): Promise<void> {
-    let pending = this.ready.get(record.name);
-    if (!pending) {
-      pending = this.store
-        .readBlob(record.digest)
-        // The bytes were read for this load alone: the runtime may take them rather than copy them.
-        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
-        .then(() => {
-          if (this.store.get(record.name)?.digest === record.digest) this.loaded.add(record.name);
-        });
-      // A failed load is retried by the next call rather than remembered forever.
-      pending.catch(() => this.ready.delete(record.name));
-      this.ready.set(record.name, pending);
-    }
+  /**
+   * Hands a stored function's module to the runtime once; concurrent callers share the work.
+   * `state`: the function's (an invocation running across a delete passes its own, removed one).
+   */
+  private prepare(record: FunctionRecord, state: FunctionState): Promise<void> {
+    const current = state.module;
+    if (current === LOADED) return Promise.resolve();
+    if (current !== undefined) return current;
+    const pending: Promise<void> = this.store
+      .readBlob(record.digest)
+      // The bytes were read for this load alone: the runtime may take them rather than copy them.
+      .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
+      .then(() => {
+        // An update or delete meanwhile has decided what the function runs.
+        if (state.module === pending && this.store.get(record.name)?.digest === record.digest) state.module = LOADED;
+      });
+    pending.catch(() => {
+      if (state.module === pending) state.module = undefined;
+    });
+    state.module = pending;
     return pending;
   }
 
   private stateOf(record: FunctionRecord): FunctionState {
-    let state = this.states.get(record.name);
+    let state = this.functions.get(record.name);
     if (!state) {
       state = {
         gate: new FunctionGate(record.name, this.limitFor(record.replicas ?? 1), this.scaling.maxWaiting),
         invocations: 0,
         removed: false,
+        module: undefined,
       };
-      this.states.set(record.name, state);
+      this.functions.set(record.name, state);
     }
     return state;
   }
