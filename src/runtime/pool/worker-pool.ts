@@ -1,25 +1,16 @@
 /**
  * The runtime the engine uses: a fixed pool of worker threads, so guest code never runs on the
- * HTTP thread. This file is the scheduler: which waiting call goes to which worker, when, and what
- * happens at a deadline or when a worker dies. The rest has a file each: the queue
- * (call-queue.ts), the thread protocol with each worker and its shared-memory cells
- * (worker-slot.ts), fairness between fast and slow functions (fairness.ts), preloading
- * (preload.ts), warm-up (warm-up.ts) and the compiled modules (module-cache.ts).
+ * HTTP thread. This file is the pool's public face (load, invoke, preload, close) and the life of
+ * its workers: their start and respawn, deadlines, deaths and replacement. Each other part has a
+ * file: which call goes to which worker and when (scheduler.ts, over the queue of call-queue.ts
+ * and the fairness rules of fairness.ts), the thread protocol with each worker and its
+ * shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the
+ * compiled modules (module-cache.ts).
  *
  * A call past its deadline is preempted by terminating its worker (the only way to stop a running
- * WebAssembly loop), and a fresh worker takes its place while every other call carries on.
- * Invocations beyond the workers wait in a bounded queue; past the bound they are refused at once
- * with OVERLOADED. Each worker is given up to `pipelineDepth` calls at once (worker-slot.ts); a
- * call waiting in a worker is withdrawn when its client goes away, when another worker is idle
- * while it waits behind a call running for more than STEAL_AFTER_MS (so a call never waits long
- * behind a slow one while a worker is free), or when its worker is terminated.
- *
- * Calls of guarded functions (fairness.ts) that may not start yet wait in `parked`, and take an
- * idle worker in their turn (oldest call first, parked or queued). Nothing waits in a worker
- * behind a guarded call: the watch (a timer running while anything runs or waits) takes such calls
- * back. No call waits longer than its time limit to start: the watch refuses with OVERLOADED any
- * call queued, parked or held in a worker past `startBy` (its arrival at the engine plus its time
- * limit).
+ * WebAssembly loop), and a fresh worker takes its place while every other call carries on; calls
+ * the worker held and had not started run elsewhere. Invocations beyond the workers wait in a
+ * bounded queue; past the bound they are refused at once with OVERLOADED.
  */
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../../errors.js';
@@ -36,11 +27,11 @@ import type {
   PreloadRequest,
   RuntimeStats,
 } from '../types.js';
-import { FifoQueue, type CallQueue } from './call-queue.js';
-import { SLOW_CALL_MS, markSlow, mayStartGuarded, trust } from './fairness.js';
+import { SLOW_CALL_MS, markSlow, trust } from './fairness.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import { Preloader, type PreloadItem } from './preload.js';
 import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
+import { Scheduler } from './scheduler.js';
 import { CELLS_PER_WORKER, expandDone, type FromWorker, type ModuleTransfer, type WorkerSettings } from './protocol.js';
 import { warmUpPool } from './warm-up.js';
 import {
@@ -53,7 +44,6 @@ import {
   post,
   postCall,
   spawnSlot,
-  started,
   withdraw,
   type Call,
   type Sent,
@@ -109,13 +99,6 @@ export const DEFAULT_WORKER_HEAP_MB = 512;
  * before the HTTP thread sent the next; more than four gained nothing (docs/runtime.md).
  */
 export const DEFAULT_PIPELINE_DEPTH = 4;
-/**
- * An idle worker takes over a call waiting behind one that has run this long. Sooner would move
- * calls that were about to start anyway (a message and a thread wake-up each, for nothing).
- */
-const STEAL_AFTER_MS = 2;
-/** The watch's period while anything runs or waits. */
-const WATCH_MS = 10;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Respawn delays after a worker fails to start: doubling from the first to the last. */
 const RESPAWN_FIRST_MS = 100;
@@ -132,17 +115,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly cache: ModuleCache;
   private readonly preparer: ModulePreparer;
   private readonly slots = new Set<Slot>();
-  private readonly queue: CallQueue<Call> = new FifoQueue();
-  /** Calls of guarded functions waiting for an idle worker their share allows (fairness.ts). */
-  private readonly parked: CallQueue<Call> = new FifoQueue();
-  /** A parked call could start now if a worker were idle: no worker is given calls to hold meanwhile. */
-  private parkedReady = false;
-  /** See watch(); undefined while nothing runs or waits. */
-  private watchTimer: NodeJS.Timeout | undefined;
-  /** When watchTimer was due (performance.now() time). */
-  private watchDue = 0;
-  /** Since when no worker has been up, while calls wait (see watch). */
-  private downSince: number | undefined;
+  private readonly scheduler: Scheduler;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   private nextCallId = 1;
   private startFailures = 0;
@@ -153,8 +126,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private stopped = false;
   /** Called whenever a call settles, for close() to notice the pool draining. */
   private onSettled: (() => void) | undefined;
-  /** A later look for calls to take over (see rebalance). */
-  private rebalanceTimer: NodeJS.Timeout | undefined;
   /** Workers of the first generation that have not yet said ready or failed. */
   private firstPending: number;
   private firstStarted: (() => void)[] = [];
@@ -193,6 +164,15 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     });
     this.moduleCacheBytes = options.moduleCacheBytes;
     this.workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
+    this.scheduler = new Scheduler({
+      slots: this.slots,
+      size: this.size,
+      depth: this.depth,
+      stopped: () => this.stopped,
+      anyWorkerUp: () => this.anyWorkerUp(),
+      send: (slot, call) => this.send(slot, call),
+      settle: (call, err) => this.settle(call, err),
+    });
     this.preloader = new Preloader({
       slots: this.slots,
       logger: this.logger,
@@ -200,11 +180,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       replace: (slot) => {
         const requeue = this.takeBack(slot, undefined);
         const next = this.replace(slot);
-        this.requeue(requeue);
+        this.scheduler.requeue(requeue);
         return next;
       },
       setAside: (digest, reason) => this.setAside.set(digest, reason),
-      available: () => this.pump(),
+      available: () => this.scheduler.pump(),
     });
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
@@ -279,7 +259,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   /** Calls waiting for a worker: in the pool's queue, or held by a worker behind its running call. */
   private queuedCount(): number {
-    let n = this.queue.size + this.parked.size;
+    let n = this.scheduler.waiting;
     for (const slot of this.slots) n += held(slot);
     return n;
   }
@@ -294,7 +274,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return {
       workers: this.slots.size,
       busy,
-      queued: this.queue.size + this.parked.size + waitingInWorkers,
+      queued: this.scheduler.waiting + waitingInWorkers,
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
@@ -364,9 +344,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         call.onAbort = () => this.abort(call);
         signal.addEventListener('abort', call.onAbort, { once: true });
       }
-      this.queue.push(call);
-      if (this.watchTimer === undefined) this.armWatch();
-      this.pump();
+      this.scheduler.add(call);
     });
   }
 
@@ -374,7 +352,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private abort(call: Call): void {
     if (call.settled) return;
     if (call.sent === undefined) {
-      if (!this.queue.remove(call)) this.parked.remove(call);
+      this.scheduler.remove(call);
       this.settle(call, cancelled());
       return;
     }
@@ -386,7 +364,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     // Let queued and running calls finish, within the bound.
     await new Promise<void>((resolve) => {
       const check = (): void => {
-        if (this.queue.size === 0 && this.parked.size === 0 && this.stats().busy === 0) done();
+        if (this.scheduler.waiting === 0 && this.stats().busy === 0) done();
       };
       const timer = setTimeout(() => done(), this.closeTimeoutMs);
       const done = (): void => {
@@ -398,13 +376,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       check();
     });
     this.stopped = true;
-    clearTimeout(this.rebalanceTimer);
-    clearTimeout(this.watchTimer);
+    this.scheduler.stop();
     for (const resolve of this.firstStarted.splice(0)) resolve();
     for (const timer of this.respawnTimers) clearTimeout(timer);
     this.respawnTimers.clear();
-    for (const call of this.queue.drain()) this.settle(call, shuttingDown());
-    for (const call of this.parked.drain()) this.settle(call, shuttingDown());
+    for (const call of this.scheduler.drain()) this.settle(call, shuttingDown());
     const stopping: Promise<number>[] = [];
     for (const slot of [...this.slots]) {
       const sent = this.retire(slot);
@@ -474,7 +450,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.startFailures = 0;
       this.startError = undefined;
       if (slot.preload) this.preloader.next(slot);
-      else this.pump();
+      else this.scheduler.pump();
       return;
     }
     if (msg.type === 'preloaded') {
@@ -499,7 +475,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.startNext(slot);
     }
     if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
-    this.pump();
+    this.scheduler.pump();
   }
 
   /** The worker has moved on to its next call: that one's deadline runs from now. */
@@ -589,7 +565,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.settle(running.call, new EngineError('FUNCTION_FAILED', message));
     }
     if (!this.stopped) this.spawn();
-    this.requeue(requeue);
+    this.scheduler.requeue(requeue);
   }
 
   /** A worker failed before it was ready: retried with a doubling delay, never in a tight loop. */
@@ -600,7 +576,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.startFailures - 1), RESPAWN_MAX_MS);
     this.logger.error({ reason, failures: this.startFailures, retryInMs: delay }, 'sandbox worker failed to start');
     if (!this.anyWorkerUp()) {
-      for (const call of [...this.queue.drain(), ...this.parked.drain()]) {
+      for (const call of this.scheduler.drain()) {
         this.settle(call, new EngineError('INTERNAL', `no sandbox worker could start: ${reason}`));
       }
     }
@@ -625,7 +601,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.replace(slot);
       this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
       this.blame(slot, busy, 'ran past its time limit');
-      this.requeue(requeue);
+      this.scheduler.requeue(requeue);
       return;
     }
     // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
@@ -634,7 +610,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const { call } = running;
     this.logger.warn({ timeoutMs: call.timeoutMs }, 'invocation timed out; its sandbox worker was terminated');
     this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
-    this.requeue(requeue);
+    this.scheduler.requeue(requeue);
   }
 
   /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
@@ -661,7 +637,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     const requeue = this.takeBack(slot, undefined);
     this.replace(slot);
     this.blame(slot, busy, 'ran past its time limit');
-    this.requeue(requeue);
+    this.scheduler.requeue(requeue);
   }
 
   /** Takes a worker out of service and stops it; returns the new worker in its place (none once the pool has stopped). */
@@ -698,15 +674,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return back;
   }
 
-  /** Puts calls that never started back at the head of the queue, in their order. */
-  private requeue(calls: Call[]): void {
-    const waiting = calls.filter((call) => !call.settled);
-    if (waiting.length === 0) return;
-    this.queue.unshift(waiting);
-    if (this.watchTimer === undefined) this.armWatch();
-    this.pump();
-  }
-
   /** Takes a slot out of service (its 'exit' event is then ignored); returns the calls it had. */
   private retire(slot: Slot): Sent[] {
     clearTimeout(slot.timer);
@@ -718,197 +685,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return slot.sent.splice(0).filter((sent) => !sent.withdrawn);
   }
 
-  /**
-   * Gives queued calls to workers: idle workers first, then workers with room in their pipeline.
-   * A worker that is idle while another holds a call it has not started takes that call over.
-   */
-  private pump(): void {
-    if (this.stopped) return;
-    this.parkedReady = false;
-    if (this.parked.size > 0) this.unpark();
-    // Idle workers first, the one that answered last first: it is the likeliest to be still awake,
-    // and a post to a sleeping worker costs the HTTP thread a thread wake-up.
-    while (this.queue.size > 0) {
-      const best = this.idleSlot();
-      if (best === undefined) break;
-      const call = this.queue.shift() as Call;
-      if (call.loaded.guarded && !mayStartGuarded(this.slots, this.size, call.loaded, performance.now())) {
-        this.parked.push(call);
-        continue;
-      }
-      // A worker whose every cell is held by withdrawn calls takes none now (send gives it back).
-      if (!this.send(best, call)) break;
-    }
-    // No worker holds a call behind a guarded one, and none is given any while a parked call waits
-    // for a worker to go idle (it would otherwise wait for as long as calls keep coming).
-    for (let level = 1; level < this.depth && this.queue.size > 0 && !this.parkedReady; level++) {
-      for (const slot of this.slots) {
-        if (this.queue.size === 0) break;
-        if (slot.state !== 'up' || live(slot) !== level || slot.running?.call.loaded.guarded) continue;
-        let call = this.queue.shift() as Call | undefined;
-        while (call?.loaded.guarded) {
-          this.parked.push(call);
-          call = this.queue.shift();
-        }
-        if (call !== undefined) this.send(slot, call);
-      }
-    }
-    if (this.depth > 1 && this.queue.size === 0) this.rebalance();
-  }
-
-  /** The idle worker to send a call to: the one that answered last (see pump). */
-  private idleSlot(): Slot | undefined {
-    let best: Slot | undefined;
-    for (const slot of this.slots) {
-      if (slot.state === 'up' && (best === undefined || slot.lastAnswer > best.lastAnswer) && live(slot) === 0) best = slot;
-    }
-    return best;
-  }
-
-  /**
-   * Starts the parked calls that may start, oldest first, on idle workers unless an older call
-   * waits in the queue; gives those of functions no longer guarded back to the queue's head.
-   */
-  private unpark(): void {
-    const now = performance.now();
-    const back: Call[] = [];
-    this.parked.retain((call) => {
-      if (call.settled) return false;
-      if (!call.loaded.guarded) {
-        back.push(call);
-        return false;
-      }
-      if (!mayStartGuarded(this.slots, this.size, call.loaded, now)) return true;
-      // Call ids follow arrival at the pool.
-      const first = this.queue.peek();
-      const idle = first !== undefined && first.id < call.id ? undefined : this.idleSlot();
-      if (idle === undefined) {
-        this.parkedReady = true;
-        return true;
-      }
-      // On failure the call is back in the queue, where pump finds it.
-      this.send(idle, call);
-      return false;
-    });
-    this.queue.unshift(back);
-  }
-
-  private armWatch(): void {
-    if (this.stopped) return;
-    this.watchDue = performance.now() + WATCH_MS;
-    this.watchTimer = setTimeout(this.watch, WATCH_MS);
-    this.watchTimer.unref();
-  }
-
-  /**
-   * Every WATCH_MS while anything runs or waits: a call running past SLOW_CALL_MS makes its
-   * function guarded; calls held in a worker behind a guarded call, or of a guarded function, are
-   * taken back to the queue; and every call waiting past its start deadline is refused.
-   */
-  private readonly watch = (): void => {
-    this.watchTimer = undefined;
-    if (this.stopped) return;
-    const now = performance.now();
-    // Time this thread was too busy to run the watch is not counted against a running call: its
-    // answer may be waiting behind that work.
-    const seen = Math.min(now, this.watchDue);
-    let active = this.queue.size > 0 || this.parked.size > 0;
-    for (const slot of this.slots) {
-      const running = slot.running;
-      if (slot.state !== 'up' || running === undefined) continue;
-      active = true;
-      const ranFor = seen - slot.runningSince;
-      // A call its worker has not taken yet is not slow: the worker is (a stalled thread, say).
-      if (ranFor >= SLOW_CALL_MS && started(slot, running)) markSlow(running.call.loaded, now, ranFor);
-    }
-    let back: Call[] | undefined;
-    for (const slot of this.slots) {
-      const running = slot.running;
-      if (slot.state !== 'up' || running === undefined || slot.sent.length < 2) continue;
-      for (const sent of slot.sent) {
-        if (sent === running || sent.withdrawn) continue;
-        const late = now >= sent.call.startBy;
-        if (!late && !running.call.loaded.guarded && !sent.call.loaded.guarded) continue;
-        // Not withdrawn: it started meanwhile.
-        if (!withdraw(slot, sent)) continue;
-        if (late) this.settle(sent.call, notStarted(sent.call));
-        else (back ??= []).push(sent.call);
-      }
-    }
-    if (back) this.queue.unshift(back);
-    if (!this.anyWorkerUp()) {
-      // Every worker is being started or replaced: waiting for one is not counted against the
-      // calls' time to start (it is the engine's doing, and short; a worker that cannot start
-      // fails the calls, see startFailed).
-      this.downSince ??= now;
-    } else {
-      if (this.downSince !== undefined) {
-        for (const call of this.queue) this.postpone(call, now, this.downSince);
-        for (const call of this.parked) this.postpone(call, now, this.downSince);
-        this.downSince = undefined;
-      }
-      this.expire(this.queue, now);
-      this.expire(this.parked, now);
-    }
-    this.pump();
-    if (active) this.armWatch();
-  };
-
-  /** Adds to a call's time to start the part of [since, now] it waited. */
-  private postpone(call: Call, now: number, since: number): void {
-    const arrived = call.startBy - Math.min(call.timeoutMs, MAX_TIMER_MS);
-    call.startBy += now - Math.max(since, arrived);
-  }
-
-  /** Refuses the calls of `calls` past their start deadline, keeping the others in order. */
-  private expire(calls: CallQueue<Call>, now: number): void {
-    calls.retain((call) => {
-      if (now < call.startBy) return !call.settled;
-      this.settle(call, notStarted(call));
-      return false;
-    });
-  }
-
-  private rebalance(): void {
-    const now = performance.now();
-    let soonest = Infinity;
-    for (const idle of this.slots) {
-      if (idle.state !== 'up' || live(idle) > 0) continue;
-      for (const busy of this.slots) {
-        if (busy === idle || busy.state !== 'up') continue;
-        const waiting = busy.sent.find((s) => !s.withdrawn && s !== busy.running);
-        // A guarded function's call goes back to the queue instead (see watch).
-        if (!waiting || waiting.call.loaded.guarded) continue;
-        const ranFor = now - busy.runningSince;
-        if (ranFor < STEAL_AFTER_MS) {
-          soonest = Math.min(soonest, STEAL_AFTER_MS - ranFor);
-          continue;
-        }
-        if (withdraw(busy, waiting)) {
-          this.send(idle, waiting.call);
-          break;
-        }
-      }
-    }
-    if (soonest !== Infinity && this.rebalanceTimer === undefined) {
-      this.rebalanceTimer = setTimeout(() => {
-        this.rebalanceTimer = undefined;
-        this.pump();
-      }, Math.ceil(soonest));
-      this.rebalanceTimer.unref();
-    }
-  }
-
-  /** False when the worker could not take the call (it is back at the head of the queue). */
+  /** False when the worker could not take the call: every cell is held by withdrawn calls not yet acknowledged. */
   private send(slot: Slot, call: Call): boolean {
     const sent = enlist(slot, call);
-    if (sent === undefined) {
-      // Every cell is held by withdrawn calls not yet acknowledged: keep the call queued.
-      this.queue.unshift([call]);
-      return false;
-    }
+    if (sent === undefined) return false;
     if (!slot.running) this.startNext(slot);
-    if (this.watchTimer === undefined) this.armWatch();
     postCall(slot, sent, (loaded) => this.transferOf(loaded));
     return true;
   }
@@ -936,13 +717,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 /** What a queued call whose client went away ends with (the engine's function gate says the same). */
 function cancelled(): EngineError {
   return new EngineError('UNAVAILABLE', 'invocation cancelled: the client went away');
-}
-
-/** What a call that could not start within its time limit ends with (the function gate says the same). */
-function notStarted(call: Call): EngineError {
-  return new EngineError('OVERLOADED', `the invocation could not start within its time limit of ${call.timeoutMs} ms: the sandboxes were busy`, {
-    retryAfterSeconds: 1,
-  });
 }
 
 function shuttingDown(): EngineError {
