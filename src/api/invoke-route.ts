@@ -139,7 +139,94 @@ export function isInvokeRequest(req: IncomingMessage): boolean {
 export type InvokeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 export function invokeRoute(options: InvokeRouteOptions): InvokeHandler {
-  const { engine, bodyLimitBytes: limit, observe, logError, closing } = options;
+  const route = new InvokeRoute(options);
+  return (req, res) => route.handle(req, res);
+}
+
+/** One invocation: the body read within the limit, checked, run by the engine, answered. */
+class InvokeRoute {
+  constructor(private readonly options: InvokeRouteOptions) {}
+
+  handle(req: IncomingMessage, res: ServerResponse): void {
+    const started = performance.now();
+    const limit = this.options.bodyLimitBytes;
+    const headers = req.headers;
+    const declared = headers['content-length'];
+    // As Fastify: a request without Content-Type, length or chunked encoding has no body to read.
+    if (headers['content-type'] === undefined && (declared === undefined || declared === '0') && headers['transfer-encoding'] === undefined) {
+      this.invoke(req, res, started, undefined);
+      return;
+    }
+    const length = Number(declared);
+    if (length > limit) {
+      this.refuse(req, res, started, tooLarge());
+      return;
+    }
+    // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
+    const chunks: Buffer[] = [];
+    let received = 0;
+    // Set once answered: later events are ignored (a flag costs less than removing three listeners).
+    let done = false;
+    const onData = (chunk: Buffer): void => {
+      if (done) return;
+      received += chunk.length;
+      if (received > limit) {
+        done = true;
+        this.refuse(req, res, started, tooLarge());
+        return;
+      }
+      chunks.push(chunk);
+    };
+    const onEnd = (error?: Error): void => {
+      if (done) return;
+      done = true;
+      if (error) {
+        this.refuse(req, res, started, new EngineError('INVALID_REQUEST', error.message));
+        return;
+      }
+      if (!Number.isNaN(length) && received !== length) {
+        this.refuse(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'));
+        return;
+      }
+      const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');
+      this.invoke(req, res, started, text);
+    };
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', onEnd);
+  }
+
+  /** Runs the invocation a whole body (`undefined`: none was sent) asks for. */
+  private invoke(req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void {
+    let fields: InvokeFields;
+    try {
+      fields = checkInvokeBody(parseBody(text));
+    } catch (err) {
+      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
+      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
+      this.answer(req, res, started, toEngineError(err), '', close);
+      return;
+    }
+    const gone = new ClientGone();
+    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
+    // on the response: 'close' comes once.
+    (res as GoneAware)[GONE] = gone;
+    res.on('close', onResponseClose);
+    this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
+      (result) => this.answer(req, res, started, undefined, result.output, false),
+      (error: unknown) => {
+        const err = toEngineError(error);
+        if (err.code === 'INTERNAL') this.options.logError(error);
+        this.answer(req, res, started, err, '', false);
+      },
+    );
+  }
+
+  /** A request refused before its body was read or parsed: the connection then ends. */
+  private refuse(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void {
+    this.answer(req, res, started, err, '', true);
+    if (err.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(req, res, this.options.bodyLimitBytes);
+  }
 
   /**
    * Writes the answer for `err`, or for a success with `output`. Called from promise callbacks,
@@ -147,7 +234,8 @@ export function invokeRoute(options: InvokeRouteOptions): InvokeHandler {
    * be built (a string past V8's length limit, say) becomes 500 INTERNAL, and one that cannot be
    * written leaves nothing to tell this client: the socket goes.
    */
-  const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close: boolean): void => {
+  private answer(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close: boolean): void {
+    const { logError, observe, closing } = this.options;
     const json = acceptsJson(req.headers.accept);
     if (closing?.() === true) res.shouldKeepAlive = false;
     let status: number;
@@ -164,87 +252,7 @@ export function invokeRoute(options: InvokeRouteOptions): InvokeHandler {
       }
     }
     observe?.(status, (performance.now() - started) / 1000);
-  };
-
-  /** Runs the invocation a whole body (`undefined`: none was sent) asks for. */
-  const invoke = (req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void => {
-    let fields: InvokeFields;
-    try {
-      fields = checkInvokeBody(parseBody(text));
-    } catch (err) {
-      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
-      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
-      answer(req, res, started, toEngineError(err), '', close);
-      return;
-    }
-    const gone = new ClientGone();
-    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
-    // on the response: 'close' comes once.
-    (res as GoneAware)[GONE] = gone;
-    res.on('close', onResponseClose);
-    engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
-      (result) => answer(req, res, started, undefined, result.output, false),
-      (error: unknown) => {
-        const err = toEngineError(error);
-        if (err.code === 'INTERNAL') logError(error);
-        answer(req, res, started, err, '', false);
-      },
-    );
-  };
-
-  /** A request refused before its body was read or parsed: the connection then ends. */
-  const refuse = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void => {
-    answer(req, res, started, err, '', true);
-    if (err.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(req, res, limit);
-  };
-
-  return (req, res) => {
-    const started = performance.now();
-    const headers = req.headers;
-    const declared = headers['content-length'];
-    // As Fastify: a request without Content-Type, length or chunked encoding has no body to read.
-    if (headers['content-type'] === undefined && (declared === undefined || declared === '0') && headers['transfer-encoding'] === undefined) {
-      invoke(req, res, started, undefined);
-      return;
-    }
-    const length = Number(declared);
-    if (length > limit) {
-      refuse(req, res, started, tooLarge());
-      return;
-    }
-    // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
-    const chunks: Buffer[] = [];
-    let received = 0;
-    // Set once answered: later events are ignored (a flag costs less than removing three listeners).
-    let done = false;
-    const onData = (chunk: Buffer): void => {
-      if (done) return;
-      received += chunk.length;
-      if (received > limit) {
-        done = true;
-        refuse(req, res, started, tooLarge());
-        return;
-      }
-      chunks.push(chunk);
-    };
-    const onEnd = (error?: Error): void => {
-      if (done) return;
-      done = true;
-      if (error) {
-        refuse(req, res, started, new EngineError('INVALID_REQUEST', error.message));
-        return;
-      }
-      if (!Number.isNaN(length) && received !== length) {
-        refuse(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'));
-        return;
-      }
-      const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');
-      invoke(req, res, started, text);
-    };
-    req.on('data', onData);
-    req.on('end', onEnd);
-    req.on('error', onEnd);
-  };
+  }
 }
 
 /** Writes one answer in the format asked for; returns its status. */
