@@ -15,7 +15,7 @@
  * module (module-cache.ts LoadedModule: guarded, proven, slowUntil).
  */
 import type { LoadedModule } from './module-cache.js';
-import type { Slot } from './worker-slot.js';
+import type { Slot } from './pool-records.js';
 
 /**
  * A call that runs this long makes its function guarded. Well above the few milliseconds a busy

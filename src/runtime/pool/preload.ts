@@ -7,36 +7,11 @@
  * reported in the result, and its invocations answer FUNCTION_FAILED until it is loaded again.
  */
 import type { Logger } from '../../logger.js';
-import type { PreloadFailure, PreloadRequest } from '../types.js';
+import type { PreloadFailure } from '../types.js';
 import type { LoadedModule } from './module-cache.js';
 import type { ModuleTransfer } from './protocol.js';
-import { MAX_TIMER_MS, post, type Slot } from './worker-slot.js';
-
-/** One preload() over the workers. */
-interface PreloadRun {
-  /** Workers (or their replacements) still preloading. */
-  active: number;
-  failures: PreloadFailure[];
-  /** Modules set aside during this run: skipped by the workers that have not reached them. */
-  failed: Set<LoadedModule>;
-  done: (failures: PreloadFailure[]) => void;
-}
-
-export interface PreloadItem {
-  loaded: LoadedModule;
-  request: PreloadRequest;
-}
-
-/** A worker's share of a preload: one module at a time, each under its own deadline. */
-export interface SlotPreload {
-  run: PreloadRun;
-  queue: PreloadItem[];
-  /** Sent and not yet acknowledged. */
-  current: PreloadItem | undefined;
-  /** The message id of `current`. */
-  id: number;
-  timer: NodeJS.Timeout | undefined;
-}
+import type { PreloadItem, PreloadRun, Slot, SlotPreload } from './pool-records.js';
+import { MAX_TIMER_MS, post } from './worker-slot.js';
 
 /** What the preloader needs of the pool. */
 export interface PreloadHost {

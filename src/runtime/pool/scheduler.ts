@@ -13,7 +13,8 @@
 import { EngineError } from '../../errors.js';
 import { FifoQueue, type CallQueue } from './call-queue.js';
 import { SLOW_CALL_MS, markSlow, mayStartGuarded } from './fairness.js';
-import { MAX_TIMER_MS, live, started, withdraw, type Call, type Slot } from './worker-slot.js';
+import type { Call, Slot } from './pool-records.js';
+import { MAX_TIMER_MS, live, started, withdraw } from './worker-slot.js';
 
 /**
  * An idle worker takes over a call waiting behind one that has run this long. Sooner would move

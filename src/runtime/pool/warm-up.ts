@@ -1,8 +1,11 @@
 /**
- * Runs each ABI once, on three tiny modules, when a sandbox worker starts, so that the code of the
- * call path (InstanceRunner, the ABIs, the WASI host, snapshot and restore) is compiled before the
- * first real invocation instead of during it: a cold start should cost the function's own
- * instantiation, not the engine's JIT warm-up (several milliseconds in a fresh thread).
+ * Warm-up, the runtime's side: a cold start should cost the function's own instantiation, not the
+ * engine's JIT warm-up (several milliseconds in a fresh thread). Here: each sandbox worker runs
+ * each ABI once, on three tiny modules, when it starts (warmUp, from worker.ts), so that the call
+ * path (InstanceRunner, the ABIs, the WASI host, snapshot and restore) is compiled before the first
+ * real invocation; the pool runs one through its whole path once per worker (warmUpPool); the
+ * preparation worker compiles one (prepare-worker.ts). The engine's HTTP path is warmed in
+ * src/api/warm-up.ts, with the built-in function of warmUpFunction (Engine.beginWarmUp).
  *
  * The modules are embedded as bytes; their sources are test/fixtures/wat/warm-up-*.wat, and a test
  * checks that the bytes are what those sources assemble to.

@@ -29,7 +29,8 @@ import type {
 } from '../types.js';
 import { SLOW_CALL_MS, markSlow, trust } from './fairness.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
-import { Preloader, type PreloadItem } from './preload.js';
+import type { Call, PreloadItem, Sent, Slot, SlotState } from './pool-records.js';
+import { Preloader } from './preload.js';
 import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
 import { Scheduler } from './scheduler.js';
 import { CELLS_PER_WORKER, expandDone, type FromWorker, type ModuleTransfer, type WorkerSettings } from './protocol.js';
@@ -45,10 +46,6 @@ import {
   postCall,
   spawnSlot,
   withdraw,
-  type Call,
-  type Sent,
-  type Slot,
-  type SlotState,
 } from './worker-slot.js';
 import { defaultWorkerUrl } from './worker-url.js';
 

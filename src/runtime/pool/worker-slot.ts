@@ -11,79 +11,12 @@
  */
 import { Worker } from 'node:worker_threads';
 import type { EngineError } from '../../errors.js';
-import type { SandboxCall } from '../abi/call.js';
-import type { CancelSignal, InvocationResult } from '../types.js';
 import type { LoadedModule } from './module-cache.js';
-import type { SlotPreload } from './preload.js';
+import type { Call, Sent, Slot } from './pool-records.js';
 import { BUSY_CELL, CELLS_PER_WORKER, CellState, compactInvoke, type FromWorker, type InvokeMessage, type ModuleTransfer, type ToWorker, type WorkerSettings } from './protocol.js';
 
 /** setTimeout fires at once for delays past 2^31-1 ms (about 24.8 days), so longer ones are capped. */
 export const MAX_TIMER_MS = 2 ** 31 - 1;
-
-export interface Call {
-  id: number;
-  loaded: LoadedModule;
-  sandbox: SandboxCall;
-  timeoutMs: number;
-  /** Refused with OVERLOADED if it has not started by then (performance.now() time). */
-  startBy: number;
-  resolve: (result: InvocationResult) => void;
-  reject: (err: unknown) => void;
-  signal: CancelSignal | undefined;
-  onAbort: (() => void) | undefined;
-  /** Where it waits or runs: in the pool queue (undefined), or sent to a worker. */
-  sent: Sent | undefined;
-  settled: boolean;
-  /** Taken back once from a worker that had not started it by its deadline (see onTimeout). */
-  moved: boolean;
-}
-
-/** A call as sent to one worker; kept until that worker acknowledges it (ran it, or skipped it). */
-export interface Sent {
-  call: Call;
-  cell: number;
-  /** Taken back before the worker started it: the worker will skip it. */
-  withdrawn: boolean;
-}
-
-/** 'preloading': up, and given modules to ready ahead of their calls, but no call (see preload.ts). */
-export type SlotState = 'starting' | 'up' | 'preloading' | 'gone';
-
-export interface Slot {
-  worker: Worker;
-  state: SlotState;
-  /** Ids of the modules this worker holds. */
-  modules: Set<number>;
-  /** Calls sent and not yet acknowledged, in the order the worker takes them. */
-  sent: Sent[];
-  /** The call the deadline timer is for: the first of `sent` not withdrawn. */
-  running: Sent | undefined;
-  /** When `running` started (as far as the pool can tell: when the call before it was answered). */
-  runningSince: number;
-  /** When `running` is past its time limit (performance.now() time). */
-  deadline: number;
-  /**
-   * The deadline timer, kept from call to call: setting and clearing a timer per call cost more
-   * than a small call runs. It may fire before the current deadline (it was set for an earlier
-   * one) and is then set again for the rest; unreferenced while nothing runs.
-   */
-  timer: NodeJS.Timeout | undefined;
-  /** When `timer` fires. */
-  timerAt: number;
-  cells: Int32Array;
-  cellsInUse: boolean[];
-  /** The modules this worker is to preload (state 'preloading' while it does). */
-  preload: SlotPreload | undefined;
-  /** When this worker last acknowledged a call (performance.now() time; see the scheduler's pump). */
-  lastAnswer: number;
-  /**
-   * The module of the last call it answered, and that call's time limit: after an answer the
-   * worker readies that module's next instance, which may run its start function (BUSY_CELL);
-   * while nothing runs, `deadline` is when that must be done by.
-   */
-  lastModule: LoadedModule | undefined;
-  lastTimeoutMs: number;
-}
 
 export interface SpawnOptions {
   url: URL;
