@@ -1,15 +1,15 @@
 /**
- * `POST /function/invoke`, the hot route, answered straight from Node's `request` event instead of
- * through Fastify's per-request machinery (routing, hooks, content-type parser, ajv, reply object).
- * On two shared cores that machinery cost about as much as the whole dispatch of a small
- * invocation to a worker and back. Everything a client can observe is kept as the Fastify route
- * gives it (test/api/invoke-route.test.ts sends the same requests to both and compares the bytes):
- * the body read as JSON whatever its Content-Type, the body limit (413 PAYLOAD_TOO_LARGE), invalid
- * JSON (400 INVALID_REQUEST and, as Fastify does after a body it could not parse, `connection:
- * close`), the body's shape checked with ajv's first message, both answer formats of SPEC §2, the
- * OVERLOADED Retry-After, a client that goes away dropping its queued call, and the HTTP metrics.
- * Anything else — another method, another path, a closing server, Basic auth on invocations —
- * goes to Fastify as before. Like server.ts, this only translates HTTP to Engine calls.
+ * `POST /function/invoke`, the hot route: its one implementation, on Node's request and response.
+ * server.ts hands it every such request straight from Node's `request` event, so that an
+ * invocation skips Fastify's per-request machinery (routing, hooks, request and reply objects,
+ * content-type parser, ajv), and from Fastify's route when a request must pass Fastify first
+ * (Basic auth on invocations, app.inject). Everything a client observes is what SPEC §2 and the
+ * historical Fastify route give: the body read as JSON whatever its Content-Type, the body limit
+ * (413 PAYLOAD_TOO_LARGE, then lingering, linger.ts), invalid JSON (400 INVALID_REQUEST and
+ * `connection: close`, as Fastify after a body it could not parse), the body's shape checked with
+ * ajv's first message, both answer formats, the OVERLOADED Retry-After, a client that goes away
+ * dropping its queued call, and the HTTP metrics. Like server.ts, this only translates HTTP to
+ * Engine calls.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Engine } from '../core/engine.js';
@@ -82,27 +82,15 @@ export class ClientGone implements CancelSignal {
 export interface InvokeRouteOptions {
   engine: Engine;
   bodyLimitBytes: number;
-  /** False while requests must take Fastify's route (the server is closing, say). */
-  active: () => boolean;
   /** An answer was written: its status and the seconds since the request arrived (the HTTP metrics). */
   observe?: (status: number, seconds: number) => void;
   /** An unexpected error (the INTERNAL answers), as Fastify's error handler logs it. */
   logError: (err: unknown) => void;
-}
-
-/** An answer to an invocation request, in the form both transports write. */
-export interface InvokeAnswer {
-  status: number;
-  /** Name, value, name, value…, in the order written; `connection: close` among them when `close`. */
-  headers: string[];
-  body: string;
   /**
-   * A long output's body instead of `body`, in pieces made as they are written (the headers then
-   * say `transfer-encoding: chunked`): see STREAM_OUTPUT_CHARS.
+   * True once the server is closing: answers then end their connection, so that close() waits for
+   * the calls in flight rather than for keep-alive clients to leave.
    */
-  chunks?: Iterator<string>;
-  /** The connection ends after this answer (a body that was not read or not parsed, as Fastify does). */
-  close: boolean;
+  closing?: () => boolean;
 }
 
 /**
@@ -140,144 +128,39 @@ function* slices(text: string, escape: boolean): Generator<string, void, undefin
   }
 }
 
-/** The answer for `err`, or for a success with `output`, in the format the Accept header asks for. */
-export function invokeAnswer(accept: string | undefined, err: EngineError | undefined, output: string, close = false): InvokeAnswer {
-  const json = acceptsJson(accept);
-  let status = 200;
-  let body: string;
-  const headers: string[] = [];
-  if (close) headers.push('connection', 'close');
-  if (err === undefined) {
-    if (output.length > STREAM_OUTPUT_CHARS) {
-      headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'transfer-encoding', 'chunked');
-      return { status, headers, body: '', chunks: answerChunks(json, output), close };
-    }
-    body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
-  } else {
-    status = ERROR_STATUS[err.code];
-    if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
-    body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
-  }
-  headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
-  return { status, headers, body, close };
-}
-
-/** Writes an answer on its transport; false when it could not (the connection is gone). */
-export type AnswerWriter = (answer: InvokeAnswer) => boolean;
-
-/**
- * Runs one invocation request whose whole body has been read (`undefined`: none was sent) and
- * writes its answer through `write`: the part both transports share, the route on Node's request
- * event below and the one on the connection itself (invoke-connection.ts).
- */
-export interface Invoker {
-  run(text: string | undefined, accept: string | undefined, started: number, gone: ClientGone, write: AnswerWriter): void;
-  /** Answers a request refused before its body was read or parsed; the connection then ends. */
-  refuse(accept: string | undefined, started: number, err: EngineError, write: AnswerWriter): void;
-}
-
-export function invoker(options: Pick<InvokeRouteOptions, 'engine' | 'observe' | 'logError'>): Invoker {
-  const { engine, observe, logError } = options;
-  /**
-   * Builds and writes one answer. Called from promise callbacks, where a throw would be an
-   * unhandled rejection: an answer that cannot be built (a string past V8's length limit, say)
-   * becomes 500 INTERNAL, and a failure to write that one too leaves the writer to drop the socket.
-   */
-  const send = (write: AnswerWriter, accept: string | undefined, err: EngineError | undefined, output: string, close: boolean, started: number): void => {
-    let answer: InvokeAnswer;
-    try {
-      answer = invokeAnswer(accept, err, output, close);
-    } catch (buildError) {
-      logError(buildError);
-      answer = invokeAnswer(accept, new EngineError('INTERNAL', 'the answer could not be built'), '', close);
-    }
-    if (write(answer)) observe?.(answer.status, (performance.now() - started) / 1000);
-  };
-  const refuse: Invoker['refuse'] = (accept, started, err, write) => send(write, accept, err, '', true, started);
-  const run: Invoker['run'] = (text, accept, started, gone, write) => {
-    let fields: InvokeFields;
-    try {
-      fields = checkInvokeBody(parseBody(text));
-    } catch (err) {
-      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
-      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
-      send(write, accept, toEngineError(err), '', close, started);
-      return;
-    }
-    engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
-      (result) => send(write, accept, undefined, result.output, false, started),
-      (error: unknown) => {
-        const err = toEngineError(error);
-        if (err.code === 'INTERNAL') logError(error);
-        send(write, accept, err, '', false, started);
-      },
-    );
-  };
-  return { run, refuse };
-}
-
-/** The `request` listener's first look: answers POST /function/invoke and returns true, else false. */
-export type RequestTaker = (req: IncomingMessage, res: ServerResponse) => boolean;
-
-/** Whether a request target is the invocation route (with or without a query string). */
-export function isInvokeTarget(url: string): boolean {
-  if (!url.startsWith(INVOKE_ROUTE)) return false;
+/** Whether a request is the invocation route (with or without a query string). */
+export function isInvokeRequest(req: IncomingMessage): boolean {
+  const url = req.url;
+  if (req.method !== 'POST' || url === undefined || !url.startsWith(INVOKE_ROUTE)) return false;
   return url.length === INVOKE_ROUTE.length || url.charCodeAt(INVOKE_ROUTE.length) === QUERY;
 }
 
-/** `shared`: the invoker the connection reader uses too (invoke-connection.ts), so both count and log alike. */
-export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invoker(options)): RequestTaker {
-  const { bodyLimitBytes: limit, active, logError } = options;
-  const { run, refuse } = shared;
+/** Answers one POST /function/invoke request. */
+export type InvokeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-  /** Writes an answer on Node's response (false when that threw: the socket then goes). */
-  const writer =
-    (res: ServerResponse): AnswerWriter =>
-    (answer) => {
-      try {
-        res.writeHead(answer.status, answer.headers);
-        if (answer.chunks !== undefined) pipeChunks(res, answer.chunks, logError);
-        else res.end(answer.body);
-        return true;
-      } catch (writeError) {
-        // Called from promise callbacks: a throw here would be an unhandled rejection, which ends
-        // the process. Nothing is left to tell this client; the socket goes.
-        logError(writeError);
-        res.destroy();
-        return false;
-      }
-    };
+export function invokeRoute(options: InvokeRouteOptions): InvokeHandler {
+  const route = new InvokeRoute(options);
+  return (req, res) => route.handle(req, res);
+}
 
-  const answer = (req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void => {
-    refuse(req.headers.accept, started, err, writer(res));
-  };
+/** One invocation: the body read within the limit, checked, run by the engine, answered. */
+class InvokeRoute {
+  constructor(private readonly options: InvokeRouteOptions) {}
 
-  const invoke = (req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void => {
-    const gone = new ClientGone();
-    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
-    // on the response: 'close' comes once.
-    (res as GoneAware)[GONE] = gone;
-    res.on('close', onResponseClose);
-    run(text, req.headers.accept, started, gone, writer(res));
-  };
-
-  return (req, res) => {
-    const url = req.url;
-    if (req.method !== 'POST' || url === undefined || !isInvokeTarget(url)) return false;
-    if (!active()) return false;
+  handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
+    const limit = this.options.bodyLimitBytes;
     const headers = req.headers;
     const declared = headers['content-length'];
     // As Fastify: a request without Content-Type, length or chunked encoding has no body to read.
     if (headers['content-type'] === undefined && (declared === undefined || declared === '0') && headers['transfer-encoding'] === undefined) {
-      invoke(req, res, started, undefined);
-      return true;
+      this.invoke(req, res, started, undefined);
+      return;
     }
     const length = Number(declared);
     if (length > limit) {
-      answer(req, res, started, tooLarge());
-      lingerAfterAnswer(req, res, limit);
-      return true;
+      this.refuse(req, res, started, tooLarge());
+      return;
     }
     // Raw buffers decoded once at the end: a multi-byte character split across chunks stays whole.
     const chunks: Buffer[] = [];
@@ -289,8 +172,7 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
       received += chunk.length;
       if (received > limit) {
         done = true;
-        answer(req, res, started, tooLarge());
-        lingerAfterAnswer(req, res, limit);
+        this.refuse(req, res, started, tooLarge());
         return;
       }
       chunks.push(chunk);
@@ -299,21 +181,102 @@ export function invokeRoute(options: InvokeRouteOptions, shared: Invoker = invok
       if (done) return;
       done = true;
       if (error) {
-        answer(req, res, started, new EngineError('INVALID_REQUEST', error.message));
+        this.refuse(req, res, started, new EngineError('INVALID_REQUEST', error.message));
         return;
       }
       if (!Number.isNaN(length) && received !== length) {
-        answer(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'));
+        this.refuse(req, res, started, new EngineError('INVALID_REQUEST', 'Request body size did not match Content-Length'));
         return;
       }
       const text = chunks.length === 1 ? chunks[0]!.toString('utf8') : Buffer.concat(chunks, received).toString('utf8');
-      invoke(req, res, started, text);
+      this.invoke(req, res, started, text);
     };
     req.on('data', onData);
     req.on('end', onEnd);
     req.on('error', onEnd);
-    return true;
-  };
+  }
+
+  /** Runs the invocation a whole body (`undefined`: none was sent) asks for. */
+  private invoke(req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void {
+    let fields: InvokeFields;
+    try {
+      fields = checkInvokeBody(parseBody(text));
+    } catch (err) {
+      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
+      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
+      this.answer(req, res, started, toEngineError(err), '', close);
+      return;
+    }
+    const gone = new ClientGone();
+    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
+    // on the response: 'close' comes once.
+    (res as GoneAware)[GONE] = gone;
+    res.on('close', onResponseClose);
+    this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
+      (result) => this.answer(req, res, started, undefined, result.output, false),
+      (error: unknown) => {
+        const err = toEngineError(error);
+        if (err.code === 'INTERNAL') this.options.logError(error);
+        this.answer(req, res, started, err, '', false);
+      },
+    );
+  }
+
+  /** A request refused before its body was read or parsed: the connection then ends. */
+  private refuse(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void {
+    this.answer(req, res, started, err, '', true);
+    if (err.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(req, res, this.options.bodyLimitBytes);
+  }
+
+  /**
+   * Writes the answer for `err`, or for a success with `output`. Called from promise callbacks,
+   * where a throw would be an unhandled rejection (which ends the process): an answer that cannot
+   * be built (a string past V8's length limit, say) becomes 500 INTERNAL, and one that cannot be
+   * written leaves nothing to tell this client: the socket goes.
+   */
+  private answer(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close: boolean): void {
+    const { logError, observe, closing } = this.options;
+    const json = acceptsJson(req.headers.accept);
+    if (closing?.() === true) res.shouldKeepAlive = false;
+    let status: number;
+    try {
+      status = writeAnswer(res, json, err, output, close, logError);
+    } catch (buildError) {
+      logError(buildError);
+      try {
+        status = writeAnswer(res, json, new EngineError('INTERNAL', 'the answer could not be built'), '', close, logError);
+      } catch (writeError) {
+        logError(writeError);
+        res.destroy();
+        return;
+      }
+    }
+    observe?.(status, (performance.now() - started) / 1000);
+  }
+}
+
+/** Writes one answer in the format asked for; returns its status. */
+function writeAnswer(res: ServerResponse, json: boolean, err: EngineError | undefined, output: string, close: boolean, logError: (err: unknown) => void): number {
+  const headers: string[] = [];
+  if (close) headers.push('connection', 'close');
+  if (err === undefined && output.length > STREAM_OUTPUT_CHARS) {
+    headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'transfer-encoding', 'chunked');
+    res.writeHead(200, headers);
+    pipeChunks(res, answerChunks(json, output), logError);
+    return 200;
+  }
+  let status = 200;
+  let body: string;
+  if (err === undefined) body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
+  else {
+    status = ERROR_STATUS[err.code];
+    if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
+    body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
+  }
+  headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
+  res.writeHead(status, headers);
+  res.end(body);
+  return status;
 }
 
 /**
@@ -358,7 +321,7 @@ function onResponseClose(this: GoneAware): void {
   if (!this.writableFinished) this[GONE]?.abort();
 }
 
-/** The body as server.ts's content-type parser reads it: blank is no body, else JSON. */
+/** The body as Fastify's content-type parser in server.ts reads it: blank is no body, else JSON. */
 export function parseBody(text: string | undefined): unknown {
   if (text === undefined || text.trim() === '') return undefined;
   try {

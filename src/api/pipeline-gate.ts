@@ -9,7 +9,6 @@
  * pause, which nothing would trigger while the started calls write nothing yet: a client that
  * pipelines calls to a slow function would have its every request parsed and held). A client that
  * reads one answer at a time never waits here.
- * The connection reader (invoke-connection.ts) applies the same bounds to the connections it holds.
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';

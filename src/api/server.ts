@@ -3,18 +3,16 @@
  * translated to the status and code name of §2. No engine logic lives here.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { Readable } from 'node:stream';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import { onClientError, onFrameworkError, refuseRequestsWithoutHost } from './client-errors.js';
-import { InvokeConnections } from './invoke-connection.js';
 import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
-import { ClientGone, STREAM_OUTPUT_CHARS, answerChunks, invokeRoute, invoker } from './invoke-route.js';
+import { invokeRoute, isInvokeRequest } from './invoke-route.js';
 import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
-import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, sendError, sendSuccess } from './reply.js';
+import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
 
 export interface ServerOptions {
@@ -24,16 +22,6 @@ export interface ServerOptions {
   httpLogger?: FastifyBaseLogger;
   /** The OpenFaaS provider, raw invocation and operations routes; only the historical routes when absent. */
   platform?: PlatformOptions;
-  /**
-   * Answer POST /function/invoke ahead of Fastify (invoke-route.ts; default true). False: through
-   * Fastify's route only (the tests compare the two).
-   */
-  invokeFastPath?: boolean;
-  /**
-   * With the fast path: read each connection first for invocations (invoke-connection.ts; default
-   * true). False: the fast path on Node's request event only.
-   */
-  invokeOnConnection?: boolean;
 }
 
 const ALL_METHODS = ['GET', 'POST', 'PUT', 'DELETE', 'PATCH', 'OPTIONS'] as const;
@@ -116,74 +104,55 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return sendSuccess(request, reply, queryText(record, path), { function: entryJson(record, path) });
   });
 
-  app.post<{ Body: InvokeBody }>(INVOKE_ROUTE, { schema: { body: InvokeBody } }, async (request, reply) => {
-    // A client that goes away takes its queued invocation with it.
-    const gone = new ClientGone();
-    reply.raw.once('close', () => {
-      if (!reply.raw.writableFinished) gone.abort();
-    });
-    const result = await engine.invoke({
-      name: request.body.function_name,
-      args: request.body.args,
-      signal: gone,
-    });
-    if (result.output.length > STREAM_OUTPUT_CHARS) {
-      // Long outputs in pieces, as on the fast path (invoke-route.ts).
-      const json = acceptsJson(request.headers.accept);
-      return reply
-        .code(200)
-        .type(json ? JSON_TYPE : TEXT_TYPE)
-        .send(Readable.from(answerChunks(json, result.output), { objectMode: false }));
-    }
-    return sendSuccess(request, reply, result.output, { output: result.output });
+  // One implementation of the invocation route (invoke-route.ts), reached two ways: straight from
+  // Node's request event below, and through Fastify when a request must pass Fastify's hooks first
+  // (Basic auth on invocations, app.inject). There it takes the request over before Fastify reads
+  // the body, so the handler below is never run; the route's schema stays for the OpenAPI document.
+  const logError = (err: unknown): void => app.log.error({ err }, 'unexpected error');
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
   });
+  const routeOptions = { engine, bodyLimitBytes: options.bodyLimitBytes, logError, closing: () => closing };
+  const throughFastify = invokeRoute(routeOptions);
+  app.post<{ Body: InvokeBody }>(
+    INVOKE_ROUTE,
+    {
+      schema: { body: InvokeBody },
+      onRequest: (request, reply, done) => {
+        reply.hijack();
+        throughFastify(request.raw, reply.raw);
+        done();
+      },
+    },
+    async () => {
+      throw new EngineError('INTERNAL', 'the invocation route was not taken over');
+    },
+  );
 
   registerMethodNotAllowed(app, { '/function/deploy': 'POST', '/function/delete': 'POST', '/function/list': 'GET', '/function/query': 'POST', [INVOKE_ROUTE]: 'POST' });
 
+  // Fastify's per-request machinery costs the HTTP thread about as much as the rest of a small
+  // invocation (docs/runtime.md), so invocations skip it when no hook of Fastify's must see them.
   const guarded = options.platform?.credentials !== undefined && options.platform.authInvoke;
-  if (options.invokeFastPath !== false && !guarded) {
-    // From close() on, requests go to Fastify, which answers them 503 as return503OnClosing says.
-    let closing = false;
-    app.addHook('preClose', async () => {
-      closing = true;
-    });
+  if (!guarded) {
     const observe = options.platform ? httpObserver(options.platform) : undefined;
-    const routeOptions = {
-      engine,
-      bodyLimitBytes: options.bodyLimitBytes,
-      active: () => !closing,
+    const direct = invokeRoute({
+      ...routeOptions,
       ...(observe ? { observe: (status: number, seconds: number) => observe('POST', INVOKE_ROUTE, status, seconds) } : {}),
-      logError: (err: unknown) => app.log.error({ err }, 'unexpected error'),
-    };
-    const shared = invoker(routeOptions);
-    const take = invokeRoute(routeOptions, shared);
+    });
     // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
-    // listener kept for every other request: the invoke route is looked at first.
+    // listener kept for every other request.
     const server = app.server;
     const fastifyListeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
     const fastify = fastifyListeners[0];
     if (fastifyListeners.length === 1 && fastify) {
       server.removeListener('request', fastify);
+      // From close() on, requests go to Fastify, which answers them 503 as return503OnClosing says.
       server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (!take(req, res)) fastify(req, res);
+        if (!closing && isInvokeRequest(req)) direct(req, res);
+        else fastify(req, res);
       });
-    }
-    if (options.invokeOnConnection !== false) {
-      const connections = new InvokeConnections({ ...routeOptions, server, invoker: shared });
-      if (connections.install()) {
-        // Node's server.close() ends its idle connections and app.ts ends every connection past
-        // the shutdown bound through closeAllConnections: the ones read here go the same way.
-        const closeIdle = server.closeIdleConnections.bind(server);
-        const closeAll = server.closeAllConnections.bind(server);
-        server.closeIdleConnections = () => {
-          connections.closeIdle();
-          closeIdle();
-        };
-        server.closeAllConnections = () => {
-          connections.destroyAll();
-          closeAll();
-        };
-      }
     }
   }
   gatePipelinedRequests(app.server);

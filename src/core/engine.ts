@@ -86,12 +86,24 @@ export const MAX_REPLICAS = 1000;
 /** The built-in warm-up function's name: deployed names start with a letter or a digit. */
 export const WARM_UP_NAME = '_wasm-engine-warm-up';
 
-/** Per function name: its concurrency gate and counters; replaced when the function is deleted. */
+/**
+ * What the engine keeps per function name besides its stored entry; replaced when the function is
+ * deleted (invocations still running keep the old one, marked removed).
+ */
 interface FunctionState {
   gate: FunctionGate;
   invocations: number;
+  /** Deleted, or the built-in warm-up function: its events are not counted. */
   removed: boolean;
+  /**
+   * Its module handed to the runtime: LOADED once compiled (its replicas are then available), the
+   * load on its way, or undefined before the first load and after a failed one (retried by the
+   * next call rather than remembered forever).
+   */
+  module: typeof LOADED | Promise<void> | undefined;
 }
+
+const LOADED = 'loaded';
 
 /** Per module digest: invocations using it, so that an update or delete unloads it only when they end. */
 interface DigestUse {
@@ -115,17 +127,16 @@ export class Engine {
   private readonly defaults: EngineDefaults;
   private readonly logger: Logger;
   private readonly checkImageReference: (reference: string) => void;
-  /** Per function: its module compiled and handed to the runtime (or being so). */
-  private readonly ready = new Map<string, Promise<void>>();
-  /** Functions whose module is compiled (their replicas are available). */
-  private readonly loaded = new Set<string>();
   /** The built-in function invocable while the engine warms up (beginWarmUp). */
   private warmUp: FunctionRecord | undefined;
   private readonly events: EngineEvents;
   private readonly scaling: ScalingOptions;
-  private readonly states = new Map<string, FunctionState>();
+  private readonly functions = new Map<string, FunctionState>();
   private readonly uses = new Map<string, DigestUse>();
-  /** Per function name: the update or scale in progress; the next one waits for it. */
+  /**
+   * Per function name: the update or scale in progress; the next one waits for it. Not in
+   * FunctionState: a chain of changes outlives a delete of the function.
+   */
   private readonly changing = new Map<string, Promise<unknown>>();
   private inflight = 0;
   /** Invocations waiting for their function's slot, over all functions. */
@@ -152,7 +163,7 @@ export class Engine {
     await this.store.open();
     const records = this.store.list();
     for (const record of records) {
-      this.prepare(record).catch((err: unknown) => {
+      this.prepare(record, this.stateOf(record)).catch((err: unknown) => {
         this.logger.error({ function: record.name, err }, 'restored function failed to compile');
       });
     }
@@ -161,7 +172,9 @@ export class Engine {
 
   /** Resolves when every restored function is compiled (failures are logged, not thrown). */
   async whenAllReady(): Promise<void> {
-    await Promise.allSettled([...this.ready.values()]);
+    const loading: Promise<void>[] = [];
+    for (const state of this.functions.values()) if (state.module instanceof Promise) loading.push(state.module);
+    await Promise.allSettled(loading);
   }
 
   /**
@@ -175,7 +188,7 @@ export class Engine {
   async preloadRestored(): Promise<void> {
     await this.whenAllReady();
     if (!this.runtime.preload) return;
-    const records = this.store.list().filter((record) => this.loaded.has(record.name));
+    const records = this.store.list().filter((record) => this.functions.get(record.name)?.module === LOADED);
     const modules = records.map((record) => {
       const limits = this.limitsOf(record);
       return { digest: record.digest, memoryLimitMb: limits.memoryLimitMb, abi: record.analysis.abi, timeoutMs: limits.timeoutMs };
@@ -222,8 +235,9 @@ export class Engine {
       env: {},
     };
     await this.runtime.load(record.digest, fn.bytes, this.limitsOf(record).memoryLimitMb);
-    this.stateOf(record).removed = true;
-    this.loaded.add(record.name);
+    const state = this.stateOf(record);
+    state.removed = true;
+    state.module = LOADED;
     this.warmUp = record;
     return { name: record.name, args: fn.args, expected: fn.expected };
   }
@@ -232,8 +246,7 @@ export class Engine {
     const record = this.warmUp;
     if (!record) return;
     this.warmUp = undefined;
-    this.loaded.delete(record.name);
-    this.states.delete(record.name);
+    this.functions.delete(record.name);
     this.runtime.unload(record.digest);
   }
 
@@ -270,8 +283,7 @@ export class Engine {
       // Compile before persisting: a module the runtime refuses never becomes a deployed function.
       await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
       await this.store.insert(record, bytes);
-      this.ready.set(record.name, Promise.resolve());
-      this.loaded.add(record.name);
+      this.stateOf(record).module = LOADED;
       this.logger.info(
         { function: record.name, image: record.image, digest, abi: analysis.abi, ms: Math.round(performance.now() - started) },
         'function deployed',
@@ -311,9 +323,11 @@ export class Engine {
         held = this.hold(digest);
         await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
         const old = await this.store.replace(record, bytes);
-        this.ready.set(record.name, Promise.resolve());
-        this.loaded.add(record.name);
-        this.states.get(record.name)?.gate.setLimit(this.limitFor(replicas));
+        const state = this.functions.get(record.name);
+        if (state) {
+          state.module = LOADED;
+          state.gate.setLimit(this.limitFor(replicas));
+        } else this.stateOf(record).module = LOADED;
         if (old.digest !== digest) this.retire(old.digest);
         this.logger.info(
           { function: record.name, image: record.image, digest, previous: old.digest, ms: Math.round(performance.now() - started) },
@@ -391,7 +405,7 @@ export class Engine {
       // Shared: set on whatever version is stored now (another node may have updated it meanwhile).
       if (this.store.cluster) record = await this.store.cluster.setReplicas(name, replicas);
       else if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
-      this.states.get(name)?.gate.setLimit(this.limitFor(replicas));
+      this.functions.get(name)?.gate.setLimit(this.limitFor(replicas));
       this.logger.info({ function: name, replicas }, 'function scaled');
       return record;
     });
@@ -401,23 +415,24 @@ export class Engine {
   runState(name: string): FunctionRunState {
     const record = this.query(name);
     const replicas = record.replicas ?? 1;
+    const state = this.functions.get(name);
     return {
       record,
       replicas,
-      availableReplicas: this.loaded.has(name) ? replicas : 0,
+      availableReplicas: state?.module === LOADED ? replicas : 0,
       invocations: this.invocationsOf(name),
     };
   }
 
   /** This node's invocations, or the cluster's when the store is shared. */
   private invocationsOf(name: string): number {
-    const local = this.states.get(name)?.invocations ?? 0;
+    const local = this.functions.get(name)?.invocations ?? 0;
     return this.store.cluster ? this.store.cluster.invocations(name, local) : local;
   }
 
   private localInvocationCounts(): Map<string, number> {
     const counts = new Map<string, number>();
-    for (const [name, state] of this.states) if (!state.removed) counts.set(name, state.invocations);
+    for (const [name, state] of this.functions) if (!state.removed) counts.set(name, state.invocations);
     return counts;
   }
 
@@ -435,14 +450,14 @@ export class Engine {
     }
     const reload =
       previous === undefined || previous.digest !== current.digest || this.limitsOf(previous).memoryLimitMb !== this.limitsOf(current).memoryLimitMb;
+    const state = this.stateOf(current);
     if (reload) {
-      this.ready.delete(name);
-      this.loaded.delete(name);
-      this.prepare(current).catch((err: unknown) => {
+      state.module = undefined;
+      this.prepare(current, state).catch((err: unknown) => {
         this.logger.error({ function: name, err }, 'function changed by another node failed to load');
       });
     }
-    this.states.get(name)?.gate.setLimit(this.limitFor(current.replicas ?? 1));
+    state.gate.setLimit(this.limitFor(current.replicas ?? 1));
     if (previous !== undefined && previous.digest !== current.digest) this.retire(previous.digest);
     this.logger.info(
       { function: name, digest: current.digest, replicas: current.replicas ?? 1 },
@@ -479,11 +494,9 @@ export class Engine {
 
   /** A deleted function: its invocations waiting are refused, its module unloaded when unused. */
   private forget(name: string, record: FunctionRecord): void {
-    this.ready.delete(name);
-    this.loaded.delete(name);
-    const state = this.states.get(name);
+    const state = this.functions.get(name);
     if (state) {
-      this.states.delete(name);
+      this.functions.delete(name);
       state.removed = true;
       state.gate.rejectAll(new EngineError('FUNCTION_NOT_FOUND', `function ${name} was deleted`));
     }
@@ -557,9 +570,8 @@ export class Engine {
         }
         entered = true;
       }
-      // Once loaded, the ready promise is settled: awaiting it again would only cost a microtask hop
-      // per invocation. (`loaded` is keyed by name like `ready`, so this is the same promise's state.)
-      if (!this.loaded.has(record.name)) await this.prepare(record);
+      // Once loaded, awaiting the settled load again would only cost a microtask hop per invocation.
+      if (state.module !== LOADED) await this.prepare(record, state);
       cold = !use.warm;
       use.warm = true;
       const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
@@ -600,33 +612,39 @@ export class Engine {
     };
   }
 
-  /** Hands a stored function's module to the runtime once; concurrent callers share the work. */
-  private prepare(record: FunctionRecord): Promise<void> {
-    let pending = this.ready.get(record.name);
-    if (!pending) {
-      pending = this.store
-        .readBlob(record.digest)
-        // The bytes were read for this load alone: the runtime may take them rather than copy them.
-        .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
-        .then(() => {
-          if (this.store.get(record.name)?.digest === record.digest) this.loaded.add(record.name);
-        });
-      // A failed load is retried by the next call rather than remembered forever.
-      pending.catch(() => this.ready.delete(record.name));
-      this.ready.set(record.name, pending);
-    }
+  /**
+   * Hands a stored function's module to the runtime once; concurrent callers share the work.
+   * `state`: the function's (an invocation running across a delete passes its own, removed one).
+   */
+  private prepare(record: FunctionRecord, state: FunctionState): Promise<void> {
+    const current = state.module;
+    if (current === LOADED) return Promise.resolve();
+    if (current !== undefined) return current;
+    const pending: Promise<void> = this.store
+      .readBlob(record.digest)
+      // The bytes were read for this load alone: the runtime may take them rather than copy them.
+      .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
+      .then(() => {
+        // An update or delete meanwhile has decided what the function runs.
+        if (state.module === pending && this.store.get(record.name)?.digest === record.digest) state.module = LOADED;
+      });
+    pending.catch(() => {
+      if (state.module === pending) state.module = undefined;
+    });
+    state.module = pending;
     return pending;
   }
 
   private stateOf(record: FunctionRecord): FunctionState {
-    let state = this.states.get(record.name);
+    let state = this.functions.get(record.name);
     if (!state) {
       state = {
         gate: new FunctionGate(record.name, this.limitFor(record.replicas ?? 1), this.scaling.maxWaiting),
         invocations: 0,
         removed: false,
+        module: undefined,
       };
-      this.states.set(record.name, state);
+      this.functions.set(record.name, state);
     }
     return state;
   }

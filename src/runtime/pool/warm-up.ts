@@ -1,8 +1,11 @@
 /**
- * Runs each ABI once, on three tiny modules, when a sandbox worker starts, so that the code of the
- * call path (InstanceRunner, the ABIs, the WASI host, snapshot and restore) is compiled before the
- * first real invocation instead of during it: a cold start should cost the function's own
- * instantiation, not the engine's JIT warm-up (several milliseconds in a fresh thread).
+ * Warm-up, the runtime's side: a cold start should cost the function's own instantiation, not the
+ * engine's JIT warm-up (several milliseconds in a fresh thread). Here: each sandbox worker runs
+ * each ABI once, on three tiny modules, when it starts (warmUp, from worker.ts), so that the call
+ * path (InstanceRunner, the ABIs, the WASI host, snapshot and restore) is compiled before the first
+ * real invocation; the pool runs one through its whole path once per worker (warmUpPool); the
+ * preparation worker compiles one (prepare-worker.ts). The engine's HTTP path is warmed in
+ * src/api/warm-up.ts, with the built-in function of warmUpFunction (Engine.beginWarmUp).
  *
  * The modules are embedded as bytes; their sources are test/fixtures/wat/warm-up-*.wat, and a test
  * checks that the bytes are what those sources assemble to.
@@ -11,7 +14,7 @@ import { toSandboxCall } from '../abi/call.js';
 import { normalizeArgs } from '../args.js';
 import { InstanceRunner } from '../instance-runner.js';
 import { prepareForReuse } from '../reuse/prepare.js';
-import type { Abi, ValType } from '../types.js';
+import type { Abi, InvocationRequest, InvocationResult, ValType } from '../types.js';
 import { wasm } from '../wasm-api.js';
 
 /** (func (export "f") (param i32 i32) (result i32)) with a memory, a mutable global and a table. */
@@ -65,5 +68,42 @@ export function warmUp(rounds = 3): string | undefined {
     return undefined;
   } catch (err) {
     return err instanceof Error ? err.message : String(err);
+  }
+}
+
+/** What warming up the pool's own side of a call needs of the pool. */
+export interface PoolWarmUp {
+  /**
+   * Loads a module under a digest no function can have, marked known fast (so its calls spread
+   * over every worker at once); undefined when the compiled cache has no room for it.
+   */
+  loadFast(digest: string, bytes: Uint8Array): Promise<boolean>;
+  invoke(req: InvocationRequest): Promise<InvocationResult>;
+  unload(digest: string): void;
+  /** Workers up now. */
+  workersUp(): number;
+}
+
+/**
+ * Runs the string-ABI module above once on every worker through the whole pool path (queue,
+ * messages, answers), so that the pool's side of a call, on the engine's thread, is compiled before
+ * the first real invocation; unloaded after. Never throws: only speed is at stake.
+ */
+export async function warmUpPool(pool: PoolWarmUp): Promise<void> {
+  const bytes = new Uint8Array(Buffer.from(WARM_UP_STRING, 'base64'));
+  const digest = 'wasm-engine:warm-up';
+  try {
+    if (!(await pool.loadFast(digest, bytes))) return;
+    const req: InvocationRequest = {
+      digest,
+      analysis: { abi: 'string', entrypoint: 'f', exports: [], wasiCap: false },
+      args: normalizeArgs({ k: 'v' }),
+      limits: { timeoutMs: 1_000, memoryLimitMb: 1, maxOutputBytes: 1024 },
+    };
+    await Promise.allSettled(Array.from({ length: pool.workersUp() }, () => pool.invoke(req)));
+  } catch {
+    // Only speed is at stake.
+  } finally {
+    pool.unload(digest);
   }
 }
