@@ -128,9 +128,12 @@ function chunksEnd(text: string, at: number): number {
 
 const withoutDate = (answer: string): string => answer.replace(/^date: .*\r\n/gim, '');
 
-/** A query's answer names the checkout and the engine's data directory: left out, with its length. */
+/** A query's or a list's answer names the checkout and the engine's data directory: left out, with its length. */
 const stable = (text: string): string =>
-  text.replace(/content-length: \d+(\r\n(?:[^\r\n]+\r\n)*\r\nstatus code: 200, message: queried function info: )[^\n]*/g, 'content-length: N$1…');
+  text.replace(
+    /content-length: \d+(\r\n(?:[^\r\n]+\r\n)*\r\nstatus code: 200, message: (?:queried function info|all deployed function info): )[^\n]*?(?=HTTP\/1\.1 |\n|$)/g,
+    'content-length: N$1…',
+  );
 const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
 
 /** A request; no Connection header unless given. */
@@ -421,7 +424,8 @@ describe('POST /function/invoke conversations', () => {
         client.write(gcd(12, 18) + LIST);
         await client.waitAnswers(2);
       });
-      expect(splitAnswers(text, false)[1]).toMatch(/^HTTP\/1\.1 200 OK\r\n/);
+      // The list's answer is masked (it names the checkout): the second answer follows the first's body.
+      expect(text).toMatch(/status code: 200, message: 6HTTP\/1\.1 200 OK\r\n/);
     });
 
     it('two invocations and two other requests in one write, then an invocation', async () => {
