@@ -13,6 +13,7 @@ import { FileBlobStore } from './blob-store.js';
 import { lockDataDir, type DataDirLock } from './data-dir-lock.js';
 import { layerNotesDir } from './layer-notes.js';
 import type { FunctionRecord, FunctionStore } from './types.js';
+import { NameReservations } from './name-reservations.js';
 
 interface IndexFile {
   version: 1;
@@ -23,7 +24,7 @@ export class FileFunctionStore implements FunctionStore {
   private readonly indexPath: string;
   private readonly blobs: FileBlobStore;
   private readonly records = new Map<string, FunctionRecord>();
-  private readonly reserved = new Set<string>();
+  private readonly reserved = new NameReservations();
   /** Index rewrites run one at a time, in order, so no change overwrites another. */
   private writeChain: Promise<void> = Promise.resolve();
   private lock: DataDirLock | undefined;
@@ -101,15 +102,7 @@ export class FileFunctionStore implements FunctionStore {
   }
 
   reserve(name: string): () => void {
-    if (this.records.has(name) || this.reserved.has(name)) {
-      throw new EngineError('FUNCTION_EXISTS', `function ${name} is already deployed`);
-    }
-    this.reserved.add(name);
-    let released = false;
-    return () => {
-      if (!released) this.reserved.delete(name);
-      released = true;
-    };
+    return this.reserved.reserve(name, this.records.has(name));
   }
 
   async insert(record: FunctionRecord, bytes: Uint8Array): Promise<void> {

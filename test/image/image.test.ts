@@ -10,7 +10,6 @@
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { chown, mkdir, mkdtemp, open, readFile, readdir, rm, stat, writeFile } from 'node:fs/promises';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
 import { promisify } from 'node:util';
@@ -21,6 +20,7 @@ import { REPO_ROOT } from '../support/engine-process.js';
 import { cFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { getManifest, makeLayout, pushLayout, startRegistry, type RunningRegistry } from '../support/registry.js';
+import { freePort } from '../support/free-port.js';
 
 const run = promisify(execFile);
 const RUN_ROOTFS = join(REPO_ROOT, 'test', 'image', 'run-rootfs.sh');
@@ -110,17 +110,6 @@ afterAll(async () => {
   if (work) await rm(work, { recursive: true, force: true });
 });
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', () => {
-      const address = server.address();
-      const port = typeof address === 'object' && address ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 interface ImageProcess {
   url: string;

@@ -4,22 +4,13 @@
  */
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { createServer } from 'node:net';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { call } from '../support/http.js';
 import { EXAMPLES_OCI, EXAMPLES_WASM, FIXTURE_OUT, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { makeLayout, pushLayout, startRegistry } from '../support/registry.js';
+import { freePort } from '../support/free-port.js';
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const server = createServer();
-    server.listen(0, '127.0.0.1', () => {
-      const { port } = server.address() as { port: number };
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 describe('error answers', () => {
   let engine: EngineProcess;

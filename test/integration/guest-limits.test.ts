@@ -11,7 +11,6 @@
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { silentLogger } from '../../src/logger.js';
@@ -21,6 +20,7 @@ import { PostgresFunctionStore } from '../../src/store/postgres/index.js';
 import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, testStoreUrl, type EngineProcess } from '../support/engine-process.js';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { call, type Answer } from '../support/http.js';
+import { freePort } from '../support/free-port.js';
 
 const gcdImage = `oci:${join(EXAMPLES_OCI, 'gcd')}`;
 
@@ -81,14 +81,6 @@ async function storeDirectly(dataDir: string, name: string, wasmPath: string, li
   }
 }
 
-/** A loopback port free now, for an engine whose probes must be reached before it says it listens. */
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 /** `wasm-engine serve` as a child, its output collected, without waiting for it to listen. */
 function spawnEngine(args: string[]): { child: ChildProcess; output: string[]; exited: Promise<number | null>; kill(): Promise<void> } {

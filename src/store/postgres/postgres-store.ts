@@ -18,6 +18,7 @@ import { sha256DigestSliced } from '../blob-store.js';
 import type { ClusterStore, FunctionChange, FunctionRecord, FunctionStore } from '../types.js';
 import { LocalBlobCache } from './local-blobs.js';
 import { migrate } from './migrations.js';
+import { NameReservations } from '../name-reservations.js';
 
 /** The channel every node listens on; payload: {"name": …, "instance": …}. */
 export const CHANGES_CHANNEL = 'wasm_engine_changes';
@@ -80,7 +81,7 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
   /** The view: entries and their revisions as last read from (or written to) the database. */
   private readonly records = new Map<string, FunctionRecord>();
   private readonly revisions = new Map<string, string>();
-  private readonly reserved = new Set<string>();
+  private readonly reserved = new NameReservations();
   /** Names this node is changing right now: a sync leaves them to the change's own apply. */
   private readonly ownWrites = new Map<string, number>();
   /** Every change to the view runs here, one at a time, in order. */
@@ -379,16 +380,7 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
   }
 
   reserve(name: string): () => void {
-    if (this.records.has(name) || this.reserved.has(name)) {
-      throw new EngineError('FUNCTION_EXISTS', `function ${name} is already deployed`);
-    }
-    this.checkWritable();
-    this.reserved.add(name);
-    let released = false;
-    return () => {
-      if (!released) this.reserved.delete(name);
-      released = true;
-    };
+    return this.reserved.reserve(name, this.records.has(name), () => this.checkWritable());
   }
 
   async insert(record: FunctionRecord, bytes: Uint8Array): Promise<void> {
