@@ -51,6 +51,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
   const runtime = new WorkerPoolRuntime({
     workers: config.workers,
     workerHeapMb: config.workerHeapMb,
+    inlineBudgetMs: config.inlineBudgetMs,
     maxQueue: config.maxQueue,
     logger: logger.child({ component: 'runtime' }),
     moduleCacheBytes: config.moduleCacheMb * 1024 * 1024,

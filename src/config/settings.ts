@@ -28,6 +28,7 @@ export interface EngineConfig {
   maxOutputBytes: number;
   workers: number;
   workerHeapMb: number;
+  inlineBudgetMs: number;
   maxQueue: number;
   maxQueuePerFunction: number;
   moduleCacheMb: number;
@@ -164,6 +165,13 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_WORKER_HEAP_MB'],
     parse: integer(8, 64 * 1024),
     default: () => 512,
+  },
+  inlineBudgetMs: {
+    key: 'inlineBudgetMs',
+    flag: 'inline-budget-ms',
+    env: ['WASM_ENGINE_INLINE_BUDGET_MS'],
+    parse: integer(0, 1000),
+    default: () => 2,
   },
   maxQueue: {
     key: 'maxQueue',

@@ -67,6 +67,7 @@ import {
   type WorkerSettings,
 } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
+import { InlineExecutor } from '../inline/inline-executor.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -99,6 +100,8 @@ export interface WorkerPoolOptions {
   maxTableEntries?: number;
   /** The preparation worker's entry file (default: see worker-url.ts). */
   prepareWorkerUrl?: URL;
+  /** Run each call on this thread first, for up to this long (inline/inline-executor.ts); 0 (the default here) never. */
+  inlineBudgetMs?: number;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
@@ -273,6 +276,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly setAside = new Map<string, string>();
   /** Modules whose instances workers make only inside calls (see blame). */
   private readonly lazy = new WeakSet<LoadedModule>();
+  /** Runs calls on this thread first, within a budget; undefined when that is off. */
+  private readonly inline: InlineExecutor | undefined;
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -301,6 +306,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     });
     this.moduleCacheBytes = options.moduleCacheBytes;
     this.workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
+    const inlineBudgetMs = options.inlineBudgetMs ?? 0;
+    this.inline = inlineBudgetMs > 0 ? new InlineExecutor({ budgetMs: inlineBudgetMs, reuseInstances: this.workerSettings.reuseInstances }) : undefined;
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
   }
@@ -345,6 +352,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       const loaded = await this.cache.load(digest, bytes, 1);
       // Known fast: its calls spread over every worker at once, as the warm-up means them to.
       loaded.guarded = false;
+      loaded.notInline = 'the pool warm-up is for the workers';
       loaded.proven = true;
       const req: InvocationRequest = {
         digest,
@@ -490,6 +498,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
+      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
     };
   }
 
@@ -513,6 +522,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       sandbox = toSandboxCall(req);
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (this.inline !== undefined) {
+      const ran = this.inline.invoke(loaded, sandbox, req.limits.timeoutMs);
+      if (ran !== undefined) return ran;
     }
     return this.enqueue(req, sandbox, loaded, signal);
   }
