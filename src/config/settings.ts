@@ -29,6 +29,7 @@ export interface EngineConfig {
   workers: number;
   workerHeapMb: number;
   inlineBudgetMs: number;
+  inlineHeavyUs: number;
   maxQueue: number;
   maxQueuePerFunction: number;
   moduleCacheMb: number;
@@ -172,6 +173,13 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_INLINE_BUDGET_MS'],
     parse: integer(0, 1000),
     default: () => 2,
+  },
+  inlineHeavyUs: {
+    key: 'inlineHeavyUs',
+    flag: 'inline-heavy-us',
+    env: ['WASM_ENGINE_INLINE_HEAVY_US'],
+    parse: integer(0, 1_000_000),
+    default: () => 50,
   },
   maxQueue: {
     key: 'maxQueue',

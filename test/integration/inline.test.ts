@@ -44,9 +44,10 @@ describe('calls run inline first, within the budget', () => {
   let engine: EngineProcess;
 
   beforeAll(async () => {
-    // A budget longer than the default, so that a machine busy with other work does not stall the
-    // short calls here past it (they would then be answered by the pool, rightly, but not inline).
-    engine = await startEngineProcess({ args: ['--workers', '2', '--inline-budget-ms', '50'] });
+    // A budget longer than the default, and no bound on the average time of a function's inline
+    // calls, so that a machine busy with other work does not stall the short calls here past them
+    // (they would then be answered by the pool, rightly, but not inline).
+    engine = await startEngineProcess({ args: ['--workers', '2', '--inline-budget-ms', '50', '--inline-heavy-us', '0'] });
     await deploy(engine, 'gcd', gcdImage);
     await deploy(engine, 'spin', fixture('integration', 'spin'), { timeout_ms: 1_000 });
     await deploy(engine, 'spin-short', fixture('integration', 'spin'), { timeout_ms: 3, memory_limit_mb: 64 });
@@ -123,6 +124,26 @@ describe('calls run inline first, within the budget', () => {
     const abandoned = await inlineCalls(engine, 'abandoned');
     expect((await invoke(engine, 'grow', ['1000'])).json.output).toBe('-1');
     expect(await inlineCalls(engine, 'abandoned')).toBe(abandoned + 1);
+  });
+});
+
+describe('--inline-heavy-us', () => {
+  it('sends the calls of a function whose inline calls take longer on average to the workers', async () => {
+    // 1 µs: authentication's calls (tens of microseconds, an eighth of which is the moving average
+    // after one call) are heavier than that, so after its second call its next 63 go to the pool. A
+    // long budget, so that its first call (cold: milliseconds) is not abandoned.
+    const engine = await startEngineProcess({ args: ['--workers', '1', '--inline-heavy-us', '1', '--inline-budget-ms', '500'] });
+    try {
+      await deploy(engine, 'auth', `oci:${join(EXAMPLES_OCI, 'authentication')}`, { entrypoint: 'authentication' });
+      const args = { arg_uri: 'yes', arg_body: 'yes', arg_secret: '12345' };
+      const ran = await inlineCalls(engine, 'ran');
+      for (let i = 0; i < 10; i++) expect((await invoke(engine, 'auth', args)).json.output).toMatch(/Auth Forbidden/);
+      // The first (not counted), the second (which made the average heavy); the rest on the worker.
+      expect(await inlineCalls(engine, 'ran')).toBe(ran + 2);
+      expect(await inlineCalls(engine, 'abandoned')).toBe(0);
+    } finally {
+      await engine.kill();
+    }
   });
 });
 

@@ -17,7 +17,12 @@
  *
  * Functions whose calls keep being abandoned skip the attempt: after an abandoned call the next
  * SKIP_FIRST calls of that module go straight to the pool, twice as many after each further
- * abandoned attempt (up to SKIP_MAX), and back to SKIP_FIRST once a call completes here.
+ * abandoned attempt (up to SKIP_MAX), and back to SKIP_FIRST once a call completes here. Heavier
+ * functions go there too: this is one thread, and guest time spent on it is taken from every
+ * other request, while the pool runs calls on every core. A module whose calls here take more than
+ * `heavyMs` on average (a moving average; --inline-heavy-us) sends its next HEAVY_SKIP calls to the
+ * pool, then tries one here again; the hop to a worker costs a few tens of microseconds, which such
+ * calls outweigh. A module's first call here (its instantiation included) is not counted.
  *
  * What the checks cannot reach is excluded by module (inline/eligibility.ts): start functions,
  * large binaries or initial memories, shared memories, WASI sleeps.
@@ -36,6 +41,9 @@ export const INLINE_MAX_BULK_PAGES = 256;
 /** Calls sent straight to the pool after one was abandoned here; doubled per further abandon. */
 export const SKIP_FIRST = 16;
 export const SKIP_MAX = 1024;
+/** Default of --inline-heavy-us: the average time of a module's inline calls past which they go to the pool (see the header). */
+export const DEFAULT_INLINE_HEAVY_US = 50;
+export const HEAVY_SKIP = 63;
 /** Guest memory kept in idle instances on this thread (as a worker's default). */
 const DEFAULT_INSTANCE_BYTES = 64 * 1024 * 1024;
 /** Calls between checks of that bound (summing every runner's memory per call would cost more than small calls run). */
@@ -47,6 +55,8 @@ export interface InlineExecutorOptions {
   /** As the pool's reuseInstances: false gives every call a fresh instance. */
   reuseInstances: boolean;
   instanceBytes?: number;
+  /** See the header; 0: no bound. */
+  heavyMs: number;
 }
 
 export interface InlineStats {
@@ -64,6 +74,8 @@ interface Entry {
   /** What `skip` becomes after the next abandoned call. */
   nextSkip: number;
   settlePending: boolean;
+  /** Moving average of its calls' time here, in milliseconds; undefined before its first call. */
+  averageMs: number | undefined;
 }
 
 export class InlineExecutor {
@@ -95,7 +107,7 @@ export class InlineExecutor {
     } else {
       const noReuse = this.options.reuseInstances ? loaded.noReuse : 'instance reuse is off';
       const runner = new InstanceRunner(loaded.module, call.abi, loaded.state, noReuse, this.clock);
-      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false };
+      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: undefined };
       this.sinceTrim = TRIM_EVERY;
     }
     this.entries.set(key, entry);
@@ -114,6 +126,13 @@ export class InlineExecutor {
     if (stopped === undefined && !(failure instanceof EngineError && failure.cause instanceof RangeError)) {
       entry.nextSkip = SKIP_FIRST;
       this.stats.ran++;
+      if (result !== undefined && this.options.heavyMs > 0) {
+        if (entry.averageMs === undefined) entry.averageMs = 0;
+        else {
+          entry.averageMs += (result.durationMs - entry.averageMs) / 8;
+          if (entry.averageMs > this.options.heavyMs) entry.skip = HEAVY_SKIP;
+        }
+      }
       return failure === undefined ? Promise.resolve(result as InvocationResult) : Promise.reject(toEngineError(failure));
     }
     if (stopped === 'deadline' && timeoutMs <= this.options.budgetMs) {

@@ -1,6 +1,7 @@
 /**
- * The runtime the engine uses: a fixed pool of worker threads, so guest code never runs on the
- * HTTP thread. A call past its deadline is preempted by terminating its worker (the only way to
+ * The runtime the engine uses: a fixed pool of worker threads. A call first runs on the HTTP thread
+ * within a short budget when inline running is on (inline/inline-executor.ts), and comes here when
+ * it does not finish there. A call past its deadline is preempted by terminating its worker (the only way to
  * stop a running WebAssembly loop), and a fresh worker takes its place while every other call
  * carries on. Invocations beyond the workers wait in a bounded queue; past the bound they are
  * refused at once with OVERLOADED.
@@ -67,7 +68,7 @@ import {
   type WorkerSettings,
 } from './protocol.js';
 import { defaultWorkerUrl } from './worker-url.js';
-import { InlineExecutor } from '../inline/inline-executor.js';
+import { DEFAULT_INLINE_HEAVY_US, InlineExecutor } from '../inline/inline-executor.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -102,6 +103,8 @@ export interface WorkerPoolOptions {
   prepareWorkerUrl?: URL;
   /** Run each call on this thread first, for up to this long (inline/inline-executor.ts); 0 (the default here) never. */
   inlineBudgetMs?: number;
+  /** Inline calls of a module averaging longer than this go to the workers (default DEFAULT_INLINE_HEAVY_US; 0: no bound). */
+  inlineHeavyUs?: number;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
@@ -307,7 +310,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.moduleCacheBytes = options.moduleCacheBytes;
     this.workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
     const inlineBudgetMs = options.inlineBudgetMs ?? 0;
-    this.inline = inlineBudgetMs > 0 ? new InlineExecutor({ budgetMs: inlineBudgetMs, reuseInstances: this.workerSettings.reuseInstances }) : undefined;
+    const heavyMs = (options.inlineHeavyUs ?? DEFAULT_INLINE_HEAVY_US) / 1000;
+    this.inline = inlineBudgetMs > 0 ? new InlineExecutor({ budgetMs: inlineBudgetMs, reuseInstances: this.workerSettings.reuseInstances, heavyMs }) : undefined;
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
   }
