@@ -58,6 +58,8 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
   const runtime = new WorkerPoolRuntime({
     workers: config.workers,
     workerHeapMb: config.workerHeapMb,
+    inlineBudgetMs: config.inlineBudgetMs,
+    inlineHeavyUs: config.inlineHeavyUs,
     maxQueue: config.maxQueue,
     logger: logger.child({ component: 'runtime' }),
     moduleCacheBytes: config.moduleCacheMb * 1024 * 1024,

@@ -28,6 +28,8 @@ export interface EngineConfig {
   maxOutputBytes: number;
   workers: number;
   workerHeapMb: number;
+  inlineBudgetMs: number;
+  inlineHeavyUs: number;
   maxQueue: number;
   maxQueuePerFunction: number;
   moduleCacheMb: number;
@@ -198,6 +200,24 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_WORKER_HEAP_MB'],
     parse: integer(8, 64 * 1024),
     default: () => 512,
+  },
+  inlineBudgetMs: {
+    key: 'inlineBudgetMs',
+    flag: 'inline-budget-ms',
+    arg: 'MS',
+    help: 'A call first runs on the thread that read it for up to this long, then again from the start on a worker; 0: always on a worker.',
+    env: ['WASM_ENGINE_INLINE_BUDGET_MS'],
+    parse: integer(0, 1000),
+    default: () => 2,
+  },
+  inlineHeavyUs: {
+    key: 'inlineHeavyUs',
+    flag: 'inline-heavy-us',
+    arg: 'US',
+    help: "A function whose calls run inline longer than this on average sends its next calls to the workers; 0: no such rule.",
+    env: ['WASM_ENGINE_INLINE_HEAVY_US'],
+    parse: integer(0, 1_000_000),
+    default: () => 50,
   },
   maxQueue: {
     key: 'maxQueue',

@@ -16,6 +16,9 @@ export interface PoolStats {
   busy: number;
   queued: number;
   loadedModules: number;
+  /** Invocations answered on the thread that read them, and those abandoned there for a worker (inline/). */
+  inlineRan?: number;
+  inlineAbandoned?: number;
 }
 
 export interface MetricsSources {
@@ -137,6 +140,20 @@ export class EngineMetrics implements EngineEvents {
         'Invocation time as the caller sees it (waiting for a slot included), every outcome.',
         'histogram',
         () => this.durationSamples(),
+      ),
+    );
+    this.register(
+      new ScrapedMetric(
+        'wasm_engine_inline_calls_total',
+        'Invocations run first on the thread that read them: answered there (ran), or stopped at the inline budget and run again on a worker (abandoned).',
+        'counter',
+        () => {
+          const pool = sources.poolStats();
+          return [
+            { labels: { outcome: 'ran' }, value: pool.inlineRan ?? 0 },
+            { labels: { outcome: 'abandoned' }, value: pool.inlineAbandoned ?? 0 },
+          ];
+        },
       ),
     );
     this.register(

@@ -7,6 +7,8 @@ export { InstanceRunner, type RunnerStats } from './instance-runner.js';
 export { exposeState, type ExposedState } from './reuse/expose.js';
 export { prepareForReuse } from './reuse/prepare.js';
 export { virtualizeMemorySize } from './reuse/virtual-size.js';
+export { injectPreemption, CHECK_INTERVAL, PREEMPT_MODULE } from './preempt/inject.js';
+export { PreemptClock } from './preempt/clock.js';
 export { warmUpFunction } from './pool/warm-up.js';
 export { DEFAULT_MAX_TABLE_ENTRIES } from './pool/preparer.js';
 export { WorkerPoolRuntime, DEFAULT_MAX_QUEUE, DEFAULT_PIPELINE_DEPTH, type WorkerPoolOptions } from './pool/worker-pool.js';

@@ -34,6 +34,7 @@ import type { WasiHost } from './wasi/host.js';
 import { ProcExit } from './wasi/exit.js';
 import { visibleMemoryBytes } from './reuse/virtual-size.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
+import { UNARMED_CLOCK, type PreemptClock } from './preempt/clock.js';
 
 /** Discards in a row, for growth, after which new instances are made without a snapshot. */
 const GROWTH_STREAK = 4;
@@ -78,6 +79,8 @@ export class InstanceRunner {
     private readonly abi: Abi,
     private readonly state: ExposedState | undefined,
     noReuseReason?: string,
+    /** Answers the module's preemption checks (preempt/); the pool's workers never stop a call that way. */
+    private readonly clock: PreemptClock = UNARMED_CLOCK,
   ) {
     this.noReuse = state ? noReuseReason : (noReuseReason ?? 'reuse was not asked for');
   }
@@ -161,12 +164,12 @@ export class InstanceRunner {
     if (this.abi === 'wasi') {
       const made = wasiHost();
       host = made.host;
-      instance = new wasm.Instance(this.module, made.imports);
+      instance = new wasm.Instance(this.module, { ...this.clock.imports, ...made.imports });
       // WASI host calls check pointers against the size the guest sees.
       const virtualSize = this.state?.virtualSize;
       host.attach(instance.exports['memory'] as WasmMemory, virtualSize ? visibleMemoryBytes(instance.exports, virtualSize) : undefined);
     } else {
-      instance = new wasm.Instance(this.module, {});
+      instance = new wasm.Instance(this.module, this.clock.imports);
     }
     this.stats.instantiated++;
     const exports = instance.exports;

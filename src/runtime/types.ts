@@ -75,6 +75,9 @@ export interface RuntimeStats {
   loadedModuleBytes?: number;
   /** Modules evicted from the compiled cache to keep within its bound, since start. */
   evictedModules?: number;
+  /** Invocations answered on the thread that read them, and those abandoned there for a worker, since start (inline/). */
+  inlineRan?: number;
+  inlineAbandoned?: number;
 }
 
 /**

@@ -16,7 +16,7 @@ const RUN_SEED = 20261204;
 const MODULES = 48;
 
 describe('module fuzzing', () => {
-  it(`${MODULES} generated modules: reused instances answer what fresh instances of the original module answer, call after call, never INTERNAL`, async () => {
+  it(`${MODULES} generated modules: reused instances of the module with preemption checks answer what fresh instances of the original module answer, call after call, never INTERNAL`, async () => {
     const outDir = join(FIXTURE_OUT, 'fuzz', 'modules');
     const seeds = Array.from({ length: MODULES }, (_, i) => caseSeed(RUN_SEED, i));
     const stats = await runModuleFuzz({ seeds, outDir, skip: knownIssueSeeds('modules') });
@@ -27,5 +27,7 @@ describe('module fuzzing', () => {
     expect(stats.calls).toBeGreaterThan(MODULES * 5);
     expect(stats.reusedInstances).toBeGreaterThan(50);
     expect(stats.virtualSize).toBeGreaterThan(5);
+    // Nearly every module gets its preemption checks (and runs with them here).
+    expect(stats.preemptChecks).toBeGreaterThan(stats.modules * 0.8);
   });
 });

@@ -161,7 +161,8 @@ describe('a stored function whose start function never returns', () => {
 
 describe('a start function run again after an answer', () => {
   it('has a deadline too: a call held by a worker stuck there runs on another, and the module is then instantiated only inside its calls', async () => {
-    const engine = await start({ args: ['--workers', '1'] });
+    // Calls only on the worker: run inline (the default), gcd's calls would never wait for it.
+    const engine = await start({ args: ['--workers', '1', '--inline-budget-ms', '0'] });
     await deploy(engine, 'slow', `file:${watFixture('hardening', 'slow-start')}`, { timeout_ms: 120_000 });
     await deploy(engine, 'gcd', gcdImage, { timeout_ms: 250 });
     const slow = await invoke(engine.url, 'slow');

@@ -130,8 +130,9 @@ describe('overload and disconnects', () => {
 
   beforeAll(async () => {
     // One invocation of a function at a time, so that the second waits for its function's slot.
+    // Calls only on the worker: run inline (the default), gcd's calls would never wait for it.
     engine = await startEngineProcess({
-      args: ['--workers', '1', '--concurrency-per-replica', '1', '--max-queue', '2', '--max-queue-per-function', '1'],
+      args: ['--workers', '1', '--concurrency-per-replica', '1', '--max-queue', '2', '--max-queue-per-function', '1', '--inline-budget-ms', '0'],
     });
     await deploy(engine, 'spin-a', spinImage(), { timeout_ms: 2500 });
     await deploy(engine, 'spin-b', spinImage(), { timeout_ms: 2500 });

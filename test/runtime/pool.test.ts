@@ -6,6 +6,7 @@ import type { Logger } from '../../src/logger.js';
 import {
   WorkerPoolRuntime,
   analyzeModule,
+  injectPreemption,
   prepareForReuse,
   runInvocation,
   withMemoryMaximum,
@@ -154,9 +155,10 @@ describe('WorkerPoolRuntime', () => {
   it('keeps compiled modules within moduleCacheBytes, evicting the least recently used, and recompiles an evicted one on its next call', async () => {
     const fetched: string[] = [];
     const sources: Record<string, Uint8Array> = { 'sha256:numeric': wat('numeric'), 'sha256:string': wat('string'), 'sha256:counter': wat('counter') };
-    // The bound counts the binaries compiled: rewritten for reuse, as the pool does.
+    // The bound counts the binaries compiled: given preemption checks and rewritten for reuse, as the pool does.
     const compiled = (name: string): number => {
-      const prepared = prepareForReuse(withMemoryMaximum(wat(name), 128 * 16));
+      const checked = injectPreemption(withMemoryMaximum(wat(name), 128 * 16));
+      const prepared = prepareForReuse('bytes' in checked ? checked.bytes : wat(name));
       return 'bytes' in prepared ? prepared.bytes.length : wat(name).length;
     };
     const bound = compiled('numeric') + compiled('string') + 64;

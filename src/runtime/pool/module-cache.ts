@@ -30,6 +30,8 @@ export interface LoadedModule {
   /** Where the state is exported when instances may be reused; else why they may not. */
   state: ExposedState | undefined;
   noReuse: string | undefined;
+  /** Why its calls may not run inline (inline/eligibility.ts); undefined: they may. */
+  notInline?: string | undefined;
   /** Set by unload or eviction: workers must not keep it any longer. */
   unloaded?: boolean;
   /**

@@ -29,6 +29,8 @@ export interface CompiledModule {
   bytes: number;
   state: ExposedState | undefined;
   noReuse: string | undefined;
+  /** Why its calls may not run on the thread that reads them (inline/eligibility.ts); undefined: they may. */
+  notInline?: string | undefined;
 }
 
 export type PrepareReply =

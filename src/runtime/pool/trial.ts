@@ -14,11 +14,12 @@ import { guestFailure } from '../traps.js';
 import type { Abi } from '../types.js';
 import { OutputLimitExceeded, ProcExit } from '../wasi/exit.js';
 import { wasm, type WasmModule } from '../wasm-api.js';
+import { UNARMED_CLOCK } from '../preempt/clock.js';
 
 /** Throws INVALID_FUNCTION_IMAGE when the module's instantiation fails in a way every call would. */
 export function tryInstance(module: WasmModule, abi: Abi): void {
   try {
-    new wasm.Instance(module, abi === 'wasi' ? wasiHost().imports : {});
+    new wasm.Instance(module, abi === 'wasi' ? { ...UNARMED_CLOCK.imports, ...wasiHost().imports } : UNARMED_CLOCK.imports);
   } catch (err) {
     // The sandbox counts proc_exit(0) in a start function as a successful (empty) call.
     if (err instanceof ProcExit && err.code === 0) return;

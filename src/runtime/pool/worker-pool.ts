@@ -1,14 +1,15 @@
 /**
- * The runtime the engine uses: a fixed pool of worker threads, so guest code never runs on the
- * HTTP thread. This file is the pool's public face (load, invoke, preload, close) and the life of
- * its workers: their start and respawn, deadlines, deaths and replacement. Each other part has a
+ * The runtime the engine uses: a fixed pool of worker threads. A call first runs on the HTTP thread
+ * within a short budget when inline running is on (inline/inline-executor.ts), and comes here when
+ * it does not finish there. This file is the pool's public face (load, invoke, preload, close)
+ * and the life of its workers: their start and respawn, deadlines, deaths and replacement. Each other part has a
  * file: which call goes to which worker and when (scheduler.ts, over the queue of call-queue.ts
  * and the fairness rules of fairness.ts), the thread protocol with each worker and its
  * shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the
  * compiled modules (module-cache.ts).
  *
- * A call past its deadline is preempted by terminating its worker (the only way to stop a running
- * WebAssembly loop), and a fresh worker takes its place while every other call carries on; calls
+ * A call past its deadline on a worker is preempted by terminating the worker (the workers' checks
+ * never say stop yet), and a fresh worker takes its place while every other call carries on; calls
  * the worker held and had not started run elsewhere. Invocations beyond the workers wait in a
  * bounded queue; past the bound they are refused at once with OVERLOADED.
  */
@@ -48,6 +49,7 @@ import {
   withdraw,
 } from './worker-slot.js';
 import { defaultWorkerUrl } from './worker-url.js';
+import { DEFAULT_INLINE_HEAVY_US, InlineExecutor } from '../inline/inline-executor.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -80,6 +82,10 @@ export interface WorkerPoolOptions {
   maxTableEntries?: number;
   /** The preparation worker's entry file (default: see worker-url.ts). */
   prepareWorkerUrl?: URL;
+  /** Run each call on this thread first, for up to this long (inline/inline-executor.ts); 0 (the default here) never. */
+  inlineBudgetMs?: number;
+  /** Inline calls of a module averaging longer than this go to the workers (default DEFAULT_INLINE_HEAVY_US; 0: no bound). */
+  inlineHeavyUs?: number;
 }
 
 export const DEFAULT_MAX_QUEUE = 1024;
@@ -133,6 +139,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** Modules whose instances workers make only inside calls (see blame). */
   private readonly lazy = new WeakSet<LoadedModule>();
   private readonly preloader: Preloader;
+  /** Runs calls on this thread first, within a budget; undefined when that is off. */
+  private readonly inline: InlineExecutor | undefined;
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -183,6 +191,9 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       setAside: (digest, reason) => this.setAside.set(digest, reason),
       available: () => this.scheduler.pump(),
     });
+    const inlineBudgetMs = options.inlineBudgetMs ?? 0;
+    const heavyMs = (options.inlineHeavyUs ?? DEFAULT_INLINE_HEAVY_US) / 1000;
+    this.inline = inlineBudgetMs > 0 ? new InlineExecutor({ budgetMs: inlineBudgetMs, reuseInstances: this.workerSettings.reuseInstances, heavyMs }) : undefined;
     this.firstPending = this.size;
     for (let i = 0; i < this.size; i++) this.spawn();
   }
@@ -220,6 +231,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         if (this.moduleCacheBytes !== undefined && this.cache.bytes + 4 * bytes.byteLength > this.moduleCacheBytes) return false;
         const loaded = await this.cache.load(digest, bytes, 1);
         loaded.guarded = false;
+        loaded.notInline = 'the pool warm-up is for the workers';
         loaded.proven = true;
         return true;
       },
@@ -275,6 +287,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
+      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
     };
   }
 
@@ -298,6 +311,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       sandbox = toSandboxCall(req);
     } catch (err) {
       return Promise.reject(err);
+    }
+    if (this.inline !== undefined) {
+      const ran = this.inline.invoke(loaded, sandbox, req.limits.timeoutMs);
+      if (ran !== undefined) return ran;
     }
     return this.enqueue(req, sandbox, loaded, signal);
   }

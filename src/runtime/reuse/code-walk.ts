@@ -46,6 +46,28 @@ export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end
   }
 }
 
+/**
+ * Calls `visit` for every instruction of a function body after its locals, with its first byte and
+ * the offsets of the opcode and of the end of its immediates (the preemption rewrite,
+ * preempt/inject.ts, needs loops, block ends, calls and function references, not only memory).
+ * Throws UnknownInstruction as walkBody does.
+ */
+export function walkInstructions(r: ByteReader, visit: (op: number, start: number, end: number) => void): void {
+  const groups = r.u32();
+  for (let i = 0; i < groups; i++) {
+    r.u32();
+    const at = r.pos;
+    if (!VALUE_TYPE_BYTES.has(r.u8())) unknown('local of a reference type with a heap type', at);
+  }
+  while (!r.done) {
+    const start = r.pos;
+    const op = r.u8();
+    if (op === 0x3f || op === 0x40) r.u32();
+    else skipImmediates(r, op, start);
+    visit(op, start, r.pos);
+  }
+}
+
 function skipImmediates(r: ByteReader, op: number, at: number): MemoryOp | undefined {
   if ((op >= 0x45 && op <= 0xc4) || NO_IMMEDIATE.has(op)) return;
   if (op >= 0x28 && op <= 0x3e) return memarg(r);

@@ -1,8 +1,10 @@
 /**
  * The reuse differential for one generated module, in the calling thread: every call is run twice,
  *
- * - as a pool worker runs it: the module capped at its memory limit, rewritten by prepareForReuse
- *   (memory size made virtual, state exported), one InstanceRunner per ABI that restores and
+ * - as a pool worker runs it: the module capped at its memory limit, given preemption checks
+ *   (injectPreemption, answered by a clock that asks for a check at nearly every loop iteration
+ *   and function entry and never stops a call), rewritten by prepareForReuse (memory size made
+ *   virtual, state exported), one InstanceRunner per ABI that restores and
  *   reuses its instance from call to call (run, then settle, as worker.ts does), calls to the
  *   module's several exports interleaved on it (a worker keeps one runner per module and ABI,
  *   whatever the function's entrypoint);
@@ -13,7 +15,10 @@
  * call grew past the size the guest sees (it traps as in a fresh instance). Guest code runs
  * synchronously here: the caller runs this in a worker thread it can terminate (module-worker.mjs).
  */
-import { InstanceRunner, analyzeModule, normalizeArgs, prepareForReuse, toSandboxCall, wasm, withMemoryMaximum } from './dist.mjs';
+import { InstanceRunner, PreemptClock, analyzeModule, injectPreemption, normalizeArgs, prepareForReuse, toSandboxCall, wasm, withMemoryMaximum } from './dist.mjs';
+
+/** Fuel per check: the checks' slow path runs nearly every time, so that it is what is tested. */
+const clock = new PreemptClock(3);
 
 const I32 = ['0', '1', '-1', '2', '7', '255', '65536', '2147483647', '-2147483648', '4294967295'];
 const I64 = ['0', '1', '-1', '9223372036854775807', '-9223372036854775808', '18446744073709551615', '4294967296'];
@@ -75,18 +80,22 @@ const same = (a, b) => a.output === b.output && a.code === b.code && a.message =
  * Returns counts and, for each problem, what reproduces it (the calls in order).
  */
 export function differential(mod, rng) {
-  const result = { targets: 0, refused: 0, calls: 0, reused: 0, instantiated: 0, reuseRefused: undefined, virtualSize: false, answers: {}, problems: [] };
+  const result = { preemptChecks: false, targets: 0, refused: 0, calls: 0, reused: 0, instantiated: 0, reuseRefused: undefined, virtualSize: false, answers: {}, problems: [] };
   const limits = { timeoutMs: 5_000, memoryLimitMb: mod.memoryLimitMb, maxOutputBytes: rng.pick([16, 1024, 1 << 20]) };
   const capped = withMemoryMaximum(mod.bytes, mod.memoryLimitMb * 16);
   const original = new wasm.Module(capped);
+  // As compile.ts does: checks first, validated, else the module runs without them.
+  const checked = injectPreemption(capped);
+  const base = 'bytes' in checked && wasm.validate(checked.bytes) ? checked.bytes : capped;
+  result.preemptChecks = base !== capped;
   let exposed;
   try {
-    exposed = prepareForReuse(capped);
+    exposed = prepareForReuse(base);
   } catch (err) {
     // module-cache.ts does the same: a module the rewrite cannot read is run as it came.
     exposed = { reason: `its binary could not be read for reuse: ${err instanceof Error ? err.message : String(err)}` };
   }
-  const prepared = new wasm.Module('bytes' in exposed ? exposed.bytes : capped);
+  const prepared = new wasm.Module('bytes' in exposed ? exposed.bytes : base);
   const state = 'state' in exposed ? exposed.state : undefined;
   const noReuse = 'reason' in exposed ? exposed.reason : undefined;
   result.virtualSize = state?.virtualSize !== undefined;
@@ -112,7 +121,7 @@ export function differential(mod, rng) {
   const runnerFor = (abi) => {
     let runner = runners.get(abi);
     if (!runner) {
-      runner = new InstanceRunner(prepared, abi, state, noReuse);
+      runner = new InstanceRunner(prepared, abi, state, noReuse, clock);
       // As a preload does: an instance readied (and its snapshot taken) before the first call.
       if (rng.chance(0.5)) runner.settle();
       runners.set(abi, runner);

@@ -14,7 +14,9 @@ if (!existsSync(fileURLToPath(new URL('runtime/index.js', DIST)))) {
 
 export {
   InstanceRunner,
+  PreemptClock,
   analyzeModule,
+  injectPreemption,
   normalizeArgs,
   prepareForReuse,
   toSandboxCall,

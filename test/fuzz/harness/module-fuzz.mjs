@@ -21,7 +21,7 @@ export async function runModuleFuzz(options) {
   mkdirSync(workDir, { recursive: true });
   const stats = {
     modules: 0, skipped: 0, exports: 0, refusedAtDeploy: 0, calls: 0, reusedInstances: 0, freshInstances: 0,
-    reusable: 0, virtualSize: 0, answers: {}, failures: [],
+    reusable: 0, virtualSize: 0, preemptChecks: 0, answers: {}, failures: [],
   };
   let worker;
   let pending;
@@ -63,6 +63,7 @@ export async function runModuleFuzz(options) {
       stats.freshInstances += r.instantiated ?? 0;
       if (r.targets > 0 && r.reuseRefused === undefined) stats.reusable++;
       if (r.virtualSize) stats.virtualSize++;
+      if (r.preemptChecks) stats.preemptChecks++;
       for (const [k, v] of Object.entries(r.answers ?? {})) stats.answers[k] = (stats.answers[k] ?? 0) + v;
       if (r.problems.length > 0) {
         const failure = { seed, kind: r.problems.map((p) => p.kind).join(', '), about: reply.about, problems: r.problems };
