@@ -36,8 +36,10 @@ export function pinned(cpus, command, args) {
  */
 export function startEngine(dataDir, args = [], { cpus } = {}) {
   const spawned = performance.now();
-  // The bin file itself, as `npm start` runs it: it chooses the engine's Node and its flags.
-  const [command, commandArgs] = pinned(cpus, join(ROOT, 'bin/wasm-engine.js'), ['serve', '--port', '0', '--data-dir', dataDir, ...args]);
+  // The bin file, which chooses the engine's flags, run by this (pinned) Node rather than by its
+  // `#!/usr/bin/env node` line: outside npm's PATH that finds the machine's older Node, whose
+  // launcher runs the engine as a child that a SIGKILL of the launcher would leave behind.
+  const [command, commandArgs] = pinned(cpus, process.execPath, [join(ROOT, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, ...args]);
   const child = spawn(command, commandArgs, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
   return new Promise((resolve, reject) => {
