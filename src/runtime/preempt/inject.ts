@@ -26,6 +26,7 @@
  * module unrewritten, and the caller validates the result.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
+import { concat, Writer, type Chunk } from '../byte-writer.js';
 import { UnknownInstruction, walkInstructions } from '../reuse/code-walk.js';
 import { SECTION, globalType, parseModule, sections, skipNumericConst, type SectionSpan } from '../wasm-binary.js';
 
@@ -122,8 +123,6 @@ function inject(bytes: Uint8Array): InjectResult {
   emitMissingBefore(Infinity);
   return { bytes: concat(out) };
 }
-
-type Chunk = Uint8Array | number[];
 
 function customName(bytes: Uint8Array, s: SectionSpan): string | undefined {
   try {
@@ -401,52 +400,4 @@ function encodeS32(value: number): number[] {
     out.push(done ? byte : byte | 0x80);
     if (done) return out;
   }
-}
-
-/** A growing byte buffer. */
-class Writer {
-  buffer: Uint8Array;
-  length = 0;
-
-  constructor(capacity: number) {
-    this.buffer = new Uint8Array(Math.max(16, capacity));
-  }
-
-  private room(n: number): void {
-    if (this.length + n <= this.buffer.length) return;
-    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
-    next.set(this.buffer.subarray(0, this.length));
-    this.buffer = next;
-  }
-
-  byte(b: number): this {
-    this.room(1);
-    this.buffer[this.length++] = b;
-    return this;
-  }
-
-  bytes(b: Uint8Array | number[]): this {
-    this.room(b.length);
-    this.buffer.set(b, this.length);
-    this.length += b.length;
-    return this;
-  }
-
-  u32(v: number): this {
-    return this.bytes(encodeU32(v));
-  }
-
-  view(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
-  }
-}
-
-function concat(chunks: Chunk[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }

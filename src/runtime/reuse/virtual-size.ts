@@ -24,6 +24,7 @@
  * exports, and locals at the end of a function's own; no existing index moves.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
+import { concat, Writer, type Chunk } from '../byte-writer.js';
 import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
 import { UnknownInstruction, walkBody } from './code-walk.js';
@@ -109,8 +110,6 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
   }
   return { bytes: concat(out), virtualSize: VIRTUAL_SIZE_EXPORTS };
 }
-
-type Chunk = Uint8Array | number[];
 
 /** A section body with entries appended after the existing ones, which are kept byte for byte. */
 function appended(bytes: Uint8Array, s: SectionSpan, entries: Chunk[]): Chunk[] {
@@ -211,44 +210,6 @@ function paddedU32(value: number): number[] {
     v >>>= 7;
   }
   return out;
-}
-
-/** A growing byte buffer. */
-class Writer {
-  buffer: Uint8Array;
-  length = 0;
-
-  constructor(capacity: number) {
-    this.buffer = new Uint8Array(Math.max(16, capacity));
-  }
-
-  private room(n: number): void {
-    if (this.length + n <= this.buffer.length) return;
-    const next = new Uint8Array(Math.max(this.buffer.length * 2, this.length + n));
-    next.set(this.buffer.subarray(0, this.length));
-    this.buffer = next;
-  }
-
-  byte(b: number): this {
-    this.room(1);
-    this.buffer[this.length++] = b;
-    return this;
-  }
-
-  bytes(b: Uint8Array | number[]): this {
-    this.room(b.length);
-    this.buffer.set(b, this.length);
-    this.length += b.length;
-    return this;
-  }
-
-  u32(v: number): this {
-    return this.bytes(encodeU32(v));
-  }
-
-  view(): Uint8Array {
-    return this.buffer.subarray(0, this.length);
-  }
 }
 
 const V128 = 0x7b;
@@ -482,14 +443,4 @@ function encodeS64(value: bigint): number[] {
     out.push(done ? byte : byte | 0x80);
     if (done) return out;
   }
-}
-
-function concat(chunks: Chunk[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.length;
-  }
-  return out;
 }
