@@ -22,7 +22,8 @@
  * other request, while the pool runs calls on every core. A module whose calls here take more than
  * `heavyMs` on average (a moving average; --inline-heavy-us) sends its next HEAVY_SKIP calls to the
  * pool, then tries one here again; the hop to a worker costs a few tens of microseconds, which such
- * calls outweigh. A module's first call here (its instantiation included) is not counted.
+ * calls outweigh. Each call's time enters the average clipped at twice the bound, so that it takes
+ * several heavy calls, not one slow moment, to send a module away. A module's first call here (its instantiation included) is not counted.
  *
  * What the checks cannot reach is excluded by module (inline/eligibility.ts): start functions,
  * large binaries or initial memories, shared memories, WASI sleeps.
@@ -129,7 +130,11 @@ export class InlineExecutor {
       if (result !== undefined && this.options.heavyMs > 0) {
         if (entry.averageMs === undefined) entry.averageMs = 0;
         else {
-          entry.averageMs += (result.durationMs - entry.averageMs) / 8;
+          // A sample counts for at most twice the bound: one slow call (a GC pause, or the OS
+          // running another thread mid-call) then moves the average by a quarter of the bound at
+          // most, and only a module whose calls are heavy again and again leaves this thread.
+          const sample = Math.min(result.durationMs, 2 * this.options.heavyMs);
+          entry.averageMs += (sample - entry.averageMs) / 8;
           if (entry.averageMs > this.options.heavyMs) entry.skip = HEAVY_SKIP;
         }
       }

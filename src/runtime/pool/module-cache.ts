@@ -41,6 +41,8 @@ export interface LoadedModule {
   guarded: boolean;
   /** A call of it has answered within SLOW_CALL_MS at least once. */
   proven: boolean;
+  /** When it was last asked for, on the cache's own count: eviction takes the lowest first. */
+  lastUse: number;
   /** Guarded at least until then (performance.now() time), having been seen slow. */
   slowUntil: number;
 }
@@ -62,6 +64,8 @@ export class ModuleCache {
   private nextId = 1;
   /** Least recently used first (a Map keeps insertion order; a use moves the entry to the end). */
   private readonly ready = new Map<string, LoadedModule>();
+  /** The count touch() stamps modules with. */
+  private uses = 0;
   private readonly pending = new Map<string, Promise<LoadedModule>>();
   /** Keys evicted for room, that a call may bring back. */
   private readonly evicted = new Set<string>();
@@ -87,7 +91,7 @@ export class ModuleCache {
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<LoadedModule> {
     const key = keyOf(digest, memoryLimitMb);
     const done = this.ready.get(key);
-    if (done) return Promise.resolve(this.touch(key, done));
+    if (done) return Promise.resolve(this.touch(done));
     let compiling = this.pending.get(key);
     if (!compiling) {
       compiling = this.compile(digest, bytes, memoryLimitMb, owned).then(
@@ -144,7 +148,7 @@ export class ModuleCache {
   get(digest: string, memoryLimitMb: number): LoadedModule | Promise<LoadedModule> | undefined {
     const key = keyOf(digest, memoryLimitMb);
     const done = this.ready.get(key);
-    if (done) return this.touch(key, done);
+    if (done) return this.touch(done);
     const compiling = this.pending.get(key);
     if (compiling) return compiling;
     const fetch = this.options.fetch;
@@ -185,9 +189,9 @@ export class ModuleCache {
     return removed;
   }
 
-  private touch(key: string, loaded: LoadedModule): LoadedModule {
-    this.ready.delete(key);
-    this.ready.set(key, loaded);
+  /** A count rather than reordering the map: every call touches its module, eviction is rare. */
+  private touch(loaded: LoadedModule): LoadedModule {
+    loaded.lastUse = ++this.uses;
     return loaded;
   }
 
@@ -202,7 +206,8 @@ export class ModuleCache {
     const max = this.options.maxBytes;
     if (max === undefined || this.heldBytes <= max) return;
     const evicted: LoadedModule[] = [];
-    for (const [key, loaded] of this.ready) {
+    const byAge = [...this.ready].sort((a, b) => a[1].lastUse - b[1].lastUse);
+    for (const [key, loaded] of byAge) {
       if (this.heldBytes <= max) break;
       if (key === keep) continue;
       this.drop(key, loaded);
@@ -218,6 +223,6 @@ export class ModuleCache {
   }
 
   private loadedOf(digest: string, compiled: CompiledModule): LoadedModule {
-    return { id: this.nextId++, digest, ...compiled, guarded: true, proven: false, slowUntil: 0 };
+    return { id: this.nextId++, digest, ...compiled, guarded: true, proven: false, slowUntil: 0, lastUse: ++this.uses };
   }
 }
