@@ -20,6 +20,8 @@ const V8_FLAGS = [
 ];
 
 const MIN_NODE_MAJOR = 24;
+/** Set by relaunch's fallback for the engine it starts: the launcher's PID (see watchLauncher). */
+const LAUNCHER_PID = 'WASM_ENGINE_LAUNCHER_PID';
 
 const pinned = pinnedNode();
 const self = fileURLToPath(import.meta.url);
@@ -33,6 +35,7 @@ if (pinned === undefined && Number(process.versions.node.split('.')[0]) < MIN_NO
 } else if (!V8_FLAGS.every((flag) => process.execArgv.includes(flag))) {
   relaunch(process.execPath);
 } else {
+  watchLauncher();
   const { main } = await import('../dist/cli/main.js');
   process.exitCode = await main(args);
 }
@@ -54,11 +57,29 @@ function relaunch(node) {
   // Older Node has no execve: run the engine as a child, pass signals on, end as it ends. In a
   // group of its own, or Ctrl-C would reach it twice (from the terminal and passed on), and the
   // second SIGINT ends the graceful stop the first began.
-  const child = spawn(node, argv, { stdio: 'inherit', detached: true });
+  const child = spawn(node, argv, { stdio: 'inherit', detached: true, env: { ...process.env, [LAUNCHER_PID]: String(process.pid) } });
   for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => child.kill(signal));
   child.on('exit', (code, signal) => {
     if (signal === null) process.exit(code ?? 1);
     process.removeAllListeners(signal);
     process.kill(process.pid, signal);
   });
+}
+
+/**
+ * An engine started by relaunch's fallback stops (gracefully, as on SIGTERM) once its launcher is
+ * gone: a SIGKILL of the launcher passes nothing on, and the engine, in a group of its own, would
+ * otherwise serve on with nobody to stop it. Linux has a parent-death signal for this, which Node
+ * does not offer; the parent's PID changes when the engine is reparented.
+ */
+function watchLauncher() {
+  const launcher = Number(process.env[LAUNCHER_PID]);
+  delete process.env[LAUNCHER_PID];
+  if (!Number.isInteger(launcher) || launcher <= 0) return;
+  const timer = setInterval(() => {
+    if (process.ppid === launcher) return;
+    clearInterval(timer);
+    process.kill(process.pid, 'SIGTERM');
+  }, 500);
+  timer.unref();
 }

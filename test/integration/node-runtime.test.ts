@@ -79,4 +79,42 @@ describe('the Node.js the engine runs on', () => {
       child.kill('SIGKILL');
     }
   });
+  it.skipIf(older === undefined)(`started by the machine's own Node, the engine stops when its command is killed with SIGKILL`, async () => {
+    const dataDir = await makeDataDir();
+    const launcher = spawn(older!, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], {
+      cwd: REPO_ROOT,
+      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let enginePid: number | undefined;
+    try {
+      const output: string[] = [];
+      const url = await new Promise<string>((resolve, reject) => {
+        const onData = (chunk: Buffer): void => {
+          output.push(chunk.toString('utf8'));
+          const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(output.join(''));
+          if (match) resolve(match[1]!);
+        };
+        launcher.stdout.on('data', onData);
+        launcher.stderr.on('data', onData);
+        launcher.once('exit', (code) => reject(new Error(`exited with ${code}:\n${output.join('')}`)));
+      });
+      // Node 20 has no execve: the engine is the launcher's child, on the pinned Node.
+      const children = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+      enginePid = children.find((pid) => realpathSync(`/proc/${pid}/exe`) === PINNED_BINARY);
+      expect(enginePid).toBeDefined();
+      launcher.kill('SIGKILL');
+      // The engine notices that its launcher is gone and stops: wait for the event, boundedly.
+      let gone = false;
+      for (let i = 0; i < 200 && !gone; i++) {
+        gone = !existsSync(`/proc/${enginePid}`) || readFileSync(`/proc/${enginePid}/stat`, 'utf8').split(' ')[2] === 'Z';
+        if (!gone) await new Promise((resolve) => setTimeout(resolve, 50));
+      }
+      expect(gone).toBe(true);
+      await expect(call(url, 'GET', '/healthz')).rejects.toThrow();
+    } finally {
+      launcher.kill('SIGKILL');
+      if (enginePid !== undefined && existsSync(`/proc/${enginePid}`)) process.kill(enginePid, 'SIGKILL');
+    }
+  });
 });
