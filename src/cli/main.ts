@@ -46,9 +46,17 @@ async function serve(argv: string[]): Promise<number> {
     process.once('SIGTERM', resolve);
     process.once('SIGINT', resolve);
   });
+  let stopAsked: NodeJS.Signals | undefined;
+  void signalled.then((signal) => (stopAsked = signal));
   try {
     running = await startEngine(config, logger, { interrupted: signalled });
   } catch (e) {
+    // A stop asked for while the engine waited (for an unreachable store, say) ends that wait with
+    // an error: that is the stop succeeding, not a failure to start.
+    if (stopAsked !== undefined) {
+      logger.info({ signal: stopAsked, err: e }, 'stopped before the engine had started');
+      return 0;
+    }
     logger.fatal({ err: e }, `could not start: ${(e as Error).message}`);
     return 1;
   }
