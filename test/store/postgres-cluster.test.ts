@@ -89,6 +89,23 @@ describe('PostgreSQL store: one node', () => {
   });
 });
 
+describe('PostgreSQL store: unused blobs', () => {
+  it('removes a blob no function names (one a failed removal left behind), and keeps those in use', async () => {
+    const url = await pg.createDatabase();
+    const a = await node(url, 'node-a');
+    expect((await deploy(a, 'hello', `oci:${join(EXAMPLES_OCI, 'hello')}`)).status).toBe(200);
+    const orphan = `sha256:${'ab'.repeat(32)}`;
+    // What a removal that failed midway leaves: a blob row and no entry naming it.
+    await pg.sql(`INSERT INTO wasm_blobs (digest, size, bytes) VALUES ('${orphan}', 3, '\\x010203'::bytea)`, dbName(url));
+    const count = async (where: string): Promise<number> => Number(await pg.sql(`SELECT count(*) FROM wasm_blobs WHERE ${where}`, dbName(url)));
+    expect(await count(`digest = '${orphan}'`)).toBe(1);
+    // The next full resync (at most 10 s away) sweeps it.
+    await eventually('the orphaned blob is removed', async () => (await count(`digest = '${orphan}'`)) === 0, 1200);
+    expect(await count('true')).toBe(1);
+    expect((await invoke(a, 'hello')).json.message).toBe('Hello, Budda!');
+  });
+});
+
 describe('PostgreSQL store: two nodes', () => {
   it('propagates deploy, update, scale and delete made through one node to the other', async () => {
     const url = await pg.createDatabase();

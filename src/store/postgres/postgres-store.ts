@@ -333,6 +333,21 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
       if (!stored.has(name)) this.applyRow(name, undefined, emit);
     }
     await this.blobs.prune(new Set([...this.records.values()].map((r) => r.digest)), 60 * 60 * 1000).catch(() => 0);
+    await this.sweepBlobs();
+  }
+
+  /**
+   * Removes the blobs no entry names: those a failed removal left (dropBlobIfUnused). A deploy's
+   * blob is safe: uncommitted, it is invisible here; committed, its entry names it; and a blob an
+   * uncommitted entry is about to name is kept by the foreign key's check (23503, as there).
+   */
+  private async sweepBlobs(): Promise<void> {
+    try {
+      const swept = await this.pool.query('DELETE FROM wasm_blobs b WHERE NOT EXISTS (SELECT 1 FROM wasm_functions f WHERE f.digest = b.digest)');
+      if ((swept.rowCount ?? 0) > 0) this.logger.info({ store: this.label, blobs: swept.rowCount }, 'removed blobs no function names');
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== '23503') this.logger.warn({ store: this.label, err: reasonOf(err) }, 'could not sweep unused blobs');
+    }
   }
 
   private async resync(): Promise<void> {
@@ -517,7 +532,7 @@ export class PostgresFunctionStore implements FunctionStore, ClusterStore {
     );
   }
 
-  /** Removes a blob no entry names any more; a failure leaves a row the next removal of it retries. */
+  /** Removes a blob no entry names any more; a failure leaves a row the next full sync sweeps (sweepBlobs). */
   private async dropBlobIfUnused(digest: string): Promise<void> {
     try {
       await this.pool.query(
