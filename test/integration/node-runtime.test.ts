@@ -2,11 +2,11 @@
  * The engine runs on the Node.js package.json pins, with the engine's V8 flags, whatever Node
  * starts bin/wasm-engine.js: a machine may have only an older Node and npm (README, "Node.js runtime").
  */
-import { spawn, execFileSync } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, realpathSync } from 'node:fs';
 import { delimiter, join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { REPO_ROOT, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call } from '../support/http.js';
 
 const pkg = JSON.parse(readFileSync(join(REPO_ROOT, 'package.json'), 'utf8')) as { dependencies: Record<string, string> };
@@ -51,69 +51,30 @@ describe('the Node.js the engine runs on', () => {
 
   const older = machineNode();
   it.skipIf(older === undefined)(`started by the machine's own Node (${older ?? 'none on PATH'}), it runs on the pinned one, and SIGTERM to the command stops it cleanly`, async () => {
-    const dataDir = await makeDataDir();
-    const child = spawn(older!, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)));
-    try {
-      const output: string[] = [];
-      const url = await new Promise<string>((resolve, reject) => {
-        const onData = (chunk: Buffer): void => {
-          output.push(chunk.toString('utf8'));
-          const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(output.join(''));
-          if (match) resolve(match[1]!);
-        };
-        child.stdout.on('data', onData);
-        child.stderr.on('data', onData);
-        void exited.then((code) => reject(new Error(`exited with ${code}:\n${output.join('')}`)));
-      });
-      expect(await reportedVersion(url)).toBe(`v${PINNED}`);
-      child.kill('SIGTERM');
-      expect(await exited).toBe(0);
-      // The engine stopped with its command: nothing answers any more.
-      await expect(call(url, 'GET', '/healthz')).rejects.toThrow();
-    } finally {
-      child.kill('SIGKILL');
-    }
+    const engine = await startEngineProcess({ node: older! });
+    running.push(engine);
+    expect(await reportedVersion(engine.url)).toBe(`v${PINNED}`);
+    expect(await engine.stop()).toBe(0);
+    // The engine stopped with its command: nothing answers any more.
+    await expect(call(engine.url, 'GET', '/healthz')).rejects.toThrow();
   });
+
   it.skipIf(older === undefined)(`started by the machine's own Node, the engine stops when its command is killed with SIGKILL`, async () => {
-    const dataDir = await makeDataDir();
-    const launcher = spawn(older!, [CLI, 'serve', '--port', '0', '--data-dir', dataDir], {
-      cwd: REPO_ROOT,
-      env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let enginePid: number | undefined;
+    const launcher = await startEngineProcess({ node: older! });
+    running.push(launcher);
+    // Node 20 has no execve: the engine is the launcher's child, on the pinned Node.
+    const pid = launcher.child.pid!;
+    const children = readFileSync(`/proc/${pid}/task/${pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
+    const enginePid = children.find((child) => realpathSync(`/proc/${child}/exe`) === PINNED_BINARY);
+    expect(enginePid).toBeDefined();
     try {
-      const output: string[] = [];
-      const url = await new Promise<string>((resolve, reject) => {
-        const onData = (chunk: Buffer): void => {
-          output.push(chunk.toString('utf8'));
-          const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(output.join(''));
-          if (match) resolve(match[1]!);
-        };
-        launcher.stdout.on('data', onData);
-        launcher.stderr.on('data', onData);
-        launcher.once('exit', (code) => reject(new Error(`exited with ${code}:\n${output.join('')}`)));
-      });
-      // Node 20 has no execve: the engine is the launcher's child, on the pinned Node.
-      const children = readFileSync(`/proc/${launcher.pid}/task/${launcher.pid}/children`, 'utf8').trim().split(/\s+/).map(Number);
-      enginePid = children.find((pid) => realpathSync(`/proc/${pid}/exe`) === PINNED_BINARY);
-      expect(enginePid).toBeDefined();
-      launcher.kill('SIGKILL');
+      await launcher.kill();
       // The engine notices that its launcher is gone and stops: wait for the event, boundedly.
-      let gone = false;
-      for (let i = 0; i < 200 && !gone; i++) {
-        gone = !existsSync(`/proc/${enginePid}`) || readFileSync(`/proc/${enginePid}/stat`, 'utf8').split(' ')[2] === 'Z';
-        if (!gone) await new Promise((resolve) => setTimeout(resolve, 50));
-      }
-      expect(gone).toBe(true);
-      await expect(call(url, 'GET', '/healthz')).rejects.toThrow();
+      const gone = (): boolean => !existsSync(`/proc/${enginePid}`) || readFileSync(`/proc/${enginePid}/stat`, 'utf8').split(' ')[2] === 'Z';
+      for (let i = 0; i < 200 && !gone(); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+      expect(gone()).toBe(true);
+      await expect(call(launcher.url, 'GET', '/healthz')).rejects.toThrow();
     } finally {
-      launcher.kill('SIGKILL');
       if (enginePid !== undefined && existsSync(`/proc/${enginePid}`)) process.kill(enginePid, 'SIGKILL');
     }
   });

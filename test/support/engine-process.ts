@@ -33,7 +33,9 @@ export interface EngineProcessOptions {
   /** How long to wait for the engine to say it listens (20 s; tests starting several engines at once may need more). */
   startTimeoutMs?: number;
   /** Hears every line as it comes, before the engine listens too (e.g. one waiting for its store). */
-  onLine?: (line: string) => void;
+  onLine?: (line: string, child: ChildProcess) => void;
+  /** The Node.js that runs the command (default: this process's, the pinned one); the machine's own, say. */
+  node?: string;
 }
 
 export async function makeDataDir(): Promise<string> {
@@ -90,7 +92,7 @@ async function storeArgs(options: EngineProcessOptions, dataDir: string): Promis
 export async function startEngineProcess(options: EngineProcessOptions = {}): Promise<EngineProcess> {
   const dataDir = options.dataDir ?? (await makeDataDir());
   const store = await storeArgs(options, dataDir);
-  const child = spawn(process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir, ...store, ...(options.args ?? [])], {
+  const child = spawn(options.node ?? process.execPath, [CLI, 'serve', '--port', '0', '--data-dir', dataDir, ...store, ...(options.args ?? [])], {
     cwd: REPO_ROOT,
     env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '', LOG_LEVEL: 'info', ...options.env },
     stdio: ['ignore', 'pipe', 'pipe'],
@@ -103,7 +105,7 @@ export async function startEngineProcess(options: EngineProcessOptions = {}): Pr
       for (const line of chunk.toString('utf8').split('\n')) {
         if (line === '') continue;
         output.push(line);
-        options.onLine?.(line);
+        options.onLine?.(line, child);
         const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(line);
         if (match) {
           clearTimeout(timer);
