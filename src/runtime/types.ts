@@ -78,7 +78,19 @@ export interface RuntimeStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker, since start (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
+  /** Invocations stopped at their time limit by their own preemption checks, since start, by where they ran (the thread lived on). */
+  preemptions?: { worker: number; inline: number };
+  /** Sandbox workers replaced by a new one since start, by reason. */
+  workerReplacements?: Record<WorkerReplaceReason, number>;
 }
+
+/**
+ * Why a sandbox worker was replaced: 'deadline', terminated because guest code ran past a time
+ * limit and did not stop itself (a call, readying an instance, or a call it held could not start);
+ * 'preload', terminated while readying a restored module ahead of its calls; 'crash' and
+ * 'out_of_memory', it died by itself.
+ */
+export type WorkerReplaceReason = 'deadline' | 'preload' | 'crash' | 'out_of_memory';
 
 /**
  * What the runtime needs of a cancellation signal: whether it fired, and one listener for when it

@@ -52,6 +52,7 @@ export function spawnSlot(options: SpawnOptions, events: SlotEvents): Slot {
     running: undefined,
     runningSince: 0,
     deadline: 0,
+    overdue: undefined,
     timer: undefined,
     timerAt: 0,
     cells,
@@ -114,10 +115,10 @@ export function enlist(slot: Slot, call: Call): Sent | undefined {
 export function postCall(slot: Slot, sent: Sent, transfer: (loaded: LoadedModule) => ModuleTransfer): void {
   const { call, cell } = sent;
   if (slot.modules.has(call.loaded.id)) {
-    post(slot, compactInvoke(call.id, cell, call.loaded.id, call.sandbox));
+    post(slot, compactInvoke(call.id, cell, call.loaded.id, call.timeoutMs, call.sandbox));
     return;
   }
-  const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox, load: transfer(call.loaded) };
+  const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, timeoutMs: call.timeoutMs, call: call.sandbox, load: transfer(call.loaded) };
   if (call.loaded.unloaded) msg.keep = false;
   else slot.modules.add(call.loaded.id);
   post(slot, msg);
