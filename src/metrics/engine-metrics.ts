@@ -177,7 +177,7 @@ export class EngineMetrics implements EngineEvents {
     this.register(
       new ScrapedMetric(
         'wasm_engine_worker_replacements_total',
-        'Sandbox workers replaced by a new one, by reason: deadline (terminated: guest code ran past a time limit without stopping itself), preload (terminated while readying a restored module), crash, out_of_memory.',
+        'Sandbox workers replaced by a new one, by reason: deadline (terminated: guest code ran past a time limit without stopping itself), not_started (terminated: a call it held had not started by its deadline), preload (terminated while readying a restored module), crash, out_of_memory.',
         'counter',
         () => Object.entries(sources.poolStats().workerReplacements ?? {}).map(([reason, value]) => ({ labels: { reason }, value })),
       ),

@@ -86,11 +86,12 @@ export interface RuntimeStats {
 
 /**
  * Why a sandbox worker was replaced: 'deadline', terminated because guest code ran past a time
- * limit and did not stop itself (a call, readying an instance, or a call it held could not start);
- * 'preload', terminated while readying a restored module ahead of its calls; 'crash' and
- * 'out_of_memory', it died by itself.
+ * limit and did not stop itself (a call, or readying an instance after an answer); 'not_started',
+ * terminated because it had not started a call it held by that call's deadline (the call runs
+ * elsewhere); 'preload', terminated while readying a restored module ahead of its calls; 'crash'
+ * and 'out_of_memory', it died by itself.
  */
-export type WorkerReplaceReason = 'deadline' | 'preload' | 'crash' | 'out_of_memory';
+export type WorkerReplaceReason = 'deadline' | 'not_started' | 'preload' | 'crash' | 'out_of_memory';
 
 /**
  * What the runtime needs of a cancellation signal: whether it fired, and one listener for when it

@@ -228,7 +228,7 @@ describe('WorkerPoolRuntime', () => {
     expect(Date.now() - started).toBeLessThan(10_000);
     // The loop stopped itself (its checks asked the worker's clock): no worker was terminated.
     await eventually(() => p.stats().preemptions?.worker === 1);
-    expect(p.stats().workerReplacements).toEqual({ deadline: 0, preload: 0, crash: 0, out_of_memory: 0 });
+    expect(p.stats().workerReplacements).toEqual({ deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 });
     expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
     // Again and again on one worker, which lives on; its next call runs in a fresh instance.
     const one = pool({ workers: 1 });
@@ -427,8 +427,8 @@ describe('WorkerPoolRuntime', () => {
         ['skipped', 3, undefined],
         ['done', 4, '7'],
       ]);
-      expect(Atomics.load(cells, 1)).toBe(CellState.STARTED);
-      expect(Atomics.load(cells, 3)).toBe(CellState.STARTED);
+      expect(Atomics.load(cells, 1)).toBe(CellState.ENDED);
+      expect(Atomics.load(cells, 3)).toBe(CellState.ENDED);
     } finally {
       await w.terminate();
     }

@@ -20,9 +20,11 @@ export interface ModuleTransfer {
 /**
  * The state of a call sent to a worker, in a cell of an Int32Array shared with it: the worker
  * changes PENDING to STARTED before it runs the call, the pool PENDING to WITHDRAWN to take it
- * back. Both use Atomics.compareExchange, so exactly one of them wins.
+ * back. Both use Atomics.compareExchange, so exactly one of them wins. The worker stores ENDED once
+ * the call has ended, before it posts the answer: a pool whose timer fires while that answer waits
+ * behind it in its own event loop can tell a worker that finished the call from one stuck in it.
  */
-export const CellState = { PENDING: 0, STARTED: 1, WITHDRAWN: 2 } as const;
+export const CellState = { PENDING: 0, STARTED: 1, WITHDRAWN: 2, ENDED: 3 } as const;
 
 /** Cells per worker: more than the calls it can hold at once, withdrawn ones not yet acknowledged included. */
 export const CELLS_PER_WORKER = 16;

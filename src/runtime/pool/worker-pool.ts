@@ -45,6 +45,7 @@ import {
   MAX_TIMER_MS,
   acknowledge,
   busyModule,
+  ended,
   enlist,
   held,
   live,
@@ -159,7 +160,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly inline: InlineExecutor | undefined;
   /** Calls the workers answered FUNCTION_TIMEOUT: stopped by their own checks. */
   private selfStopped = 0;
-  private readonly replacements: Record<WorkerReplaceReason, number> = { deadline: 0, preload: 0, crash: 0, out_of_memory: 0 };
+  private readonly replacements: Record<WorkerReplaceReason, number> = { deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 };
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -638,12 +639,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.moved(running.call);
       const busy = busyModule(slot);
       const requeue = [running.call, ...this.takeBack(slot, undefined)];
-      this.replace(slot, 'deadline');
+      this.replace(slot, 'not_started');
       this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
       this.blame(slot, busy, 'ran past its time limit');
       this.scheduler.requeue(requeue);
       return;
     }
+    // Ended in the worker, its answer not read yet (this thread was busy): that answer is the call's.
+    if (ended(slot, running)) return;
     const { call } = running;
     if (slot.overdue !== running) {
       // The client has its answer now; the worker, whose checks stop the call, has a grace to say so.

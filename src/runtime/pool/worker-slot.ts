@@ -88,7 +88,13 @@ export function held(slot: Slot): number {
 
 /** Whether the worker has taken a call sent to it (it may be running it now). */
 export function started(slot: Slot, sent: Sent): boolean {
-  return Atomics.load(slot.cells, sent.cell) === CellState.STARTED;
+  const state = Atomics.load(slot.cells, sent.cell);
+  return state === CellState.STARTED || state === CellState.ENDED;
+}
+
+/** Whether the worker has ended a call it took (its answer may not have been read yet). */
+export function ended(slot: Slot, sent: Sent): boolean {
+  return Atomics.load(slot.cells, sent.cell) === CellState.ENDED;
 }
 
 /** The module whose next instance the worker is readying outside any call, 0 when none (BUSY_CELL). */

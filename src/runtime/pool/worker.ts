@@ -123,6 +123,7 @@ function invoke(msg: InvokeMessage): void {
     reply = { type: 'failed', id: msg.id, code: e.code, message: e.message };
   }
   clock.disarm();
+  Atomics.store(settings.cells, msg.cell, CellState.ENDED);
   port!.postMessage(reply);
   if (!runner) return;
   if (msg.keep === false) {
