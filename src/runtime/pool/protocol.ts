@@ -48,8 +48,9 @@ export interface InvokeMessage {
   keep?: boolean;
   /**
    * The call's time limit. The worker arms its preemption clock with it from the moment it takes
-   * the call (see worker.ts): only the worker knows that moment, and the pool's own deadline for
-   * the call runs from when it learns of it, never earlier.
+   * the call (see worker.ts): only the worker knows that moment (the pool's own deadline runs from
+   * when it sent the call to an idle worker or read the answer before it), and no clock is then
+   * compared across threads.
    */
   timeoutMs: number;
   call: SandboxCall;

@@ -114,15 +114,15 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
 /**
- * How long after a call's deadline its worker may take to say the call stopped itself before it is
- * terminated. The worker's deadline falls before the pool's (it runs from when the worker took the
- * call, which the pool learns later) and its checks come microseconds apart, so its answer is
- * normally in before the pool's timer; the grace covers the answer waiting behind this thread's
- * timers or the worker's thread descheduled by a busy machine. The client is answered at the
- * deadline either way, so waiting costs only the worker's held calls this much; it is of the order
- * of what a replacement costs anyway (a new worker takes tens of milliseconds to be ready).
+ * How long after a call's deadline its worker may take to say the call ended (its cell, see
+ * protocol.ts CellState.ENDED) before it is terminated. The checks stop a loop microseconds after
+ * the worker's own deadline, so this covers the worker's thread waiting for a core on a busy
+ * machine, where a shorter grace terminates workers that were about to stop. The client is
+ * answered at the deadline either way and idle workers take over the calls a stuck worker holds:
+ * waiting only starts a stuck worker's replacement later, by about the time a replacement takes to
+ * be ready (docs/runtime.md has the measurements).
  */
-export const SELF_STOP_GRACE_MS = 50;
+export const SELF_STOP_GRACE_MS = 100;
 
 export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly size: number;
