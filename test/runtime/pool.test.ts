@@ -136,6 +136,25 @@ describe('WorkerPoolRuntime', () => {
     await engineRejection(p.invoke(call), 'FUNCTION_TIMEOUT', /time limit of 200 ms/);
   });
 
+  it('stops a start function that never returns by its checks, in a call and while the next instance is readied after it: no worker terminated', async () => {
+    const p = pool({ workers: 1 });
+    await p.ready();
+    const stuck = watText('(module (func $f (loop $l (br $l))) (start $f) (func (export "stuck") (result i32) (i32.const 1)))');
+    await p.load('sha256:stuck', stuck, 128);
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const call = request(analyzeModule(stuck, { functionName: 'stuck' }), [], { digest: 'sha256:stuck', limits: { timeoutMs: 100 } });
+    for (let i = 0; i < 3; i++) {
+      // Its instance is made inside the call, under the call's clock.
+      await engineRejection(p.invoke(call), 'FUNCTION_TIMEOUT', /time limit of 100 ms/);
+      // After the first answer the worker readies the next instance under the same limit, is
+      // stopped there too, and from then on makes this module's instances only inside its calls:
+      // the gcd call waits for that, not for a worker replaced.
+      expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+    }
+    await eventually(() => p.stats().preemptions?.worker === 3);
+    expect(p.stats().workerReplacements).toEqual({ deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 });
+  });
+
   for (const reuseInstances of [true, false]) {
     it(`answers every call from the initial state, for all three ABIs (instance reuse ${reuseInstances ? 'on' : 'off'})`, async () => {
       const p = pool({ workers: 1, reuseInstances });
