@@ -107,6 +107,7 @@ function invoke(msg: InvokeMessage): void {
     return;
   }
   if (!transfer) {
+    Atomics.store(settings.cells, msg.cell, CellState.ENDED);
     port!.postMessage({ type: 'failed', id: msg.id, code: 'INTERNAL', message: `module ${msg.moduleId} was never sent to this worker` } satisfies FromWorker);
     return;
   }
