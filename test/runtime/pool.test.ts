@@ -261,6 +261,20 @@ describe('WorkerPoolRuntime', () => {
     expect(one.stats().workerReplacements?.deadline).toBe(0);
   });
 
+  it('runs the call after one stopped by its checks in an instance without the stopped call\'s state', async () => {
+    const p = pool({ workers: 1 });
+    const bytes = watText(`(module (global $g (mut i32) (i32.const 0))
+      (func (export "spin") (result i32) (global.set $g (i32.const 7)) (loop $l (br $l)) (i32.const 0))
+      (func (export "read") (result i32) (global.get $g)))`);
+    await p.load('sha256:state-spin', bytes, 128);
+    const entry = (functionName: string, timeoutMs: number) =>
+      request(analyzeModule(bytes, { functionName }), [], { digest: 'sha256:state-spin', limits: { timeoutMs } });
+    expect((await p.invoke(entry('read', 5_000))).output).toBe('0');
+    await engineRejection(p.invoke(entry('spin', 50)), 'FUNCTION_TIMEOUT', /time limit of 50 ms/);
+    expect((await p.invoke(entry('read', 5_000))).output).toBe('0');
+    expect(p.stats().workerReplacements?.deadline).toBe(0);
+  });
+
   it('terminates and replaces a worker whose call the checks cannot stop (a blocking host call) once the grace after its deadline is over', async () => {
     const logger = recordingLogger();
     const p = pool({ workers: 1, logger });
