@@ -19,6 +19,10 @@ export interface PoolStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
+  /** Invocations stopped at their time limit by their own checks, by where they ran. */
+  preemptions?: { worker: number; inline: number };
+  /** Workers replaced, by reason. */
+  workerReplacements?: Record<string, number>;
 }
 
 export interface MetricsSources {
@@ -154,6 +158,28 @@ export class EngineMetrics implements EngineEvents {
             { labels: { outcome: 'abandoned' }, value: pool.inlineAbandoned ?? 0 },
           ];
         },
+      ),
+    );
+    this.register(
+      new ScrapedMetric(
+        'wasm_engine_preemptions_total',
+        'Invocations stopped at their time limit by their own preemption checks (answered FUNCTION_TIMEOUT; the thread lived on), by where they ran: worker or inline.',
+        'counter',
+        () => {
+          const stopped = sources.poolStats().preemptions;
+          return [
+            { labels: { where: 'worker' }, value: stopped?.worker ?? 0 },
+            { labels: { where: 'inline' }, value: stopped?.inline ?? 0 },
+          ];
+        },
+      ),
+    );
+    this.register(
+      new ScrapedMetric(
+        'wasm_engine_worker_replacements_total',
+        'Sandbox workers replaced by a new one, by reason: deadline (terminated: guest code ran past a time limit without stopping itself), not_started (terminated: a call it held had not started by its deadline), preload (terminated while readying a restored module), crash, out_of_memory.',
+        'counter',
+        () => Object.entries(sources.poolStats().workerReplacements ?? {}).map(([reason, value]) => ({ labels: { reason }, value })),
       ),
     );
     this.register(

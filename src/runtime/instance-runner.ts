@@ -79,7 +79,7 @@ export class InstanceRunner {
     private readonly abi: Abi,
     private readonly state: ExposedState | undefined,
     noReuseReason?: string,
-    /** Answers the module's preemption checks (preempt/); the pool's workers never stop a call that way. */
+    /** Answers the module's preemption checks (preempt/): its thread's clock, armed per call by the caller. */
     private readonly clock: PreemptClock = UNARMED_CLOCK,
   ) {
     this.noReuse = state ? noReuseReason : (noReuseReason ?? 'reuse was not asked for');

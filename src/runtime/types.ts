@@ -78,7 +78,20 @@ export interface RuntimeStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker, since start (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
+  /** Invocations stopped at their time limit by their own preemption checks, since start, by where they ran (the thread lived on). */
+  preemptions?: { worker: number; inline: number };
+  /** Sandbox workers replaced by a new one since start, by reason. */
+  workerReplacements?: Record<WorkerReplaceReason, number>;
 }
+
+/**
+ * Why a sandbox worker was replaced: 'deadline', terminated because guest code ran past a time
+ * limit and did not stop itself (a call, or readying an instance after an answer); 'not_started',
+ * terminated because it had not started a call it held by that call's deadline (the call runs
+ * elsewhere); 'preload', terminated while readying a restored module ahead of its calls; 'crash'
+ * and 'out_of_memory', it died by itself.
+ */
+export type WorkerReplaceReason = 'deadline' | 'not_started' | 'preload' | 'crash' | 'out_of_memory';
 
 /**
  * What the runtime needs of a cancellation signal: whether it fired, and one listener for when it

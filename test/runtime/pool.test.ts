@@ -136,6 +136,25 @@ describe('WorkerPoolRuntime', () => {
     await engineRejection(p.invoke(call), 'FUNCTION_TIMEOUT', /time limit of 200 ms/);
   });
 
+  it('stops a start function that never returns by its checks, in a call and while the next instance is readied after it: no worker terminated', async () => {
+    const p = pool({ workers: 1 });
+    await p.ready();
+    const stuck = watText('(module (func $f (loop $l (br $l))) (start $f) (func (export "stuck") (result i32) (i32.const 1)))');
+    await p.load('sha256:stuck', stuck, 128);
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    const call = request(analyzeModule(stuck, { functionName: 'stuck' }), [], { digest: 'sha256:stuck', limits: { timeoutMs: 100 } });
+    for (let i = 0; i < 3; i++) {
+      // Its instance is made inside the call, under the call's clock.
+      await engineRejection(p.invoke(call), 'FUNCTION_TIMEOUT', /time limit of 100 ms/);
+      // After the first answer the worker readies the next instance under the same limit, is
+      // stopped there too, and from then on makes this module's instances only inside its calls:
+      // the gcd call waits for that, not for a worker replaced.
+      expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+    }
+    await eventually(() => p.stats().preemptions?.worker === 3);
+    expect(p.stats().workerReplacements).toEqual({ deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 });
+  });
+
   for (const reuseInstances of [true, false]) {
     it(`answers every call from the initial state, for all three ABIs (instance reuse ${reuseInstances ? 'on' : 'off'})`, async () => {
       const p = pool({ workers: 1, reuseInstances });
@@ -226,8 +245,47 @@ describe('WorkerPoolRuntime', () => {
     expect(answers.map((a) => a.output)).toEqual(Array.from({ length: 20 }, (_, i) => (i === 0 ? '4' : String(i % 2 === 0 ? 4 : 2))));
     await spinning;
     expect(Date.now() - started).toBeLessThan(10_000);
-    // the terminated worker is replaced and serves again
-    await eventually(() => p.stats().workers === 2);
+    // The loop stopped itself (its checks asked the worker's clock): no worker was terminated.
+    await eventually(() => p.stats().preemptions?.worker === 1);
+    expect(p.stats().workerReplacements).toEqual({ deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 });
+    expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
+    // Again and again on one worker, which lives on; its next call runs in a fresh instance.
+    const one = pool({ workers: 1 });
+    const spinOne = await deploy(one, 'spin');
+    const gcdOne = await deploy(one, 'numeric', 'gcd');
+    for (let i = 1; i <= 3; i++) {
+      await engineRejection(one.invoke(spinOne(undefined, { timeoutMs: 50 })), 'FUNCTION_TIMEOUT', /time limit of 50 ms/);
+      expect((await one.invoke(gcdOne(['12', '18']))).output).toBe('6');
+    }
+    await eventually(() => one.stats().preemptions?.worker === 3);
+    expect(one.stats().workerReplacements?.deadline).toBe(0);
+  });
+
+  it('runs the call after one stopped by its checks in an instance without the stopped call\'s state', async () => {
+    const p = pool({ workers: 1 });
+    const bytes = watText(`(module (global $g (mut i32) (i32.const 0))
+      (func (export "spin") (result i32) (global.set $g (i32.const 7)) (loop $l (br $l)) (i32.const 0))
+      (func (export "read") (result i32) (global.get $g)))`);
+    await p.load('sha256:state-spin', bytes, 128);
+    const entry = (functionName: string, timeoutMs: number) =>
+      request(analyzeModule(bytes, { functionName }), [], { digest: 'sha256:state-spin', limits: { timeoutMs } });
+    expect((await p.invoke(entry('read', 5_000))).output).toBe('0');
+    await engineRejection(p.invoke(entry('spin', 50)), 'FUNCTION_TIMEOUT', /time limit of 50 ms/);
+    expect((await p.invoke(entry('read', 5_000))).output).toBe('0');
+    expect(p.stats().workerReplacements?.deadline).toBe(0);
+  });
+
+  it('terminates and replaces a worker whose call the checks cannot stop (a blocking host call) once the grace after its deadline is over', async () => {
+    const logger = recordingLogger();
+    const p = pool({ workers: 1, logger });
+    const sleep300 = await deploy(p, 'wasi-sleep');
+    const gcd = await deploy(p, 'numeric', 'gcd');
+    await p.ready();
+    // poll_oneoff blocks the worker's thread for 300 ms: no check runs before then.
+    await engineRejection(p.invoke(sleep300(undefined, { timeoutMs: 100 })), 'FUNCTION_TIMEOUT', /time limit of 100 ms/);
+    await eventually(() => p.stats().workerReplacements?.deadline === 1);
+    expect(p.stats().preemptions?.worker).toBe(0);
+    expect(logger.lines.some((l) => l.msg?.includes('did not stop itself; its sandbox worker was terminated'))).toBe(true);
     expect((await p.invoke(gcd(['12', '18']))).output).toBe('6');
   });
 
@@ -388,13 +446,13 @@ describe('WorkerPoolRuntime', () => {
       const call = { abi: 'numeric', entrypoint: 'gcd', values: [12, 18], maxOutputBytes: 100 };
       Atomics.store(cells, 0, CellState.WITHDRAWN);
       Atomics.store(cells, 1, CellState.PENDING);
-      w.postMessage({ type: 'invoke', id: 1, cell: 0, moduleId: 1, load: { module }, call });
-      w.postMessage({ type: 'invoke', id: 2, cell: 1, moduleId: 1, call });
+      w.postMessage({ type: 'invoke', id: 1, cell: 0, moduleId: 1, timeoutMs: 10_000, load: { module }, call });
+      w.postMessage({ type: 'invoke', id: 2, cell: 1, moduleId: 1, timeoutMs: 10_000, call });
       // The compact form of a call, as the pool sends it once the worker holds the module.
       Atomics.store(cells, 2, CellState.WITHDRAWN);
       Atomics.store(cells, 3, CellState.PENDING);
-      w.postMessage([3, 2, 1, 0, 'gcd', 100, [12, 18]]);
-      w.postMessage([4, 3, 1, 0, 'gcd', 100, [21, 14]]);
+      w.postMessage([3, 2, 1, 10_000, 0, 'gcd', 100, [12, 18]]);
+      w.postMessage([4, 3, 1, 10_000, 0, 'gcd', 100, [21, 14]]);
       await eventually(() => replies.length === 5);
       expect(replies.slice(1).map((r) => [r.type, r.id, r.result?.output])).toEqual([
         ['skipped', 1, undefined],
@@ -402,8 +460,8 @@ describe('WorkerPoolRuntime', () => {
         ['skipped', 3, undefined],
         ['done', 4, '7'],
       ]);
-      expect(Atomics.load(cells, 1)).toBe(CellState.STARTED);
-      expect(Atomics.load(cells, 3)).toBe(CellState.STARTED);
+      expect(Atomics.load(cells, 1)).toBe(CellState.ENDED);
+      expect(Atomics.load(cells, 3)).toBe(CellState.ENDED);
     } finally {
       await w.terminate();
     }

@@ -13,15 +13,15 @@ describe('compact pool messages', () => {
   ];
 
   it.each(calls)('a %s call survives the round trip, through structured clone too', (_label, call) => {
-    const compact = compactInvoke(7, 3, 42, call);
+    const compact = compactInvoke(7, 3, 42, 250, call);
     expect(Array.isArray(compact)).toBe(true);
-    const expected = { type: 'invoke', id: 7, cell: 3, moduleId: 42, call };
+    const expected = { type: 'invoke', id: 7, cell: 3, moduleId: 42, timeoutMs: 250, call };
     expect(expandInvoke(compact)).toEqual(expected);
     expect(expandInvoke(structuredClone(compact))).toEqual(expected);
   });
 
   it('a WASI call without env or stdin gets neither key back (the runner tells omitted from empty)', () => {
-    const { call } = expandInvoke(compactInvoke(1, 0, 1, { abi: 'wasi', argv: ['x'], maxOutputBytes: 9 }));
+    const { call } = expandInvoke(compactInvoke(1, 0, 1, 10_000, { abi: 'wasi', argv: ['x'], maxOutputBytes: 9 }));
     expect(Object.keys(call).sort()).toEqual(['abi', 'argv', 'maxOutputBytes']);
   });
 

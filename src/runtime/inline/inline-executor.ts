@@ -31,7 +31,7 @@
 import { EngineError, toEngineError } from '../../errors.js';
 import type { SandboxCall } from '../abi/call.js';
 import { InstanceRunner } from '../instance-runner.js';
-import { PreemptClock } from '../preempt/clock.js';
+import { PreemptClock, timeLimitError } from '../preempt/clock.js';
 import type { InvocationResult } from '../types.js';
 import type { LoadedModule } from '../pool/module-cache.js';
 
@@ -65,6 +65,8 @@ export interface InlineStats {
   ran: number;
   /** Calls abandoned here and handed to the pool. */
   abandoned: number;
+  /** Calls answered FUNCTION_TIMEOUT here, stopped by their own checks (counted in `ran` too). */
+  stopped: number;
 }
 
 interface Entry {
@@ -85,7 +87,7 @@ export class InlineExecutor {
   private readonly entries = new Map<string, Entry>();
   private readonly instanceBytes: number;
   private sinceTrim = 0;
-  readonly stats: InlineStats = { ran: 0, abandoned: 0 };
+  readonly stats: InlineStats = { ran: 0, abandoned: 0, stopped: 0 };
 
   constructor(private readonly options: InlineExecutorOptions) {
     this.instanceBytes = options.instanceBytes ?? DEFAULT_INSTANCE_BYTES;
@@ -142,7 +144,8 @@ export class InlineExecutor {
     }
     if (stopped === 'deadline' && timeoutMs <= this.options.budgetMs) {
       this.stats.ran++;
-      return Promise.reject(new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${timeoutMs} ms`));
+      this.stats.stopped++;
+      return Promise.reject(timeLimitError(timeoutMs));
     }
     this.stats.abandoned++;
     entry.skip = entry.nextSkip;

@@ -47,8 +47,13 @@ export interface Slot {
   running: Sent | undefined;
   /** When `running` started (as far as the pool can tell: when the call before it was answered). */
   runningSince: number;
-  /** When `running` is past its time limit (performance.now() time). */
+  /** When `running` is past its time limit (performance.now() time); for an `overdue` call, when its grace ends. */
   deadline: number;
+  /**
+   * The running call once it was answered FUNCTION_TIMEOUT at its deadline: its worker, whose
+   * checks stop it, has until `deadline` to say it ended before it is terminated (worker-pool.ts).
+   */
+  overdue: Sent | undefined;
   /**
    * The deadline timer, kept from call to call: setting and clearing a timer per call cost more
    * than a small call runs. It may fire before the current deadline (it was set for an earlier

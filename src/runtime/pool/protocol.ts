@@ -20,9 +20,11 @@ export interface ModuleTransfer {
 /**
  * The state of a call sent to a worker, in a cell of an Int32Array shared with it: the worker
  * changes PENDING to STARTED before it runs the call, the pool PENDING to WITHDRAWN to take it
- * back. Both use Atomics.compareExchange, so exactly one of them wins.
+ * back. Both use Atomics.compareExchange, so exactly one of them wins. The worker stores ENDED once
+ * the call has ended, before it posts the answer: a pool whose timer fires while that answer waits
+ * behind it in its own event loop can tell a worker that finished the call from one stuck in it.
  */
-export const CellState = { PENDING: 0, STARTED: 1, WITHDRAWN: 2 } as const;
+export const CellState = { PENDING: 0, STARTED: 1, WITHDRAWN: 2, ENDED: 3 } as const;
 
 /** Cells per worker: more than the calls it can hold at once, withdrawn ones not yet acknowledged included. */
 export const CELLS_PER_WORKER = 16;
@@ -44,6 +46,13 @@ export interface InvokeMessage {
   load?: ModuleTransfer;
   /** False when the module was unloaded meanwhile: run it once without caching it. */
   keep?: boolean;
+  /**
+   * The call's time limit. The worker arms its preemption clock with it from the moment it takes
+   * the call (see worker.ts): only the worker knows that moment (the pool's own deadline runs from
+   * when it sent the call to an idle worker or read the answer before it), and no clock is then
+   * compared across threads.
+   */
+  timeoutMs: number;
   call: SandboxCall;
 }
 
@@ -80,33 +89,43 @@ export interface LazyMessage {
  * message cost about twice as much to post as this (and again to read on the other side).
  */
 export type CompactInvoke =
-  | [id: number, cell: number, moduleId: number, abi: 0, entrypoint: string, maxOutputBytes: number, values: (number | bigint)[]]
-  | [id: number, cell: number, moduleId: number, abi: 1, entrypoint: string, maxOutputBytes: number, json: string]
-  | [id: number, cell: number, moduleId: number, abi: 2, maxOutputBytes: number, argv: string[], env: Record<string, string> | null, stdin: Uint8Array | null];
+  | [id: number, cell: number, moduleId: number, timeoutMs: number, abi: 0, entrypoint: string, maxOutputBytes: number, values: (number | bigint)[]]
+  | [id: number, cell: number, moduleId: number, timeoutMs: number, abi: 1, entrypoint: string, maxOutputBytes: number, json: string]
+  | [
+      id: number,
+      cell: number,
+      moduleId: number,
+      timeoutMs: number,
+      abi: 2,
+      maxOutputBytes: number,
+      argv: string[],
+      env: Record<string, string> | null,
+      stdin: Uint8Array | null,
+    ];
 
 /** The InvokeMessage of a call whose module the worker holds, in its compact form. */
-export function compactInvoke(id: number, cell: number, moduleId: number, call: SandboxCall): CompactInvoke {
+export function compactInvoke(id: number, cell: number, moduleId: number, timeoutMs: number, call: SandboxCall): CompactInvoke {
   switch (call.abi) {
     case 'numeric':
-      return [id, cell, moduleId, 0, call.entrypoint, call.maxOutputBytes, call.values];
+      return [id, cell, moduleId, timeoutMs, 0, call.entrypoint, call.maxOutputBytes, call.values];
     case 'string':
-      return [id, cell, moduleId, 1, call.entrypoint, call.maxOutputBytes, call.json];
+      return [id, cell, moduleId, timeoutMs, 1, call.entrypoint, call.maxOutputBytes, call.json];
     case 'wasi':
-      return [id, cell, moduleId, 2, call.maxOutputBytes, call.argv, call.env ?? null, call.stdin ?? null];
+      return [id, cell, moduleId, timeoutMs, 2, call.maxOutputBytes, call.argv, call.env ?? null, call.stdin ?? null];
   }
 }
 
 /** Back to the InvokeMessage it stands for (what compactInvoke was given). */
 export function expandInvoke(m: CompactInvoke): InvokeMessage {
   let call: SandboxCall;
-  if (m[3] === 0) call = { abi: 'numeric', entrypoint: m[4], values: m[6], maxOutputBytes: m[5] };
-  else if (m[3] === 1) call = { abi: 'string', entrypoint: m[4], json: m[6], maxOutputBytes: m[5] };
+  if (m[4] === 0) call = { abi: 'numeric', entrypoint: m[5], values: m[7], maxOutputBytes: m[6] };
+  else if (m[4] === 1) call = { abi: 'string', entrypoint: m[5], json: m[7], maxOutputBytes: m[6] };
   else {
-    call = { abi: 'wasi', argv: m[5], maxOutputBytes: m[4] };
-    if (m[6] !== null) call.env = m[6];
-    if (m[7] !== null) call.stdin = m[7];
+    call = { abi: 'wasi', argv: m[6], maxOutputBytes: m[5] };
+    if (m[7] !== null) call.env = m[7];
+    if (m[8] !== null) call.stdin = m[8];
   }
-  return { type: 'invoke', id: m[0], cell: m[1], moduleId: m[2], call };
+  return { type: 'invoke', id: m[0], cell: m[1], moduleId: m[2], timeoutMs: m[3], call };
 }
 
 export type ToWorker = InvokeMessage | CompactInvoke | EvictMessage | PreloadMessage | LazyMessage;

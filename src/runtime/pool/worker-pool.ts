@@ -8,10 +8,14 @@
  * shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the
  * compiled modules (module-cache.ts).
  *
- * A call past its deadline on a worker is preempted by terminating the worker (the workers' checks
- * never say stop yet), and a fresh worker takes its place while every other call carries on; calls
- * the worker held and had not started run elsewhere. Invocations beyond the workers wait in a
- * bounded queue; past the bound they are refused at once with OVERLOADED.
+ * A call past its deadline on a worker stops itself: the worker arms its preemption clock with the
+ * call's time limit (worker.ts), the module's checks trap the guest, and the worker answers
+ * FUNCTION_TIMEOUT and serves on. The pool answers the client FUNCTION_TIMEOUT at the deadline
+ * whatever the worker does, and terminates the worker only when it has not said the call ended
+ * within SELF_STOP_GRACE_MS after it (what the checks cannot reach: a blocking host call, a module
+ * the rewrite left without checks); a fresh worker then takes its place while every other call
+ * carries on, and calls the worker held and had not started run elsewhere. Invocations beyond the
+ * workers wait in a bounded queue; past the bound they are refused at once with OVERLOADED.
  */
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../../errors.js';
@@ -27,6 +31,7 @@ import type {
   PreloadFailure,
   PreloadRequest,
   RuntimeStats,
+  WorkerReplaceReason,
 } from '../types.js';
 import { SLOW_CALL_MS, markSlow, trust } from './fairness.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
@@ -40,6 +45,7 @@ import {
   MAX_TIMER_MS,
   acknowledge,
   busyModule,
+  ended,
   enlist,
   held,
   live,
@@ -50,6 +56,7 @@ import {
 } from './worker-slot.js';
 import { defaultWorkerUrl } from './worker-url.js';
 import { DEFAULT_INLINE_HEAVY_US, InlineExecutor } from '../inline/inline-executor.js';
+import { timeLimitError } from '../preempt/clock.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -106,6 +113,16 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Respawn delays after a worker fails to start: doubling from the first to the last. */
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
+/**
+ * How long after a call's deadline its worker may take to say the call ended (its cell, see
+ * protocol.ts CellState.ENDED) before it is terminated. The checks stop a loop microseconds after
+ * the worker's own deadline, so this covers the worker's thread waiting for a core on a busy
+ * machine, where a shorter grace terminates workers that were about to stop. The client is
+ * answered at the deadline either way and idle workers take over the calls a stuck worker holds:
+ * waiting only starts a stuck worker's replacement later, by about the time a replacement takes to
+ * be ready (docs/runtime.md has the measurements).
+ */
+export const SELF_STOP_GRACE_MS = 100;
 
 export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly size: number;
@@ -141,6 +158,9 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly preloader: Preloader;
   /** Runs calls on this thread first, within a budget; undefined when that is off. */
   private readonly inline: InlineExecutor | undefined;
+  /** Calls the workers answered FUNCTION_TIMEOUT: stopped by their own checks. */
+  private selfStopped = 0;
+  private readonly replacements: Record<WorkerReplaceReason, number> = { deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 };
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -184,7 +204,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       transferOf: (loaded) => this.transferOf(loaded),
       replace: (slot) => {
         const requeue = this.takeBack(slot, undefined);
-        const next = this.replace(slot);
+        const next = this.replace(slot, 'preload');
         this.scheduler.requeue(requeue);
         return next;
       },
@@ -288,6 +308,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
       ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
+      preemptions: { worker: this.selfStopped, inline: this.inline?.stats.stopped ?? 0 },
+      workerReplacements: { ...this.replacements },
     };
   }
 
@@ -471,7 +493,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.preloader.preloaded(slot, msg.id);
       return;
     }
-    if (msg.type === 'failed') this.answered(slot, msg.id, new EngineError(msg.code, msg.message));
+    if (msg.type === 'failed') {
+      // Only a worker's own checks make it answer this (worker.ts).
+      if (msg.code === 'FUNCTION_TIMEOUT') this.selfStopped++;
+      this.answered(slot, msg.id, new EngineError(msg.code, msg.message));
+    }
     // 'skipped' for a call not withdrawn cannot happen (only the pool withdraws): no answer to give.
     else this.answered(slot, msg.id, null);
   }
@@ -571,6 +597,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return;
     }
     this.logger.warn({ reason, busy: running !== undefined }, 'sandbox worker crashed; replacing it');
+    this.replacements[outOfMemory ? 'out_of_memory' : 'crash']++;
     if (running === undefined) this.blame(slot, busy, outOfMemory ? 'exhausted the sandbox heap' : 'crashed the sandbox');
     if (running) {
       const message = outOfMemory
@@ -612,18 +639,28 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.moved(running.call);
       const busy = busyModule(slot);
       const requeue = [running.call, ...this.takeBack(slot, undefined)];
-      this.replace(slot);
+      this.replace(slot, 'not_started');
       this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
       this.blame(slot, busy, 'ran past its time limit');
       this.scheduler.requeue(requeue);
       return;
     }
+    // Ended in the worker, its answer not read yet (this thread was busy): that answer is the call's.
+    if (ended(slot, running)) return;
+    const { call } = running;
+    if (slot.overdue !== running) {
+      // The client has its answer now; the worker, whose checks stop the call, has a grace to say so.
+      this.settle(call, timeLimitError(call.timeoutMs));
+      slot.overdue = running;
+      const now = performance.now();
+      slot.deadline = now + SELF_STOP_GRACE_MS;
+      this.armDeadline(slot, now);
+      return;
+    }
     // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
     const requeue = this.takeBack(slot, running);
-    this.replace(slot);
-    const { call } = running;
-    this.logger.warn({ timeoutMs: call.timeoutMs }, 'invocation timed out; its sandbox worker was terminated');
-    this.settle(call, new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${call.timeoutMs} ms`));
+    this.replace(slot, 'deadline');
+    this.logger.warn({ timeoutMs: call.timeoutMs, graceMs: SELF_STOP_GRACE_MS }, 'invocation timed out and did not stop itself; its sandbox worker was terminated');
     this.scheduler.requeue(requeue);
   }
 
@@ -649,13 +686,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return;
     }
     const requeue = this.takeBack(slot, undefined);
-    this.replace(slot);
+    this.replace(slot, 'deadline');
     this.blame(slot, busy, 'ran past its time limit');
     this.scheduler.requeue(requeue);
   }
 
   /** Takes a worker out of service and stops it; returns the new worker in its place (none once the pool has stopped). */
-  private replace(slot: Slot): Slot | undefined {
+  private replace(slot: Slot, reason: WorkerReplaceReason): Slot | undefined {
+    this.replacements[reason]++;
     this.retire(slot);
     void slot.worker.terminate();
     return this.stopped ? undefined : this.spawn();
@@ -694,6 +732,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     slot.state = 'gone';
     slot.timer = undefined;
     slot.running = undefined;
+    slot.overdue = undefined;
     this.slots.delete(slot);
     this.preloader.abandon(slot);
     return slot.sent.splice(0).filter((sent) => !sent.withdrawn);

@@ -52,6 +52,7 @@ export function spawnSlot(options: SpawnOptions, events: SlotEvents): Slot {
     running: undefined,
     runningSince: 0,
     deadline: 0,
+    overdue: undefined,
     timer: undefined,
     timerAt: 0,
     cells,
@@ -87,7 +88,13 @@ export function held(slot: Slot): number {
 
 /** Whether the worker has taken a call sent to it (it may be running it now). */
 export function started(slot: Slot, sent: Sent): boolean {
-  return Atomics.load(slot.cells, sent.cell) === CellState.STARTED;
+  const state = Atomics.load(slot.cells, sent.cell);
+  return state === CellState.STARTED || state === CellState.ENDED;
+}
+
+/** Whether the worker has ended a call it took (its answer may not have been read yet). */
+export function ended(slot: Slot, sent: Sent): boolean {
+  return Atomics.load(slot.cells, sent.cell) === CellState.ENDED;
 }
 
 /** The module whose next instance the worker is readying outside any call, 0 when none (BUSY_CELL). */
@@ -114,10 +121,10 @@ export function enlist(slot: Slot, call: Call): Sent | undefined {
 export function postCall(slot: Slot, sent: Sent, transfer: (loaded: LoadedModule) => ModuleTransfer): void {
   const { call, cell } = sent;
   if (slot.modules.has(call.loaded.id)) {
-    post(slot, compactInvoke(call.id, cell, call.loaded.id, call.sandbox));
+    post(slot, compactInvoke(call.id, cell, call.loaded.id, call.timeoutMs, call.sandbox));
     return;
   }
-  const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, call: call.sandbox, load: transfer(call.loaded) };
+  const msg: InvokeMessage = { type: 'invoke', id: call.id, cell, moduleId: call.loaded.id, timeoutMs: call.timeoutMs, call: call.sandbox, load: transfer(call.loaded) };
   if (call.loaded.unloaded) msg.keep = false;
   else slot.modules.add(call.loaded.id);
   post(slot, msg);

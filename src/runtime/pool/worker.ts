@@ -2,13 +2,21 @@
  * A sandbox worker thread: keeps the compiled modules it was sent and, per module and ABI, an
  * InstanceRunner that decides which instance each call runs in (a restored one, or a fresh one).
  * One invocation at a time, in the order sent; the pool may send the next before this one ends,
- * and may take it back until this thread marks it started in its shared cell. The pool preempts a
- * call past its deadline by terminating this whole thread. The answer is posted before the runner
- * readies the next instance (settle), so the caller never waits for a restore or an instantiation.
+ * and may take it back until this thread marks it started in its shared cell. The answer is posted
+ * before the runner readies the next instance (settle), so the caller never waits for a restore or
+ * an instantiation.
+ *
+ * A call past its time limit stops itself: this thread's PreemptClock is armed with the limit from
+ * the moment the call is taken (its instantiation included), the module's checks (preempt/) then
+ * trap it, and the call is answered FUNCTION_TIMEOUT; its instance is discarded like any trapped
+ * one's and the thread serves on. Readying the next instance after an answer is armed with the same
+ * limit. The pool terminates this thread only when it has not heard the call end shortly after the
+ * deadline (what the checks cannot reach: a blocking host call, a module left without checks).
  */
 import { parentPort, workerData } from 'node:worker_threads';
 import { toEngineError } from '../../errors.js';
 import { InstanceRunner } from '../instance-runner.js';
+import { PreemptClock, timeLimitError } from '../preempt/clock.js';
 import { warmUp } from './warm-up.js';
 import type { Abi } from '../types.js';
 import {
@@ -36,6 +44,11 @@ const DEFAULTS: WorkerSettings = {
 };
 const settings: WorkerSettings = { ...DEFAULTS, ...((workerData as Partial<WorkerSettings> | null) ?? {}) };
 
+/** Answers the checks of every module on this thread; armed for one call (or one settle) at a time. */
+const clock = new PreemptClock();
+/** setTimeout's bound, as the pool caps its deadlines with (worker-slot.ts MAX_TIMER_MS): never later than the pool's. */
+const MAX_DEADLINE_MS = 2 ** 31 - 1;
+
 const modules = new Map<number, ModuleTransfer>();
 /** Modules whose instances are made only inside their calls (see LazyMessage). */
 const lazy = new Set<number>();
@@ -55,7 +68,7 @@ function runnerFor(moduleId: number, abi: Abi, transfer: ModuleTransfer): Instan
     sinceTrim = TRIM_EVERY;
     // The state goes along even when reuse is off: a module whose memory size was made virtual
     // must have its string-ABI growth go through that size either way.
-    runner = new InstanceRunner(transfer.module, abi, transfer.state, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off');
+    runner = new InstanceRunner(transfer.module, abi, transfer.state, settings.reuseInstances ? transfer.noReuse : 'instance reuse is off', clock);
   }
   runners.set(key, runner);
   return runner;
@@ -94,28 +107,45 @@ function invoke(msg: InvokeMessage): void {
     return;
   }
   if (!transfer) {
+    Atomics.store(settings.cells, msg.cell, CellState.ENDED);
     port!.postMessage({ type: 'failed', id: msg.id, code: 'INTERNAL', message: `module ${msg.moduleId} was never sent to this worker` } satisfies FromWorker);
     return;
   }
   let runner: InstanceRunner | undefined;
   let reply: FromWorker;
+  const limitMs = Math.min(msg.timeoutMs, MAX_DEADLINE_MS);
+  const startedAt = performance.now();
+  clock.arm(startedAt + limitMs);
+  let endedAt: number;
   try {
     runner = runnerFor(msg.moduleId, msg.call.abi, transfer);
-    reply = compactDone(msg.id, runner.run(msg.call));
+    const result = runner.run(msg.call);
+    // The run measured itself: no second read of the clock on the common path.
+    endedAt = startedAt + result.durationMs;
+    reply = compactDone(msg.id, result);
   } catch (err) {
-    const e = toEngineError(err);
+    endedAt = performance.now();
+    // The guest trapped because the clock said stop: its own trap message would hide why.
+    const e = clock.disarm() === 'deadline' ? timeLimitError(msg.timeoutMs) : toEngineError(err);
     reply = { type: 'failed', id: msg.id, code: e.code, message: e.message };
   }
+  clock.disarm();
+  Atomics.store(settings.cells, msg.cell, CellState.ENDED);
   port!.postMessage(reply);
   if (!runner) return;
   if (msg.keep === false) {
     dropModule(msg.moduleId);
     return;
   }
-  // Guest code may run here (a start function), outside any call: the pool watches BUSY_CELL.
+  // Guest code may run here (a start function), outside any call: under the call's time limit, and
+  // the pool watches BUSY_CELL for what the checks cannot stop.
   const cells = settings.cells;
   Atomics.store(cells, BUSY_CELL, msg.moduleId);
+  clock.arm(endedAt + limitMs);
   runner.settle(lazy.size === 0 || !lazy.has(msg.moduleId));
+  // Stopped there: its start function is too slow to run between calls; from now on it runs inside
+  // the module's calls, under their deadlines.
+  if (clock.disarm() === 'deadline') lazy.add(msg.moduleId);
   Atomics.store(cells, BUSY_CELL, 0);
   // Summing every runner's memory per call would cost more than the calls of small functions.
   if (++sinceTrim >= TRIM_EVERY) {

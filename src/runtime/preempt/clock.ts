@@ -7,6 +7,7 @@
  * until the next call is armed. Once stopped, every later check says stop too, so nothing the
  * guest does after the trap (it cannot catch it) goes further.
  */
+import { EngineError } from '../../errors.js';
 import { CHECK_INTERVAL, PREEMPT_CHECK, PREEMPT_MODULE } from './inject.js';
 
 export type StopReason = 'deadline' | 'bulk';
@@ -54,5 +55,13 @@ export class PreemptClock {
   }
 }
 
-/** The clock of threads that never stop a call this way (the pool's workers: terminating one is their backstop). */
+/**
+ * The clock of code that never stops a call this way: the deploy's trial instance (its preparation
+ * worker is terminated at the time limit) and runners made without a clock.
+ */
 export const UNARMED_CLOCK = new PreemptClock();
+
+/** What a call stopped at its time limit ends with, wherever it was stopped (SPEC §2 FUNCTION_TIMEOUT). */
+export function timeLimitError(timeoutMs: number): EngineError {
+  return new EngineError('FUNCTION_TIMEOUT', `the function ran past its time limit of ${timeoutMs} ms`);
+}
