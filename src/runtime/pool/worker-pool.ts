@@ -25,6 +25,7 @@ import type {
   InvocationRequest,
   InvocationResult,
   PreloadFailure,
+  PortableModule,
   PreloadRequest,
   RuntimeStats,
 } from '../types.js';
@@ -259,6 +260,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     }
     if (items.size === 0) return Promise.resolve([]);
     return this.preloader.start([...items.values()]);
+  }
+
+  portable(digest: string, memoryLimitMb: number): PortableModule | undefined {
+    if (this.inline === undefined || this.setAside.has(digest)) return undefined;
+    const loaded = this.cache.peek(digest, memoryLimitMb);
+    if (loaded === undefined || loaded.unloaded || loaded.notInline !== undefined) return undefined;
+    const { module, state, noReuse } = loaded;
+    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
   }
 
   unload(digest: string): void {
