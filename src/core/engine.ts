@@ -38,6 +38,8 @@ export interface InvokeRequest {
   stdin?: Uint8Array;
   /** Fires when the caller goes away: a call still waiting is dropped. An AbortSignal will do. */
   signal?: CancelSignal;
+  /** The caller ran it inline already and gave up (an HTTP thread): the runtime's workers run it. */
+  inlineTried?: boolean;
 }
 
 export interface EngineDefaults {
@@ -529,7 +531,7 @@ export class Engine {
       this.events.invocation(record.name, outcomeOf(err), 0, false);
       return Promise.reject(err);
     }
-    return this.run(record, args, request.stdin, record.env, request.signal);
+    return this.run(record, args, request.stdin, record.env, request.signal, request.inlineTried === true);
   }
 
   /** An invocation from the raw data plane: body, query and environment mean what raw-input.ts says. */
@@ -551,6 +553,7 @@ export class Engine {
     stdin: Uint8Array | undefined,
     env: Record<string, string>,
     signal: CancelSignal | undefined,
+    inlineTried = false,
   ): Promise<InvocationResult> {
     const started = performance.now();
     const state = this.stateOf(record);
@@ -585,6 +588,7 @@ export class Engine {
       const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
       // Set rather than spread in: spreading a conditional object costs two objects per call.
       if (stdin !== undefined) request.stdin = stdin;
+      if (inlineTried) request.inlineTried = true;
       const result = await this.runtime.invoke(request, signal);
       if (!state.removed) {
         this.events.invocation(record.name, 'success', (performance.now() - started) / 1000, cold);

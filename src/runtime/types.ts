@@ -55,6 +55,8 @@ export interface InvocationRequest {
    * limit from then, or it is refused with OVERLOADED (default: when the runtime is handed it).
    */
   arrivedAt?: number;
+  /** Run inline on another thread already, and given up there: not tried inline again. */
+  inlineTried?: boolean;
 }
 
 export interface InvocationResult {

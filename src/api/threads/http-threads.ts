@@ -57,7 +57,8 @@ interface Thread {
 export class HttpThreads {
   private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_CELLS * Int32Array.BYTES_PER_ELEMENT));
   private readonly threads: (Thread | undefined)[] = [];
-  private readonly requests: Counter<'thread'>;
+  /** Requests read per thread, by index (0: the main thread). */
+  private readonly counted: number[] = [0];
   private readonly flushWaiters = new Map<number, { left: Set<number>; done: () => void }>();
   private nextFlush = 1;
   private upstream: NetServer | undefined;
@@ -71,13 +72,22 @@ export class HttpThreads {
   readonly inline = { ran: 0, abandoned: 0 };
 
   constructor(private readonly options: HttpThreadsOptions) {
-    this.requests = new Counter({
+    const counted = this.counted;
+    const reported: number[] = [];
+    new Counter({
       name: 'wasm_engine_http_thread_requests_total',
       help: 'HTTP requests read, by the thread whose connection they came on (0: the main thread).',
       labelNames: ['thread'],
       registers: [options.registry],
+      // Counted as plain numbers (the main thread's on its hot path), brought in when scraped.
+      collect() {
+        for (let i = 0; i < counted.length; i++) {
+          const delta = (counted[i] ?? 0) - (reported[i] ?? 0);
+          if (delta > 0 || reported[i] === undefined) this.inc({ thread: String(i) }, delta);
+          reported[i] = counted[i] ?? 0;
+        }
+      },
     });
-    this.requests.inc({ thread: '0' }, 0);
     const { app, engine } = options;
     engine.watchFunctions((name) => this.publish(name));
     // Reads of what the threads count wait for their reports: an invocation answered before the
@@ -96,7 +106,7 @@ export class HttpThreads {
   async start(host: string, port: number): Promise<void> {
     // Counted from here: the engine's own warm-up requests are not.
     this.options.app.server.on('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
-      if (req.socket[PROXIED] !== true) this.requests.inc({ thread: '0' });
+      if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
     });
     if (!this.enabled) return;
     this.host = host;
@@ -224,7 +234,7 @@ export class HttpThreads {
     const worker = new Worker(new URL('./http-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
     const thread: Thread = { index, worker, table: port1, calls: new Map(), listening: false, exited: false };
     this.threads[index] = thread;
-    this.requests.inc({ thread: String(index) }, 0);
+    this.counted[index] ??= 0;
     return new Promise<void>((resolve) => {
       let settled = false;
       const settle = (): void => {
@@ -269,7 +279,7 @@ export class HttpThreads {
           thread.calls.delete(message.id);
           if (!thread.exited) thread.worker.postMessage(answer);
         };
-        this.options.engine.invoke({ name: message.name, args: message.args, signal: gone }).then(
+        this.options.engine.invoke({ name: message.name, args: message.args, signal: gone, inlineTried: message.inlineTried }).then(
           (result) => reply({ type: 'result', id: message.id, output: result.output }),
           (error: unknown) => {
             const err = toEngineError(error);
@@ -293,7 +303,7 @@ export class HttpThreads {
       case 'report':
         this.options.engine.recordInvocations(message.calls);
         for (const [status, seconds] of message.http) this.options.observeHttp('POST', INVOKE_ROUTE, status, seconds);
-        if (message.requests > 0) this.requests.inc({ thread: String(thread.index) }, message.requests);
+        this.counted[thread.index] = (this.counted[thread.index] ?? 0) + message.requests;
         this.inline.ran += message.inlineRan;
         this.inline.abandoned += message.inlineAbandoned;
         return;

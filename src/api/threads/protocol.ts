@@ -57,7 +57,7 @@ export type HttpObservation = [status: number, seconds: number];
 
 export type ToMain =
   | { type: 'listening' }
-  | { type: 'invoke'; id: number; name: string; args: unknown }
+  | { type: 'invoke'; id: number; name: string; args: unknown; inlineTried: boolean }
   | { type: 'cancel'; id: number }
   /** A slot given back while the main thread had calls waiting for one. */
   | { type: 'wake'; name: string }

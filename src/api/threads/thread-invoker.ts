@@ -17,6 +17,8 @@ import { InlineExecutor, type InlineModule } from '../../runtime/inline/inline-e
 import { CONTROL_CLOSING, CONTROL_EPOCH, type TableMessage, type ToMain, type ToThread } from './protocol.js';
 import type { Reports } from './reports.js';
 
+const DECLINED = Symbol('declined inline');
+
 interface Entry {
   fn: InvocableFunction;
   loaded: InlineModule;
@@ -59,10 +61,13 @@ export class ThreadInvoker {
       const entry = this.table.get(request.name);
       if (entry !== undefined) {
         const ran = this.runHere(entry, request.args);
-        if (ran !== undefined) return ran;
+        if (ran !== undefined && ran !== DECLINED) return ran;
+        // Abandoned at the budget, or skipped as the executor's rules say: the main thread's own
+        // executor would only do the same, so its workers run it.
+        if (ran === DECLINED) return this.forward(request, true);
       }
     }
-    return this.forward(request);
+    return this.forward(request, false);
   }
 
   /** Calls forwarded and not answered yet. */
@@ -124,8 +129,11 @@ export class ThreadInvoker {
     held.loaded.unloaded = true;
   }
 
-  /** The call's outcome when it ran here; undefined when it is the main thread's to run. */
-  private runHere(entry: Entry, rawArgs: unknown): Promise<InvocationResult> | undefined {
+  /**
+   * The call's outcome when it ran here; DECLINED when the executor tried it or skipped it (the
+   * workers' to run); undefined when it is the main thread's to run as any call.
+   */
+  private runHere(entry: Entry, rawArgs: unknown): Promise<InvocationResult> | typeof DECLINED | undefined {
     const { fn } = entry;
     let call: SandboxCall;
     try {
@@ -142,7 +150,7 @@ export class ThreadInvoker {
     } finally {
       if (releaseGateCell(fn.gate)) this.options.post({ type: 'wake', name: fn.name });
     }
-    if (ran === undefined) return undefined;
+    if (ran === undefined) return DECLINED;
     const seconds = (performance.now() - started) / 1000;
     const { reports } = this.options;
     return ran.then(
@@ -158,7 +166,7 @@ export class ThreadInvoker {
     );
   }
 
-  private forward(request: InvokeRequest): Promise<InvocationResult> {
+  private forward(request: InvokeRequest, inlineTried: boolean): Promise<InvocationResult> {
     const id = this.nextCallId++;
     const signal = request.signal;
     return new Promise<InvocationResult>((resolve, reject) => {
@@ -179,7 +187,7 @@ export class ThreadInvoker {
           },
         });
       }
-      this.options.post({ type: 'invoke', id, name: request.name, args: request.args });
+      this.options.post({ type: 'invoke', id, name: request.name, args: request.args, inlineTried });
     });
   }
 }

@@ -321,7 +321,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.inline !== undefined) {
+    if (this.inline !== undefined && req.inlineTried !== true) {
       const ran = this.inline.invoke(loaded, sandbox, req.limits.timeoutMs);
       if (ran !== undefined) return ran;
     }
