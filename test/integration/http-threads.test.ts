@@ -26,10 +26,13 @@ interface Answer {
 }
 
 /** One request on a connection of its own (no keep-alive agent), JSON answers asked. */
-function fresh(url: string, method: string, path: string, body?: unknown): Promise<Answer> {
+function fresh(url: string, method: string, path: string, body?: unknown, auth?: string): Promise<Answer> {
   const payload = body === undefined ? undefined : JSON.stringify(body);
+  const headers: Record<string, string> = { accept: 'application/json' };
+  if (payload !== undefined) headers['content-type'] = 'application/json';
+  if (auth !== undefined) headers.authorization = `Basic ${Buffer.from(auth).toString('base64')}`;
   return new Promise((resolve, reject) => {
-    const req = httpRequest(`${url}${path}`, { method, agent: false, headers: { accept: 'application/json', ...(payload === undefined ? {} : { 'content-type': 'application/json' }) } }, (res) => {
+    const req = httpRequest(`${url}${path}`, { method, agent: false, headers }, (res) => {
       const chunks: Buffer[] = [];
       res.on('data', (chunk: Buffer) => chunks.push(chunk));
       res.on('end', () => {
@@ -182,6 +185,23 @@ describe('HTTP threads: every connection sees the same engine', () => {
       const answers = await many(20, () => raw(engine.url, bytes));
       expect(answers[0]).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
       expect(new Set(answers).size, answers.join('\n---\n')).toBe(1);
+    }
+  });
+});
+
+describe('HTTP threads: Basic auth on invocations', () => {
+  it('guards invocations on every thread: 401 without the credentials, 200 with them', async () => {
+    const engine = await startEngineProcess({
+      args: ['--http-threads', '3', '--workers', '2', '--basic-auth-user', 'admin', '--basic-auth-password', 'secret', '--auth-invoke', 'true'],
+    });
+    try {
+      const deployed = await fresh(engine.url, 'POST', '/function/deploy', { function_name: 'gcd', function_image: gcdImage }, 'admin:secret');
+      expect(deployed.status, deployed.text).toBe(200);
+      const body = { function_name: 'gcd', args: { a: 12, b: 18 } };
+      expect(summary(await many(20, () => fresh(engine.url, 'POST', '/function/invoke', body)))).toEqual(Array(20).fill('401 UNAUTHORIZED'));
+      expect(summary(await many(20, () => fresh(engine.url, 'POST', '/function/invoke', body, 'admin:secret')))).toEqual(Array(20).fill('200 6'));
+    } finally {
+      await engine.kill();
     }
   });
 });
