@@ -97,9 +97,10 @@ export class HttpThreads {
     });
   }
 
-  /** Should the main thread listen with reusePort. */
+  /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
   get enabled(): boolean {
-    return this.options.threads > 1;
+    // Node refuses reusePort where the kernel does not spread connections over the listeners.
+    return this.options.threads > 1 && process.platform === 'linux';
   }
 
   /** Starts the threads on the port the main thread listens on; resolves once every one listens. */
