@@ -189,6 +189,36 @@ describe('HTTP threads: every connection sees the same engine', () => {
   });
 });
 
+describe('HTTP threads: one concurrency bound for every thread', () => {
+  it('a call running under the function\'s only slot holds it on every thread: the others are refused, then served', async () => {
+    const engine = await startEngineProcess({
+      args: ['--http-threads', '3', '--workers', '2', '--concurrency-per-replica', '1', '--max-queue-per-function', '0', '--inline-budget-ms', '50', '--inline-heavy-us', '0'],
+    });
+    try {
+      await deploy(engine, 'slow', fixture('integration', 'inline-slow'), { timeout_ms: 60_000 });
+      // Without args it returns at once: inline, on whichever thread read it. One at a time: the
+      // slot is the only one, and threads run calls at the same time.
+      const oneByOne = async (): Promise<string[]> => {
+        const answers: Answer[] = [];
+        for (let i = 0; i < 20; i++) answers.push(await invoke(engine, 'slow', []));
+        return summary(answers);
+      };
+      expect(await oneByOne()).toEqual(Array(20).fill('200 done'));
+      const holder = invoke(engine, 'slow', ['xxxxxxxxxxxxxxxxxxx']);
+      for (let i = 0; ; i++) {
+        if ((sampleValue(await metrics(engine), 'wasm_engine_invocations_in_flight') ?? 0) >= 1) break;
+        if (i > 400) throw new Error('the long call never was in flight');
+        await new Promise((r) => setTimeout(r, 25));
+      }
+      expect(summary(await many(20, () => invoke(engine, 'slow', [])))).toEqual(Array(20).fill('503 OVERLOADED'));
+      expect(summary([await holder])).toEqual(['200 done']);
+      expect(await oneByOne()).toEqual(Array(20).fill('200 done'));
+    } finally {
+      await engine.kill();
+    }
+  });
+});
+
 describe('HTTP threads: Basic auth on invocations', () => {
   it('guards invocations on every thread: 401 without the credentials, 200 with them', async () => {
     const engine = await startEngineProcess({

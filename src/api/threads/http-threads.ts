@@ -191,7 +191,9 @@ export class HttpThreads {
     // A unix socket's path has a small bound (108 bytes on Linux).
     if (Buffer.byteLength(path) > 100) path = join(tmpdir(), `wasm-engine-http-${process.pid}.sock`);
     removeSocket(path);
-    const server = createNetServer((socket: Socket & { [PROXIED]?: boolean }) => {
+    // Half-open allowed, as on Node's own HTTP server: a client's end must not close a socket the
+    // server still answers or lingers on (a 413 reads the rest of the body after its answer).
+    const server = createNetServer({ allowHalfOpen: true }, (socket: Socket & { [PROXIED]?: boolean }) => {
       socket[PROXIED] = true;
       this.options.app.server.emit('connection', socket);
     });

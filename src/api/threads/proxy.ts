@@ -32,9 +32,21 @@ export function proxyToMain(options: ProxyOptions): ProxyHandler {
     const headers = withoutHopByHop(req.rawHeaders);
     // No length and not chunked: no body, which a POST sent on without a length would not say.
     if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) headers.push('content-length', '0');
+    // A body declared past the limit is refused by the main thread from the head alone, and its
+    // connection closed under a body still being written there; so the head goes alone, on a
+    // connection of its own, and this side drops the body (the answer lingers on a 413, and Node
+    // drops the rest of a request whose answer keeps the connection).
+    const headOnly = Number(req.headers['content-length']) > options.bodyLimitBytes;
     let upstream: ReturnType<typeof httpRequest>;
     try {
-      upstream = httpRequest({ agent: options.agent, socketPath: options.socketPath, method: req.method, path: req.url, headers, setHost: false });
+      upstream = httpRequest({
+        ...(headOnly ? { agent: false } : { agent: options.agent }),
+        socketPath: options.socketPath,
+        method: req.method,
+        path: req.url,
+        headers,
+        setHost: false,
+      });
     } catch (err) {
       answerError(req, res, new EngineError('INVALID_REQUEST', `malformed HTTP request: ${(err as Error).message}`));
       return;
@@ -58,7 +70,11 @@ export function proxyToMain(options: ProxyOptions): ProxyHandler {
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
     });
-    req.pipe(upstream);
+    if (!headOnly) req.pipe(upstream);
+    else {
+      upstream.flushHeaders();
+      upstream.on('response', (answer) => answer.on('end', () => upstream.destroy()));
+    }
   };
 }
 
@@ -71,11 +87,9 @@ function relay(req: IncomingMessage, res: ServerResponse, answer: IncomingMessag
   res.writeHead(status, answer.statusMessage, headers);
   answer.pipe(res);
   answer.on('error', () => res.destroy());
-  if (status === 413) {
-    // The rest of the body is the client's to send and ours to drop, as the main thread does.
-    req.unpipe();
-    lingerAfterAnswer(req, res, options.bodyLimitBytes);
-  }
+  // The rest of the body still goes upstream, where the main thread drops it; this side lingers
+  // on the client's connection as the main thread does on its own.
+  if (status === 413) lingerAfterAnswer(req, res, options.bodyLimitBytes);
 }
 
 function withoutHopByHop(raw: string[], keepClose = false): string[] {
