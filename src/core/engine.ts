@@ -650,7 +650,8 @@ export class Engine {
       const state = this.functions.get(call.name);
       if (state === undefined || state.removed) continue;
       state.invocations += 1;
-      const use = this.uses.get(call.digest);
+      // Its version's first run anywhere is the cold one (a version replaced meanwhile: not counted so).
+      const use = this.store.get(call.name)?.digest === call.digest ? this.useOf(call.digest) : undefined;
       const cold = use !== undefined && !use.warm;
       if (use) use.warm = true;
       this.events.invocation(call.name, call.outcome, call.seconds, cold);

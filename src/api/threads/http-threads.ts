@@ -92,9 +92,11 @@ export class HttpThreads {
     engine.watchFunctions((name) => this.publish(name));
     // Reads of what the threads count wait for their reports: an invocation answered before the
     // read was sent is in its answer.
-    app.addHook('onRequest', async (request) => {
-      if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
-    });
+    if (this.enabled) {
+      app.addHook('onRequest', async (request) => {
+        if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
+      });
+    }
   }
 
   /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
@@ -139,7 +141,8 @@ export class HttpThreads {
       for (const thread of this.threads) if (thread && !thread.exited) void thread.worker.terminate();
       await all;
     }
-    await new Promise<void>((resolve) => (this.upstream ? this.upstream.close(() => resolve()) : resolve()));
+    // No new connection comes now; those still open are the main server's to close (app.close).
+    this.upstream?.close();
     if (this.upstreamPath !== '') removeSocket(this.upstreamPath);
   }
 
