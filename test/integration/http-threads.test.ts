@@ -236,6 +236,22 @@ describe('HTTP threads: Basic auth on invocations', () => {
   });
 });
 
+describe('HTTP threads: one', () => {
+  it('WASM_ENGINE_HTTP_THREADS=1: the main thread reads every request', async () => {
+    const engine = await startEngineProcess({ args: ['--workers', '1'], env: { WASM_ENGINE_HTTP_THREADS: '1' } });
+    try {
+      await deploy(engine, 'gcd', gcdImage);
+      expect(summary(await many(20, () => invoke(engine, 'gcd', { a: 12, b: 18 })))).toEqual(Array(20).fill('200 6'));
+      const counts = await perThread(engine);
+      expect([...counts.keys()]).toEqual(['0']);
+      // The deploy, the 20 calls and the /metrics read.
+      expect(counts.get('0')).toBe(22);
+    } finally {
+      await engine.kill();
+    }
+  });
+});
+
 describe('HTTP threads: SIGTERM', () => {
   it('drains the calls in flight that came on every thread, then exits 0', async () => {
     const engine = await startEngineProcess({ args: ['--http-threads', '3', '--workers', '2'] });

@@ -107,8 +107,8 @@ export class HttpThreads {
 
   /** Starts the threads on the port the main thread listens on; resolves once every one listens. */
   async start(host: string, port: number): Promise<void> {
-    // Counted from here: the engine's own warm-up requests are not.
-    this.options.app.server.on('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
+    // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
+    this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
       if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
     });
     if (!this.enabled) return;
