@@ -60,7 +60,7 @@ function raw(url: string, bytes: string): Promise<string> {
     const chunks: Buffer[] = [];
     socket.on('data', (chunk) => chunks.push(chunk));
     socket.on('error', reject);
-    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1').replace(/\r\nDate: [^\r]*/i, '')));
+    socket.on('close', () => resolve(Buffer.concat(chunks).toString('latin1').replace(/\r\nDate: [^\r]*/gi, '')));
     socket.write(bytes);
   });
 }
@@ -176,12 +176,21 @@ describe('HTTP threads: every connection sees the same engine', () => {
     expect(results).toEqual(Array(12).fill(['504 FUNCTION_TIMEOUT', '200 6']));
   });
 
-  it('a 413 on deploy, a malformed request and a request without Host are answered alike on every thread', async () => {
+  it('a 413 on deploy, a malformed request, a request without Host and answers passed on are alike on every thread', async () => {
     const big = JSON.stringify({ function_name: 'x', function_image: 'y'.repeat(8000) });
     const tooLarge = `POST /function/deploy HTTP/1.1\r\nHost: h\r\nContent-Type: application/json\r\nContent-Length: ${big.length}\r\n\r\n${big}`;
     const malformed = 'POST /function/invoke HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n{}';
     const hostless = 'GET /function/list HTTP/1.1\r\nConnection: close\r\n\r\n';
-    for (const [bytes, status] of [[tooLarge, 413], [malformed, 400], [hostless, 400]] as const) {
+    // And answers passed on to the main thread, byte for byte: HEAD, an unknown route, HTTP/1.0, a
+    // body that is not JSON (which ends the connection), two pipelined requests.
+    const passedOn = [
+      ['HEAD /function/list HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 200],
+      ['GET /nope HTTP/1.1\r\nHost: h\r\nAccept: application/json\r\nConnection: close\r\n\r\n', 404],
+      ['GET /function/list HTTP/1.0\r\nHost: h\r\n\r\n', 200],
+      ['POST /function/query HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n{"a":', 400],
+      ['GET /function/list HTTP/1.1\r\nHost: h\r\n\r\nGET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 200],
+    ] as const;
+    for (const [bytes, status] of [[tooLarge, 413], [malformed, 400], [hostless, 400], ...passedOn] as const) {
       const answers = await many(20, () => raw(engine.url, bytes));
       expect(answers[0]).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
       expect(new Set(answers).size, answers.join('\n---\n')).toBe(1);
