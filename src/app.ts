@@ -2,11 +2,13 @@
  * The composition root: builds the store, image fetcher, runtime, engine and HTTP server from a
  * validated configuration, starts them, and stops them in order.
  */
-import { hostname } from 'node:os';
+import { availableParallelism, hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { NAMESPACE } from './api/openfaas/mapping.js';
+import { httpObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
+import { HttpThreads } from './api/threads/http-threads.js';
 import { buildVersion } from './build-info.js';
 import { warmUpHttp } from './api/warm-up.js';
 import { basicAuthCredentials } from './config/credentials.js';
@@ -69,7 +71,13 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
   });
   const logs = new FunctionLogs({ linesPerFunction: config.functionLogLines, namespace: NAMESPACE, instance: config.nodeName });
   const metrics: EngineMetrics = new EngineMetrics({
-    poolStats: () => runtime.stats(),
+    poolStats: () => {
+      const stats = runtime.stats();
+      // Calls the HTTP threads ran inline are the runtime's too, as far as an operator is concerned.
+      if (stats.inlineRan !== undefined) stats.inlineRan += threads.inline.ran;
+      if (stats.inlineAbandoned !== undefined) stats.inlineAbandoned += threads.inline.abandoned;
+      return stats;
+    },
     inflight: (): number => engine.inflightInvocations,
     functions: (): number => engine.list().length,
   });
@@ -157,12 +165,26 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
       warmingUp: () => warmingUp,
     },
   });
+  const threads: HttpThreads = new HttpThreads({
+    threads: Math.min(64, config.httpThreads === 0 ? availableParallelism() : config.httpThreads),
+    engine,
+    app,
+    dataDir: config.dataDir,
+    bodyLimitBytes: config.bodyLimitBytes,
+    proxyInvocations: credentials !== undefined && config.authInvoke,
+    inlineBudgetMs: config.inlineBudgetMs,
+    inlineHeavyUs: config.inlineHeavyUs,
+    logger: logger.child({ component: 'http-threads' }),
+    observeHttp: httpObserver({ metrics }),
+    registry: metrics.registry,
+  });
   try {
     // The sandbox workers take tens of milliseconds to start: listen once they have, so that the
     // first invocation does not wait for them (it never hangs: a worker that fails counts too).
     await runtime.ready();
     await runtime.warmUp();
-    await app.listen({ port: config.port, host: config.host });
+    // reusePort: the HTTP threads listen on the same port, and the kernel spreads connections.
+    await app.listen({ port: config.port, host: config.host, ...(threads.enabled ? { reusePort: true } : {}) });
     // Cold starts: the first request through Fastify compiles its route, hooks and serialisers;
     // do that now on cheap requests, and let restored functions finish compiling and reach the
     // workers (preloadRestored), before saying the engine listens. /readyz answers meanwhile.
@@ -176,7 +198,10 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     const preloaded = engine.preloadRestored();
     await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
     preloading = false;
+    const listening = app.server.address();
+    await threads.start(config.host, typeof listening === 'object' && listening ? listening.port : config.port);
   } catch (err) {
+    await threads.stop(Promise.resolve());
     await runtime.close();
     await store.close();
     throw err;
@@ -197,8 +222,11 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
       // Keep listening while in-flight invocations finish, so that new requests get a clear 503
       // (and /readyz says so) rather than a refused connection; then close.
       engine.beginShutdown();
+      threads.beginShutdown();
       logs.endAll();
       await Promise.race([engine.whenIdle(), bound]);
+      // The threads' requests in flight end (they forward new calls, answered 503 now), then the threads.
+      await threads.stop(bound);
       logs.endAll();
       const closed = await Promise.race([app.close().then(() => true), bound.then(() => false)]);
       // A pull still hanging on a slow registry must not keep the process alive: it fails now.

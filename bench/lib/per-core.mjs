@@ -3,7 +3,7 @@
 // Per core: WasmEngine, workerd and a bare Node.js server (bench/bare-node: node:http, one instance
 // of each module, no isolation) each restricted to the same ONE core with taskset, wrk restricted
 // to the other cores, the same request as everywhere in the bench. Scaling: the engine restricted to
-// 1, 2, 4 … of the cores this process may use (its workers default to that many), wrk on the cores
+// 1, 2, 4 … of the cores this process may use (its workers and HTTP threads default to that many), wrk on the cores
 // left over — or, when none are left, on all of them, sharing the engine's cores (the row says so:
 // such a row is not clean). Each trial runs every case once, one after the other (engine on one
 // core, workerd, bare Node, the engine on 2, 4 … cores), so all of a trial sees the same moment of a

@@ -32,7 +32,7 @@ export function pinned(cpus, command, args) {
 
 /**
  * Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now()
- * marks. `cpus`: a taskset CPU list the engine is restricted to (its workers default to that many).
+ * marks. `cpus`: a taskset CPU list the engine is restricted to (its workers and HTTP threads default to that many).
  */
 export function startEngine(dataDir, args = [], { cpus } = {}) {
   const spawned = performance.now();

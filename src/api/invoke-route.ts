@@ -80,7 +80,8 @@ export class ClientGone implements CancelSignal {
 }
 
 export interface InvokeRouteOptions {
-  engine: Engine;
+  /** What runs the call: the Engine, or on an HTTP thread its invoker (threads/thread-invoker.ts). */
+  engine: Pick<Engine, 'invoke'>;
   bodyLimitBytes: number;
   /** An answer was written: its status and the seconds since the request arrived (the HTTP metrics). */
   observe?: (status: number, seconds: number) => void;

@@ -27,6 +27,7 @@ export interface EngineConfig {
   memoryLimitMb: number;
   maxOutputBytes: number;
   workers: number;
+  httpThreads: number;
   workerHeapMb: number;
   inlineBudgetMs: number;
   inlineHeavyUs: number;
@@ -191,6 +192,15 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_WORKERS'],
     parse: integer(1, 1024),
     default: () => availableParallelism(),
+  },
+  httpThreads: {
+    key: 'httpThreads',
+    flag: 'http-threads',
+    arg: 'N',
+    help: 'Threads that accept HTTP connections on the port and run calls themselves; 0: one per core; 1: the main thread only.',
+    env: ['WASM_ENGINE_HTTP_THREADS'],
+    parse: integer(0, 64),
+    default: () => 0,
   },
   workerHeapMb: {
     key: 'workerHeapMb',

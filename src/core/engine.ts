@@ -11,6 +11,7 @@ import { sha256Digest } from '../store/index.js';
 import type { FunctionChange, FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
 import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
 import { FunctionGate } from './function-gate.js';
+import type { InvocableFunction, ThreadInvocation } from './function-table.js';
 import { checkFunctionName } from './function-name.js';
 import { rawInput, type RawInvokeRequest } from './raw-input.js';
 
@@ -37,6 +38,8 @@ export interface InvokeRequest {
   stdin?: Uint8Array;
   /** Fires when the caller goes away: a call still waiting is dropped. An AbortSignal will do. */
   signal?: CancelSignal;
+  /** The caller ran it inline already and gave up (an HTTP thread): the runtime's workers run it. */
+  inlineTried?: boolean;
 }
 
 export interface EngineDefaults {
@@ -143,6 +146,8 @@ export class Engine {
   private waiting = 0;
   private closing = false;
   private idleWaiters: (() => void)[] = [];
+  /** Hear of every change to what a function's calls run (watchFunctions). */
+  private readonly watchers: ((name: string) => void)[] = [];
 
   constructor(parts: EngineParts) {
     this.store = parts.store;
@@ -284,6 +289,7 @@ export class Engine {
       await this.runtime.load(digest, bytes, this.limitsOf(record).memoryLimitMb);
       await this.store.insert(record, bytes);
       this.stateOf(record).module = LOADED;
+      this.changed(record.name);
       this.logger.info(
         { function: record.name, image: record.image, digest, abi: analysis.abi, ms: Math.round(performance.now() - started) },
         'function deployed',
@@ -328,6 +334,7 @@ export class Engine {
           state.module = LOADED;
           state.gate.setLimit(this.limitFor(replicas));
         } else this.stateOf(record).module = LOADED;
+        this.changed(record.name);
         if (old.digest !== digest) this.retire(old.digest);
         this.logger.info(
           { function: record.name, image: record.image, digest, previous: old.digest, ms: Math.round(performance.now() - started) },
@@ -406,6 +413,7 @@ export class Engine {
       if (this.store.cluster) record = await this.store.cluster.setReplicas(name, replicas);
       else if ((current.replicas ?? 1) !== replicas) await this.store.replace(record);
       this.functions.get(name)?.gate.setLimit(this.limitFor(replicas));
+      this.changed(name);
       this.logger.info({ function: name, replicas }, 'function scaled');
       return record;
     });
@@ -458,6 +466,7 @@ export class Engine {
       });
     }
     state.gate.setLimit(this.limitFor(current.replicas ?? 1));
+    this.changed(name);
     if (previous !== undefined && previous.digest !== current.digest) this.retire(previous.digest);
     this.logger.info(
       { function: name, digest: current.digest, replicas: current.replicas ?? 1 },
@@ -500,6 +509,7 @@ export class Engine {
       state.removed = true;
       state.gate.rejectAll(new EngineError('FUNCTION_NOT_FOUND', `function ${name} was deleted`));
     }
+    this.changed(name);
     // Invocations already running finish on the module; it is unloaded when they end.
     this.retire(record.digest);
     this.events.functionRemoved(name);
@@ -521,7 +531,7 @@ export class Engine {
       this.events.invocation(record.name, outcomeOf(err), 0, false);
       return Promise.reject(err);
     }
-    return this.run(record, args, request.stdin, record.env, request.signal);
+    return this.run(record, args, request.stdin, record.env, request.signal, request.inlineTried === true);
   }
 
   /** An invocation from the raw data plane: body, query and environment mean what raw-input.ts says. */
@@ -543,6 +553,7 @@ export class Engine {
     stdin: Uint8Array | undefined,
     env: Record<string, string>,
     signal: CancelSignal | undefined,
+    inlineTried = false,
   ): Promise<InvocationResult> {
     const started = performance.now();
     const state = this.stateOf(record);
@@ -577,6 +588,7 @@ export class Engine {
       const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
       // Set rather than spread in: spreading a conditional object costs two objects per call.
       if (stdin !== undefined) request.stdin = stdin;
+      if (inlineTried) request.inlineTried = true;
       const result = await this.runtime.invoke(request, signal);
       if (!state.removed) {
         this.events.invocation(record.name, 'success', (performance.now() - started) / 1000, cold);
@@ -604,6 +616,57 @@ export class Engine {
     }
   }
 
+  /**
+   * `listener` hears, synchronously, of every change to what calls of a function run or whether
+   * they may run (deployed, updated, loaded, scaled, deleted): before the change's caller is
+   * answered, so that a copy kept elsewhere (invocableFunction) is never behind an answer.
+   */
+  watchFunctions(listener: (name: string) => void): void {
+    this.watchers.push(listener);
+  }
+
+  private changed(name: string): void {
+    for (const listener of this.watchers) listener(name);
+  }
+
+  /**
+   * The function as another thread may run its calls (function-table.ts), or undefined when they
+   * must come here: not deployed, not loaded yet, or not runnable inline (runtime.portable).
+   */
+  invocableFunction(name: string): InvocableFunction | undefined {
+    const record = this.store.get(name);
+    const state = this.functions.get(name);
+    if (record === undefined || state === undefined || state.module !== LOADED || !this.runtime.portable) return undefined;
+    const limits = this.limitsOf(record);
+    const module = this.runtime.portable(record.digest, limits.memoryLimitMb);
+    if (module === undefined) return undefined;
+    const { digest, analysis, env } = record;
+    return { name, digest, memoryLimitMb: limits.memoryLimitMb, analysis, limits, env, gate: state.gate.cells, module };
+  }
+
+  /** Calls another thread ran (on invocableFunction's copy): counted and reported as run() does its own. */
+  recordInvocations(calls: readonly ThreadInvocation[]): void {
+    for (const call of calls) {
+      const state = this.functions.get(call.name);
+      if (state === undefined || state.removed) continue;
+      state.invocations += 1;
+      // Its version's first run anywhere is the cold one (a version replaced meanwhile: not counted so).
+      const use = this.store.get(call.name)?.digest === call.digest ? this.useOf(call.digest) : undefined;
+      const cold = use !== undefined && !use.warm;
+      if (use) use.warm = true;
+      this.events.invocation(call.name, call.outcome, call.seconds, cold);
+      if (call.stderr !== '') {
+        this.events.functionStderr(call.name, call.stderr);
+        this.logger.debug({ function: call.name, stderr: call.stderr }, 'function stderr');
+      }
+    }
+  }
+
+  /** Another thread gave back a slot of the function's gate while calls waited for one here. */
+  slotReleased(name: string): void {
+    this.functions.get(name)?.gate.wake();
+  }
+
   limitsOf(record: FunctionRecord): InvocationLimits {
     return {
       timeoutMs: record.limits.timeout_ms ?? this.defaults.timeoutMs,
@@ -626,7 +689,10 @@ export class Engine {
       .then((bytes) => this.runtime.load(record.digest, bytes, this.limitsOf(record).memoryLimitMb, true))
       .then(() => {
         // An update or delete meanwhile has decided what the function runs.
-        if (state.module === pending && this.store.get(record.name)?.digest === record.digest) state.module = LOADED;
+        if (state.module === pending && this.store.get(record.name)?.digest === record.digest) {
+          state.module = LOADED;
+          this.changed(record.name);
+        }
       });
     pending.catch(() => {
       if (state.module === pending) state.module = undefined;
@@ -753,7 +819,7 @@ function outcomeOf(err: unknown): Outcome {
  * The stderr a failed invocation carries: a `stderr` property when the error has one, else the
  * tail the runtime appends to a guest failure's message (`…; stderr: TAIL`, runtime/traps.ts).
  */
-function stderrOf(err: unknown): string {
+export function stderrOf(err: unknown): string {
   const stderr = (err as { stderr?: unknown } | null)?.stderr;
   if (typeof stderr === 'string') return stderr;
   if (err instanceof EngineError && (err.code === 'FUNCTION_FAILED' || err.code === 'FUNCTION_TIMEOUT')) {

@@ -20,8 +20,39 @@ interface Waiter {
   limitMs: number;
 }
 
+/**
+ * Where a gate keeps the numbers other threads read and change (the HTTP threads' inline calls,
+ * src/api/threads): an Int32Array on a SharedArrayBuffer, used only through Atomics.
+ */
+export const GATE_LIMIT = 0;
+export const GATE_RUNNING = 1;
+/** Invocations waiting on this thread's queue: while any wait, no other thread takes a slot before them. */
+export const GATE_WAITING = 2;
+const GATE_CELLS = 3;
+/** Int32 cells hold the limit: a larger (or unbounded) one is this. */
+const LIMIT_CELL_MAX = 0x7fffffff;
+
+/**
+ * Takes a slot of a gate from its cells, as tryEnter does, on any thread: free and nobody waiting.
+ * The gate's owner learns of the slot when it is given back (releaseGateCell).
+ */
+export function tryTakeGateCell(cells: Int32Array): boolean {
+  for (;;) {
+    const running = Atomics.load(cells, GATE_RUNNING);
+    if (running >= Atomics.load(cells, GATE_LIMIT) || Atomics.load(cells, GATE_WAITING) !== 0) return false;
+    if (Atomics.compareExchange(cells, GATE_RUNNING, running, running + 1) === running) return true;
+  }
+}
+
+/** Gives back a slot taken by tryTakeGateCell; true when the owner has waiters to wake (FunctionGate.wake). */
+export function releaseGateCell(cells: Int32Array): boolean {
+  Atomics.sub(cells, GATE_RUNNING, 1);
+  return Atomics.load(cells, GATE_WAITING) !== 0;
+}
+
 export class FunctionGate {
-  private running = 0;
+  /** LIMIT, RUNNING (this thread's slots and other threads' alike) and WAITING, shared with the HTTP threads. */
+  readonly cells = new Int32Array(new SharedArrayBuffer(GATE_CELLS * Int32Array.BYTES_PER_ELEMENT));
   private waitingCount = 0;
   // A doubly linked list: a waiter whose client went away leaves from the middle in O(1).
   private head: Waiter | undefined;
@@ -34,10 +65,12 @@ export class FunctionGate {
     private readonly name: string,
     private limit: number,
     private readonly maxWaiting: number,
-  ) {}
+  ) {
+    this.storeLimit();
+  }
 
   get active(): number {
-    return this.running;
+    return Atomics.load(this.cells, GATE_RUNNING);
   }
 
   get waiting(): number {
@@ -50,11 +83,17 @@ export class FunctionGate {
 
   /** Takes a slot at once when one is free and nobody waits before us; the common, allocation-free path. */
   tryEnter(): boolean {
-    if (this.running < this.limit && this.waitingCount === 0) {
-      this.running += 1;
-      return true;
+    return this.waitingCount === 0 && this.take();
+  }
+
+  /** One slot, if one is free: a compare-and-swap, as other threads take slots too. */
+  private take(): boolean {
+    const cells = this.cells;
+    for (;;) {
+      const running = Atomics.load(cells, GATE_RUNNING);
+      if (running >= this.limit) return false;
+      if (Atomics.compareExchange(cells, GATE_RUNNING, running, running + 1) === running) return true;
     }
-    return false;
   }
 
   /**
@@ -78,6 +117,7 @@ export class FunctionGate {
       else this.head = waiter;
       this.tail = waiter;
       this.waitingCount += 1;
+      Atomics.store(this.cells, GATE_WAITING, this.waitingCount);
       if (signal) {
         const onAbort = (): void => {
           this.unlink(waiter);
@@ -87,6 +127,9 @@ export class FunctionGate {
         waiter.cleanup = () => signal.removeEventListener('abort', onAbort);
       }
       if (waiter.startBy < this.sweepAt) this.armSweep(waiter.startBy, now);
+      // Another thread may have given its slot back between our failed take and the store of
+      // WAITING above, without seeing a waiter to wake: look again.
+      this.dispatch();
     });
   }
 
@@ -121,13 +164,19 @@ export class FunctionGate {
 
   /** Gives back a slot taken by tryEnter or enter. */
   leave(): void {
-    this.running -= 1;
+    Atomics.sub(this.cells, GATE_RUNNING, 1);
+    this.dispatch();
+  }
+
+  /** Another thread gave back a slot while invocations waited here. */
+  wake(): void {
     this.dispatch();
   }
 
   /** Changes the bound: a raise lets waiters in, 0 pauses and releases every waiter with UNAVAILABLE. */
   setLimit(limit: number): void {
     this.limit = limit;
+    this.storeLimit();
     if (limit === 0) this.rejectAll(this.pausedError());
     else this.dispatch();
   }
@@ -141,11 +190,14 @@ export class FunctionGate {
     }
   }
 
+  private storeLimit(): void {
+    Atomics.store(this.cells, GATE_LIMIT, Math.min(this.limit, LIMIT_CELL_MAX));
+  }
+
   private dispatch(): void {
-    while (this.head && this.running < this.limit) {
+    while (this.head && this.take()) {
       const waiter = this.head;
       this.unlink(waiter);
-      this.running += 1;
       waiter.resolve();
     }
   }
@@ -159,6 +211,7 @@ export class FunctionGate {
     waiter.prev = undefined;
     waiter.next = undefined;
     this.waitingCount -= 1;
+    Atomics.store(this.cells, GATE_WAITING, this.waitingCount);
     waiter.cleanup?.();
     if (this.head === undefined && this.sweepTimer !== undefined) {
       clearTimeout(this.sweepTimer);

@@ -25,6 +25,7 @@ export type {
   InvocationRequest,
   InvocationResult,
   ModuleAnalysis,
+  PortableModule,
   RuntimeStats,
   ValType,
 } from './types.js';

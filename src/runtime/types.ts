@@ -1,4 +1,6 @@
 /** Types shared by the runtime's parts and its callers. The runtime knows nothing of registries or HTTP. */
+import type { ExposedState } from './reuse/expose.js';
+import type { WasmModule } from './wasm-api.js';
 
 /** The calling conventions of SPEC §3. */
 export type Abi = 'wasi' | 'string' | 'numeric';
@@ -53,6 +55,8 @@ export interface InvocationRequest {
    * limit from then, or it is refused with OVERLOADED (default: when the runtime is handed it).
    */
   arrivedAt?: number;
+  /** Run inline on another thread already, and given up there: not tried inline again. */
+  inlineTried?: boolean;
 }
 
 export interface InvocationResult {
@@ -137,6 +141,18 @@ export interface AdmittedModule {
   bytes: Uint8Array;
 }
 
+/**
+ * A compiled module as another thread of this process runs it inline (inline/inline-executor.ts):
+ * posted to a worker_thread, a WebAssembly.Module shares its code rather than being compiled again.
+ */
+export interface PortableModule {
+  module: WasmModule;
+  /** Where the module's state is exported, when its instances may be reused (reuse/expose.ts). */
+  state?: ExposedState;
+  /** Why they may not, otherwise. */
+  noReuse?: string;
+}
+
 /** What the engine needs of a runtime; WorkerPoolRuntime is the real one, tests use fakes. */
 export interface FunctionRuntime {
   /**
@@ -168,6 +184,11 @@ export interface FunctionRuntime {
    * FUNCTION_FAILED) until they are unloaded. Never compiles; modules not loaded are skipped.
    */
   preload?(modules: PreloadRequest[]): Promise<PreloadFailure[]>;
+  /**
+   * Optional: a loaded module for another thread to run inline, when its calls may run inline
+   * (inline running on, the module eligible, not set aside); else undefined.
+   */
+  portable?(digest: string, memoryLimitMb: number): PortableModule | undefined;
   stats(): RuntimeStats;
   /** Lets in-flight invocations finish (bounded), then stops the workers. */
   close(): Promise<void>;

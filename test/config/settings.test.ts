@@ -32,6 +32,8 @@ describe('resolveConfig', () => {
     [{ 'timeout-ms': '0' }, {}, 'invalid setting --timeout-ms="0"'],
     [{ 'memory-limit-mb': '1.5' }, {}, 'invalid setting --memory-limit-mb="1.5"'],
     [{ workers: '-1' }, {}, 'invalid setting --workers="-1"'],
+    [{ 'http-threads': '65' }, {}, 'invalid setting --http-threads="65": expected an integer from 0 to 64'],
+    [{}, { WASM_ENGINE_HTTP_THREADS: '-1' }, 'invalid setting WASM_ENGINE_HTTP_THREADS="-1": expected an integer from 0 to 64'],
     [{ host: ' ' }, {}, 'invalid setting --host=" ": expected a non-empty value'],
     [{}, { LOG_LEVEL: 'loud' }, 'invalid setting LOG_LEVEL="loud"'],
     [{ colour: 'red' }, {}, 'unknown setting --colour'],

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { FunctionGate } from '../../src/core/function-gate.js';
+import { FunctionGate, releaseGateCell, tryTakeGateCell } from '../../src/core/function-gate.js';
 import { EngineError } from '../../src/errors.js';
 
 const settle = async <T>(p: Promise<T>): Promise<'resolved' | string> =>
@@ -118,5 +118,44 @@ describe('FunctionGate', () => {
     gate.rejectAll(new EngineError('FUNCTION_NOT_FOUND', 'deleted'));
     expect(await Promise.all(waiters)).toEqual(['FUNCTION_NOT_FOUND', 'FUNCTION_NOT_FOUND']);
     expect(gate.waiting).toBe(0);
+  });
+});
+
+describe('FunctionGate cells shared with other threads', () => {
+  it('a slot taken from the cells counts against the limit here, and one given back wakes a waiter', async () => {
+    const gate = new FunctionGate('f', 1, 10);
+    expect(tryTakeGateCell(gate.cells)).toBe(true);
+    expect(gate.tryEnter()).toBe(false);
+    expect(tryTakeGateCell(gate.cells)).toBe(false);
+    const waiting = gate.enter();
+    // No other thread takes a slot before those waiting here.
+    expect(releaseGateCell(gate.cells)).toBe(true);
+    expect(tryTakeGateCell(gate.cells)).toBe(false);
+    gate.wake();
+    expect(await settle(waiting)).toBe('resolved');
+    expect(gate.active).toBe(1);
+    gate.leave();
+    expect(tryTakeGateCell(gate.cells)).toBe(true);
+    expect(releaseGateCell(gate.cells)).toBe(false);
+  });
+
+  it('a paused gate gives no slot to another thread, an unbounded one always does', () => {
+    const paused = new FunctionGate('f', 0, 10);
+    expect(tryTakeGateCell(paused.cells)).toBe(false);
+    const unbounded = new FunctionGate('g', Infinity, 10);
+    for (let i = 0; i < 100; i++) expect(tryTakeGateCell(unbounded.cells)).toBe(true);
+    paused.setLimit(2);
+    expect(tryTakeGateCell(paused.cells)).toBe(true);
+    expect(tryTakeGateCell(paused.cells)).toBe(true);
+    expect(tryTakeGateCell(paused.cells)).toBe(false);
+  });
+
+  it('a slot given back between a failed take and the wait is not lost', async () => {
+    const gate = new FunctionGate('f', 1, 10);
+    expect(tryTakeGateCell(gate.cells)).toBe(true);
+    expect(gate.tryEnter()).toBe(false);
+    // The other thread gives its slot back before this one queues: it saw no waiter to wake.
+    expect(releaseGateCell(gate.cells)).toBe(false);
+    expect(await settle(gate.enter())).toBe('resolved');
   });
 });

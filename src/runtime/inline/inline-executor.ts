@@ -69,8 +69,11 @@ export interface InlineStats {
   stopped: number;
 }
 
+/** What running a module inline needs of it: a pool's LoadedModule, or an HTTP thread's copy of one. */
+export type InlineModule = Pick<LoadedModule, 'id' | 'module' | 'state' | 'noReuse' | 'notInline' | 'unloaded'>;
+
 interface Entry {
-  loaded: LoadedModule;
+  loaded: InlineModule;
   runner: InstanceRunner;
   /** Calls still to send straight to the pool. */
   skip: number;
@@ -97,7 +100,7 @@ export class InlineExecutor {
    * The call's outcome when it ended here (an answer, or the EngineError a worker would have
    * given); undefined when it is the pool's to run (not eligible, skipped, or abandoned).
    */
-  invoke(loaded: LoadedModule, call: SandboxCall, timeoutMs: number): Promise<InvocationResult> | undefined {
+  invoke(loaded: InlineModule, call: SandboxCall, timeoutMs: number): Promise<InvocationResult> | undefined {
     if (loaded.notInline !== undefined || loaded.unloaded) return undefined;
     const key = `${loaded.id} ${call.abi}`;
     let entry = this.entries.get(key);

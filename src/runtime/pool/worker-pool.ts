@@ -29,6 +29,7 @@ import type {
   InvocationRequest,
   InvocationResult,
   PreloadFailure,
+  PortableModule,
   PreloadRequest,
   RuntimeStats,
   WorkerReplaceReason,
@@ -281,6 +282,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return this.preloader.start([...items.values()]);
   }
 
+  portable(digest: string, memoryLimitMb: number): PortableModule | undefined {
+    if (this.inline === undefined || this.setAside.has(digest)) return undefined;
+    const loaded = this.cache.peek(digest, memoryLimitMb);
+    if (loaded === undefined || loaded.unloaded || loaded.notInline !== undefined) return undefined;
+    const { module, state, noReuse } = loaded;
+    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
+  }
+
   unload(digest: string): void {
     this.setAside.delete(digest);
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
@@ -334,7 +343,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     } catch (err) {
       return Promise.reject(err);
     }
-    if (this.inline !== undefined) {
+    if (this.inline !== undefined && req.inlineTried !== true) {
       const ran = this.inline.invoke(loaded, sandbox, req.limits.timeoutMs);
       if (ran !== undefined) return ran;
     }

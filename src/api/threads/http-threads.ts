@@ -1,0 +1,337 @@
+/**
+ * The main thread's side of the HTTP threads: starts N−1 of them on the port it listens on, keeps
+ * each one's copy of the function table exact (a change is posted to every thread, and the shared
+ * epoch moved, before the engine's caller answers: Engine.watchFunctions), runs the calls they
+ * forward, takes their reports (counted as the engine's own calls), serves the requests they pass
+ * on through a private unix socket into the main thread's own server, and has them report before
+ * it answers any read of counts. A thread that dies is logged and started again.
+ */
+import { unlinkSync } from 'node:fs';
+import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
+import type { FastifyInstance } from 'fastify';
+import { Counter, type Registry } from 'prom-client';
+import type { Engine } from '../../core/engine.js';
+import type { InvocableFunction } from '../../core/function-table.js';
+import { toEngineError } from '../../errors.js';
+import type { Logger } from '../../logger.js';
+import { ClientGone } from '../invoke-route.js';
+import { INVOKE_ROUTE } from '../reply.js';
+import { CONTROL_CELLS, CONTROL_CLOSING, CONTROL_EPOCH, type ServerSettings, type ThreadData, type ToMain, type ToThread } from './protocol.js';
+
+export interface HttpThreadsOptions {
+  /** Threads in all, the main one included: N−1 are started. */
+  threads: number;
+  engine: Engine;
+  app: FastifyInstance;
+  dataDir: string;
+  bodyLimitBytes: number;
+  /** Invocations pass Basic auth on the main thread's server: threads send them there. */
+  proxyInvocations: boolean;
+  inlineBudgetMs: number;
+  inlineHeavyUs: number;
+  logger: Logger;
+  /** Where threads' answers to direct invocations are counted (the HTTP metrics). */
+  observeHttp: (method: string, route: string, status: number, seconds: number) => void;
+  registry: Registry;
+}
+
+/** How long a read waits for a thread's report before it answers without it (a thread that hangs). */
+const FLUSH_BOUND_MS = 2_000;
+const RESPAWN_FIRST_MS = 100;
+const RESPAWN_MAX_MS = 10_000;
+const PROXIED = Symbol('passed on by an HTTP thread');
+
+interface Thread {
+  index: number;
+  worker: Worker;
+  table: MessagePort;
+  /** Calls it forwarded and the engine runs, by its id: aborted when the client goes (or the thread). */
+  calls: Map<number, ClientGone>;
+  listening: boolean;
+  exited: boolean;
+}
+
+export class HttpThreads {
+  private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_CELLS * Int32Array.BYTES_PER_ELEMENT));
+  private readonly threads: (Thread | undefined)[] = [];
+  /** Requests read per thread, by index (0: the main thread). */
+  private readonly counted: number[] = [0];
+  private readonly flushWaiters = new Map<number, { left: Set<number>; done: () => void }>();
+  private nextFlush = 1;
+  private upstream: NetServer | undefined;
+  private upstreamPath = '';
+  private host = '';
+  private port = 0;
+  private stopping = false;
+  private respawnDelay = RESPAWN_FIRST_MS;
+  private readonly respawnTimers = new Set<NodeJS.Timeout>();
+  /** Inline counts the threads reported (added to the runtime's own in the metrics). */
+  readonly inline = { ran: 0, abandoned: 0 };
+
+  constructor(private readonly options: HttpThreadsOptions) {
+    const counted = this.counted;
+    const reported: number[] = [];
+    new Counter({
+      name: 'wasm_engine_http_thread_requests_total',
+      help: 'HTTP requests read, by the thread whose connection they came on (0: the main thread).',
+      labelNames: ['thread'],
+      registers: [options.registry],
+      // Counted as plain numbers (the main thread's on its hot path), brought in when scraped.
+      collect() {
+        for (let i = 0; i < counted.length; i++) {
+          const delta = (counted[i] ?? 0) - (reported[i] ?? 0);
+          if (delta > 0 || reported[i] === undefined) this.inc({ thread: String(i) }, delta);
+          reported[i] = counted[i] ?? 0;
+        }
+      },
+    });
+    const { app, engine } = options;
+    engine.watchFunctions((name) => this.publish(name));
+    // Reads of what the threads count wait for their reports: an invocation answered before the
+    // read was sent is in its answer.
+    if (this.enabled) {
+      app.addHook('onRequest', async (request) => {
+        if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
+      });
+    }
+  }
+
+  /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
+  get enabled(): boolean {
+    // Node refuses reusePort where the kernel does not spread connections over the listeners.
+    return this.options.threads > 1 && process.platform === 'linux';
+  }
+
+  /** Starts the threads on the port the main thread listens on; resolves once every one listens. */
+  async start(host: string, port: number): Promise<void> {
+    // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
+    this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
+      if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
+    });
+    if (!this.enabled) return;
+    this.host = host;
+    this.port = port;
+    await this.listenUpstream();
+    const started: Promise<void>[] = [];
+    for (let index = 1; index < this.options.threads; index++) started.push(this.spawn(index));
+    await Promise.all(started);
+  }
+
+  /** From now on threads run no call themselves: the engine answers (503 while it drains). */
+  beginShutdown(): void {
+    Atomics.store(this.control, CONTROL_CLOSING, 1);
+  }
+
+  /** Threads stop accepting, finish their requests and end; past `bound`, they are ended. */
+  async stop(bound: Promise<void>): Promise<void> {
+    this.stopping = true;
+    this.beginShutdown();
+    for (const timer of this.respawnTimers) clearTimeout(timer);
+    const exits: Promise<void>[] = [];
+    for (const thread of this.threads) {
+      if (thread === undefined || thread.exited) continue;
+      exits.push(new Promise((resolve) => thread.worker.once('exit', () => resolve())));
+      thread.worker.postMessage({ type: 'close' } satisfies ToThread);
+    }
+    const all = Promise.all(exits).then(() => true);
+    if (!(await Promise.race([all, bound.then(() => false)]))) {
+      for (const thread of this.threads) if (thread && !thread.exited) void thread.worker.terminate();
+      await all;
+    }
+    // No new connection comes now; those still open are the main server's to close (app.close).
+    this.upstream?.close();
+    if (this.upstreamPath !== '') removeSocket(this.upstreamPath);
+  }
+
+  /** Every thread reports what it has gathered; resolves once all have (or a bound passed). */
+  flush(): Promise<void> {
+    const left = new Set<number>();
+    for (const thread of this.threads) if (thread && thread.listening && !thread.exited) left.add(thread.index);
+    if (left.size === 0) return Promise.resolve();
+    const seq = this.nextFlush++;
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => finish(), FLUSH_BOUND_MS);
+      const finish = (): void => {
+        clearTimeout(timer);
+        this.flushWaiters.delete(seq);
+        resolve();
+      };
+      this.flushWaiters.set(seq, { left, done: finish });
+      for (const index of left) this.threads[index]!.worker.postMessage({ type: 'flush', seq } satisfies ToThread);
+    });
+  }
+
+  private flushed(index: number, seq: number): void {
+    const waiter = this.flushWaiters.get(seq);
+    if (!waiter) return;
+    waiter.left.delete(index);
+    if (waiter.left.size === 0) waiter.done();
+  }
+
+  /** Posts a function's new state to every thread, then moves the epoch: no thread runs a call on the old one after. */
+  private publish(name: string): void {
+    if (this.threads.length === 0) return;
+    const fn = this.options.engine.invocableFunction(name);
+    for (const thread of this.threads) if (thread && !thread.exited) thread.table.postMessage({ name, fn });
+    Atomics.add(this.control, CONTROL_EPOCH, 1);
+  }
+
+  private snapshot(): InvocableFunction[] {
+    const functions: InvocableFunction[] = [];
+    for (const record of this.options.engine.list()) {
+      const fn = this.options.engine.invocableFunction(record.name);
+      if (fn) functions.push(fn);
+    }
+    return functions;
+  }
+
+  /** The private socket the threads' passed-on requests come in by, into the main thread's server. */
+  private async listenUpstream(): Promise<void> {
+    let path = join(this.options.dataDir, `http-threads-${process.pid}.sock`);
+    // A unix socket's path has a small bound (108 bytes on Linux).
+    if (Buffer.byteLength(path) > 100) path = join(tmpdir(), `wasm-engine-http-${process.pid}.sock`);
+    removeSocket(path);
+    // Half-open allowed, as on Node's own HTTP server: a client's end must not close a socket the
+    // server still answers or lingers on (a 413 reads the rest of the body after its answer).
+    const server = createNetServer({ allowHalfOpen: true }, (socket: Socket & { [PROXIED]?: boolean }) => {
+      socket[PROXIED] = true;
+      this.options.app.server.emit('connection', socket);
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(path, () => resolve());
+    });
+    this.upstream = server;
+    this.upstreamPath = path;
+  }
+
+  private spawn(index: number): Promise<void> {
+    const { port1, port2 } = new MessageChannel();
+    const app = this.options.app;
+    const s = app.server;
+    const server: ServerSettings = {
+      keepAliveTimeout: s.keepAliveTimeout,
+      requestTimeout: s.requestTimeout,
+      headersTimeout: s.headersTimeout,
+      timeout: s.timeout,
+      maxRequestsPerSocket: s.maxRequestsPerSocket ?? null,
+      maxHeadersCount: s.maxHeadersCount ?? null,
+    };
+    const data: ThreadData = {
+      index,
+      host: this.host,
+      port: this.port,
+      server,
+      bodyLimitBytes: this.options.bodyLimitBytes,
+      upstreamPath: this.upstreamPath,
+      proxyInvocations: this.options.proxyInvocations,
+      inlineBudgetMs: this.options.inlineBudgetMs,
+      inlineHeavyUs: this.options.inlineHeavyUs,
+      reuseInstances: true,
+      control: this.control.buffer as SharedArrayBuffer,
+      tablePort: port2,
+      // Read with the epoch in one turn: every change after it is a message on the port.
+      functions: this.snapshot(),
+      epoch: Atomics.load(this.control, CONTROL_EPOCH),
+    };
+    const worker = new Worker(new URL('./http-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
+    const thread: Thread = { index, worker, table: port1, calls: new Map(), listening: false, exited: false };
+    this.threads[index] = thread;
+    this.counted[index] ??= 0;
+    return new Promise<void>((resolve) => {
+      let settled = false;
+      const settle = (): void => {
+        if (!settled) {
+          settled = true;
+          resolve();
+        }
+      };
+      worker.on('message', (message: ToMain) => {
+        if (message.type === 'listening') {
+          thread.listening = true;
+          this.respawnDelay = RESPAWN_FIRST_MS;
+          settle();
+        } else this.onMessage(thread, message);
+      });
+      worker.on('error', (err) => this.options.logger.error({ err, thread: index }, 'HTTP thread failed'));
+      worker.on('exit', (code) => {
+        thread.exited = true;
+        port1.close();
+        for (const gone of thread.calls.values()) gone.abort();
+        thread.calls.clear();
+        for (const [seq] of this.flushWaiters) this.flushed(index, seq);
+        settle();
+        if (this.stopping) return;
+        this.options.logger.error({ thread: index, code }, `HTTP thread ${index} ended (exit code ${code}): starting it again; its connections are lost`);
+        const timer = setTimeout(() => {
+          this.respawnTimers.delete(timer);
+          if (!this.stopping) void this.spawn(index);
+        }, this.respawnDelay);
+        this.respawnTimers.add(timer);
+        this.respawnDelay = Math.min(this.respawnDelay * 2, RESPAWN_MAX_MS);
+      });
+    });
+  }
+
+  private onMessage(thread: Thread, message: ToMain): void {
+    switch (message.type) {
+      case 'invoke': {
+        const gone = new ClientGone();
+        thread.calls.set(message.id, gone);
+        const reply = (answer: ToThread): void => {
+          thread.calls.delete(message.id);
+          if (!thread.exited) thread.worker.postMessage(answer);
+        };
+        this.options.engine.invoke({ name: message.name, args: message.args, signal: gone, inlineTried: message.inlineTried }).then(
+          (result) => reply({ type: 'result', id: message.id, output: result.output }),
+          (error: unknown) => {
+            const err = toEngineError(error);
+            reply({
+              type: 'failure',
+              id: message.id,
+              code: err.code,
+              message: err.message,
+              ...(err.retryAfterSeconds === undefined ? {} : { retryAfterSeconds: err.retryAfterSeconds }),
+            });
+          },
+        );
+        return;
+      }
+      case 'cancel':
+        thread.calls.get(message.id)?.abort();
+        return;
+      case 'wake':
+        this.options.engine.slotReleased(message.name);
+        return;
+      case 'report':
+        this.options.engine.recordInvocations(message.calls);
+        for (const [status, seconds] of message.http) this.options.observeHttp('POST', INVOKE_ROUTE, status, seconds);
+        this.counted[thread.index] = (this.counted[thread.index] ?? 0) + message.requests;
+        this.inline.ran += message.inlineRan;
+        this.inline.abandoned += message.inlineAbandoned;
+        return;
+      case 'flushed':
+        this.flushed(thread.index, message.seq);
+        return;
+      case 'log':
+        this.options.logger[message.level]({ thread: thread.index, err: message.err }, message.msg);
+        return;
+      case 'closed':
+        void thread.worker.terminate();
+        return;
+      case 'listening':
+        return;
+    }
+  }
+}
+
+function removeSocket(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // Not there: nothing to remove.
+  }
+}

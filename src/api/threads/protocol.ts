@@ -1,0 +1,75 @@
+/**
+ * Messages between the main thread (http-threads.ts) and each HTTP thread (http-thread.ts). Two
+ * channels per thread: the worker's own port for calls, reports and control, and a port of its own
+ * for the function table, which the thread reads synchronously (receiveMessageOnPort) when the
+ * shared epoch says it is behind, so that no call runs on a table older than an answer given.
+ */
+import type { MessagePort } from 'node:worker_threads';
+import type { ErrorCode } from '../../errors.js';
+import type { InvocableFunction, ThreadInvocation } from '../../core/function-table.js';
+
+/** Cells of the control array shared with every thread. */
+/** Function table changes posted so far (one message to every thread per change). */
+export const CONTROL_EPOCH = 0;
+/** 1 once the engine stops: threads then run nothing themselves, the main thread answers. */
+export const CONTROL_CLOSING = 1;
+export const CONTROL_CELLS = 2;
+
+/** The settings of the main thread's server that a thread's own copies (server.ts's Fastify server). */
+export interface ServerSettings {
+  keepAliveTimeout: number;
+  requestTimeout: number;
+  headersTimeout: number;
+  timeout: number;
+  maxRequestsPerSocket: number | null;
+  maxHeadersCount: number | null;
+}
+
+export interface ThreadData {
+  /** 1…N−1; the main thread is 0. */
+  index: number;
+  host: string;
+  port: number;
+  server: ServerSettings;
+  bodyLimitBytes: number;
+  /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
+  upstreamPath: string;
+  /** Invocations go to the main thread's server too (Basic auth guards them there). */
+  proxyInvocations: boolean;
+  inlineBudgetMs: number;
+  inlineHeavyUs: number;
+  reuseInstances: boolean;
+  control: SharedArrayBuffer;
+  tablePort: MessagePort;
+  /** The table now, and the epoch it is at. */
+  functions: InvocableFunction[];
+  epoch: number;
+}
+
+/** One function table change: the function as it now is, or gone (its calls go to the main thread). */
+export interface TableMessage {
+  name: string;
+  fn: InvocableFunction | undefined;
+}
+
+/** An HTTP answer this thread gave to a direct invocation, for the HTTP metrics. */
+export type HttpObservation = [status: number, seconds: number];
+
+export type ToMain =
+  | { type: 'listening' }
+  | { type: 'invoke'; id: number; name: string; args: unknown; inlineTried: boolean }
+  | { type: 'cancel'; id: number }
+  /** A slot given back while the main thread had calls waiting for one. */
+  | { type: 'wake'; name: string }
+  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number }
+  | { type: 'flushed'; seq: number }
+  | { type: 'log'; level: 'error' | 'warn'; err: string; msg: string }
+  | { type: 'closed' };
+
+export type ToThread =
+  | { type: 'result'; id: number; output: string }
+  | { type: 'failure'; id: number; code: ErrorCode; message: string; retryAfterSeconds?: number }
+  /** Report now, then say flushed with `seq`. */
+  | { type: 'flush'; seq: number }
+  /** Stop accepting, finish what is in flight, report, and end. */
+  | { type: 'close' };
