@@ -169,7 +169,6 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     threads: Math.min(64, config.httpThreads === 0 ? availableParallelism() : config.httpThreads),
     engine,
     app,
-    dataDir: config.dataDir,
     bodyLimitBytes: config.bodyLimitBytes,
     proxyInvocations: credentials !== undefined && config.authInvoke,
     inlineBudgetMs: config.inlineBudgetMs,

@@ -187,6 +187,8 @@ describe('HTTP threads: every connection sees the same engine', () => {
       ['HEAD /function/list HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 200],
       ['GET /nope HTTP/1.1\r\nHost: h\r\nAccept: application/json\r\nConnection: close\r\n\r\n', 404],
       ['GET /function/list HTTP/1.0\r\nHost: h\r\n\r\n', 200],
+      // A health check's way (haproxy's httpchk): HTTP/1.0 without Host.
+      ['GET /readyz HTTP/1.0\r\n\r\n', 200],
       ['POST /function/query HTTP/1.1\r\nHost: h\r\nContent-Length: 5\r\n\r\n{"a":', 400],
       ['GET /function/list HTTP/1.1\r\nHost: h\r\n\r\nGET /healthz HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n', 200],
     ] as const;

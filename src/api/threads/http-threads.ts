@@ -6,10 +6,8 @@
  * on through a private unix socket into the main thread's own server, and has them report before
  * it answers any read of counts. A thread that dies is logged and started again.
  */
-import { unlinkSync } from 'node:fs';
+import { randomBytes } from 'node:crypto';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
@@ -26,7 +24,6 @@ export interface HttpThreadsOptions {
   threads: number;
   engine: Engine;
   app: FastifyInstance;
-  dataDir: string;
   bodyLimitBytes: number;
   /** Invocations pass Basic auth on the main thread's server: threads send them there. */
   proxyInvocations: boolean;
@@ -143,7 +140,6 @@ export class HttpThreads {
     }
     // No new connection comes now; those still open are the main server's to close (app.close).
     this.upstream?.close();
-    if (this.upstreamPath !== '') removeSocket(this.upstreamPath);
   }
 
   /** Every thread reports what it has gathered; resolves once all have (or a bound passed). */
@@ -190,10 +186,9 @@ export class HttpThreads {
 
   /** The private socket the threads' passed-on requests come in by, into the main thread's server. */
   private async listenUpstream(): Promise<void> {
-    let path = join(this.options.dataDir, `http-threads-${process.pid}.sock`);
-    // A unix socket's path has a small bound (108 bytes on Linux).
-    if (Buffer.byteLength(path) > 100) path = join(tmpdir(), `wasm-engine-http-${process.pid}.sock`);
-    removeSocket(path);
+    // Linux's abstract namespace: no file, so nothing is left in the data directory (or anywhere)
+    // when the process is killed; a random name, so that no other process can take it first.
+    const path = `\0wasm-engine-http-threads-${process.pid}-${randomBytes(8).toString('hex')}`;
     // Half-open allowed, as on Node's own HTTP server: a client's end must not close a socket the
     // server still answers or lingers on (a 413 reads the rest of the body after its answer).
     const server = createNetServer({ allowHalfOpen: true }, (socket: Socket & { [PROXIED]?: boolean }) => {
@@ -325,13 +320,5 @@ export class HttpThreads {
       case 'listening':
         return;
     }
-  }
-}
-
-function removeSocket(path: string): void {
-  try {
-    unlinkSync(path);
-  } catch {
-    // Not there: nothing to remove.
   }
 }

@@ -32,6 +32,12 @@ export function proxyToMain(options: ProxyOptions): ProxyHandler {
     const headers = withoutHopByHop(req.rawHeaders);
     // No length and not chunked: no body, which a POST sent on without a length would not say.
     if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) headers.push('content-length', '0');
+    // An HTTP/1.0 request may come without Host (a health check, say); it goes on as HTTP/1.1,
+    // which must have one, or the main thread would refuse it as it refuses a 1.1 request without.
+    if (req.headers.host === undefined) {
+      const address = req.socket.localAddress ?? 'localhost';
+      headers.push('host', `${address.includes(':') ? `[${address}]` : address}:${req.socket.localPort ?? 0}`);
+    }
     // A body declared past the limit is refused by the main thread from the head alone, and its
     // connection closed under a body still being written there; so the head goes alone, on a
     // connection of its own, and this side drops the body (the answer lingers on a 413, and Node
