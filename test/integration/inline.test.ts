@@ -142,7 +142,8 @@ describe('--inline-heavy-us', () => {
     // 2 µs at most (twice the bound), an eighth of it into the moving average: the average passes
     // the bound at the sixth counted call, and the next 63 go to the pool. A long budget, so that
     // its first call (cold: milliseconds) is not abandoned.
-    const engine = await startEngineProcess({ args: ['--workers', '1', '--inline-heavy-us', '1', '--inline-budget-ms', '500'] });
+    // One HTTP thread: each thread keeps its own averages, and this counts one executor's calls.
+    const engine = await startEngineProcess({ args: ['--workers', '1', '--inline-heavy-us', '1', '--inline-budget-ms', '500', '--http-threads', '1'] });
     try {
       await deploy(engine, 'auth', `oci:${join(EXAMPLES_OCI, 'authentication')}`, { entrypoint: 'authentication' });
       const args = { arg_uri: 'yes', arg_body: 'yes', arg_secret: '12345' };

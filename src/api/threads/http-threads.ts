@@ -66,7 +66,7 @@ export class HttpThreads {
   private respawnDelay = RESPAWN_FIRST_MS;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   /** Inline counts the threads reported (added to the runtime's own in the metrics). */
-  readonly inline = { ran: 0, abandoned: 0 };
+  readonly inline = { ran: 0, abandoned: 0, stopped: 0 };
 
   constructor(private readonly options: HttpThreadsOptions) {
     const counted = this.counted;
@@ -307,6 +307,7 @@ export class HttpThreads {
         this.counted[thread.index] = (this.counted[thread.index] ?? 0) + message.requests;
         this.inline.ran += message.inlineRan;
         this.inline.abandoned += message.inlineAbandoned;
+        this.inline.stopped += message.inlineStopped;
         return;
       case 'flushed':
         this.flushed(thread.index, message.seq);

@@ -17,6 +17,7 @@ export class Reports {
   private requests = 0;
   private sentRan = 0;
   private sentAbandoned = 0;
+  private sentStopped = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
@@ -43,8 +44,8 @@ export class Reports {
   flush(): void {
     clearTimeout(this.timer);
     this.timer = undefined;
-    const { ran, abandoned } = this.inline;
-    if (this.calls.length === 0 && this.http.length === 0 && this.requests === 0 && ran === this.sentRan && abandoned === this.sentAbandoned) return;
+    const { ran, abandoned, stopped } = this.inline;
+    if (this.calls.length === 0 && this.http.length === 0 && this.requests === 0 && ran === this.sentRan && abandoned === this.sentAbandoned && stopped === this.sentStopped) return;
     this.post({
       type: 'report',
       calls: this.calls,
@@ -52,12 +53,14 @@ export class Reports {
       requests: this.requests,
       inlineRan: ran - this.sentRan,
       inlineAbandoned: abandoned - this.sentAbandoned,
+      inlineStopped: stopped - this.sentStopped,
     });
     this.calls = [];
     this.http = [];
     this.requests = 0;
     this.sentRan = ran;
     this.sentAbandoned = abandoned;
+    this.sentStopped = stopped;
   }
 
   private arm(): void {
