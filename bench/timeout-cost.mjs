@@ -10,11 +10,11 @@
 //
 // Needs `npm run build`, `npm run examples` and wat2wasm (the spinning module is built from
 // test/fixtures/integration/spin.wat).
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { Agent, request } from 'undici';
-import { EXAMPLES_WASM, ROOT, deploy, kill, tempDir } from './lib/processes.mjs';
+import { EXAMPLES_WASM, ROOT, deploy, kill, startEngine, tempDir } from './lib/processes.mjs';
 import { median } from './lib/stats.mjs';
 
 const argv = process.argv.slice(2);
@@ -34,33 +34,8 @@ const dir = tempDir('we-bench-timeout-');
 const spinWasm = join(dir, 'spin.wasm');
 execFileSync('wat2wasm', [join(ROOT, 'test', 'fixtures', 'integration', 'spin.wat'), '-o', spinWasm]);
 
-/** `wasm-engine serve` of the checkout at `root`, on this Node; resolves once it listens. */
-function startAt(root, dataDir) {
-  const child = spawn(process.execPath, [join(root, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, '--workers', String(workers), '--inline-budget-ms', '0'], {
-    cwd: root,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  const output = [];
-  return new Promise((resolvePromise, reject) => {
-    let buffered = '';
-    const onData = (chunk) => {
-      buffered += chunk;
-      const lines = buffered.split('\n');
-      buffered = lines.pop();
-      for (const line of lines) {
-        output.push(line);
-        const match = /WasmEngine listening on (http:\/\/\S+?),/.exec(line);
-        if (match) resolvePromise({ child, url: match[1], output });
-      }
-    };
-    child.stdout.on('data', onData);
-    child.stderr.on('data', onData);
-    child.once('exit', (code) => reject(new Error(`engine exited ${code}:\n${output.join('\n')}`)));
-  });
-}
-
 async function trial(root) {
-  const engine = await startAt(root, join(dir, `data-${Math.random().toString(36).slice(2)}`));
+  const engine = await startEngine(join(dir, `data-${Math.random().toString(36).slice(2)}`), ['--workers', String(workers), '--inline-budget-ms', '0'], { root });
   const agent = new Agent({ connections: fastClients + spinClients + 2 });
   const invoke = async (name, args) => {
     const answer = await request(`${engine.url}/function/invoke`, { method: 'POST', body: JSON.stringify({ function_name: name, args }), dispatcher: agent });

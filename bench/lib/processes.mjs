@@ -34,13 +34,13 @@ export function pinned(cpus, command, args) {
  * Starts the engine; resolves once it logs that it listens. `spawned`/`listening`: performance.now()
  * marks. `cpus`: a taskset CPU list the engine is restricted to (its workers and HTTP threads default to that many).
  */
-export function startEngine(dataDir, args = [], { cpus } = {}) {
+export function startEngine(dataDir, args = [], { cpus, root = ROOT } = {}) {
   const spawned = performance.now();
   // The bin file, which chooses the engine's flags, run by this (pinned) Node rather than by its
   // `#!/usr/bin/env node` line: outside npm's PATH that finds the machine's older Node, whose
   // launcher runs the engine as a child that a SIGKILL of the launcher would leave behind.
-  const [command, commandArgs] = pinned(cpus, process.execPath, [join(ROOT, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, ...args]);
-  const child = spawn(command, commandArgs, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
+  const [command, commandArgs] = pinned(cpus, process.execPath, [join(root, 'bin/wasm-engine.js'), 'serve', '--port', '0', '--data-dir', dataDir, ...args]);
+  const child = spawn(command, commandArgs, { cwd: root, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
   return new Promise((resolve, reject) => {
     let buffered = '';
