@@ -7,7 +7,7 @@
  * An answer that ends its connection there ends the client's here, a 413 lingers as it does there
  * (linger.ts), and a client that goes away aborts the request upstream.
  */
-import { request as httpRequest, type Agent, type IncomingMessage, type ServerResponse } from 'node:http';
+import { request as httpRequest, type Agent, type ClientRequest, type IncomingMessage, type ServerResponse } from 'node:http';
 import { EngineError } from '../../errors.js';
 import { ERROR_STATUS } from '../error-status.js';
 import { lingerAfterAnswer } from '../linger.js';
@@ -76,12 +76,43 @@ export function proxyToMain(options: ProxyOptions): ProxyHandler {
     res.on('close', () => {
       if (!res.writableFinished) upstream.destroy();
     });
-    if (!headOnly) req.pipe(upstream);
+    if (!headOnly) sendBody(req, upstream, options.bodyLimitBytes);
     else {
       upstream.flushHeaders();
       upstream.on('response', (answer) => answer.on('end', () => upstream.destroy()));
     }
   };
+}
+
+/**
+ * The body within the limit goes with the head in one write, once whole: the main thread answers
+ * only after reading all of it, and may close its end at once (a body that is not JSON); a write
+ * of ours after that failed with EPIPE before Node read the answer already there, and the client
+ * got 503 rather than its 400. A body past the limit (sent chunked, so not refused from its head)
+ * streams on from there; the main thread refuses it as it reads.
+ */
+function sendBody(req: IncomingMessage, upstream: ClientRequest, limit: number): void {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  const onData = (chunk: Buffer): void => {
+    size += chunk.length;
+    if (size <= limit) {
+      chunks.push(chunk);
+      return;
+    }
+    req.off('data', onData);
+    req.off('end', onEnd);
+    for (const held of chunks) upstream.write(held);
+    upstream.write(chunk);
+    req.pipe(upstream);
+  };
+  const onEnd = (): void => {
+    upstream.end(chunks.length === 1 ? chunks[0] : Buffer.concat(chunks, size));
+  };
+  req.on('data', onData);
+  req.on('end', onEnd);
+  // A client that goes away mid-body: its answer's 'close' destroys the request upstream.
+  req.on('error', () => upstream.destroy());
 }
 
 function relay(req: IncomingMessage, res: ServerResponse, answer: IncomingMessage, options: ProxyOptions): void {
