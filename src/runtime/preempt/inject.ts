@@ -27,7 +27,7 @@
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { concat, Writer, type Chunk } from '../byte-writer.js';
-import { UnknownInstruction, walkInstructions } from '../reuse/code-walk.js';
+import { UnknownInstruction, rewriteRefusal, walkInstructions } from '../reuse/code-walk.js';
 import { SECTION, globalType, parseModule, sections, skipNumericConst, type SectionSpan } from '../wasm-binary.js';
 
 export const PREEMPT_MODULE = 'wasm-engine:preempt';
@@ -57,8 +57,7 @@ export function injectPreemption(bytes: Uint8Array): InjectResult {
   try {
     return inject(bytes);
   } catch (err) {
-    if (err instanceof UnknownInstruction) return { reason: `its code holds an instruction the rewrite does not know (${err.message})` };
-    return { reason: `its binary could not be rewritten: ${err instanceof Error ? err.message : String(err)}` };
+    return rewriteRefusal(err);
   }
 }
 

@@ -12,6 +12,12 @@ import { skipNumericConst } from '../wasm-binary.js';
 
 export class UnknownInstruction extends Error {}
 
+/** Why a module rewrite (the checks, the virtual memory size) left a module as it was, from what it threw. */
+export function rewriteRefusal(err: unknown): { reason: string } {
+  if (err instanceof UnknownInstruction) return { reason: `its code holds an instruction the rewrite does not know (${err.message})` };
+  return { reason: `its binary could not be rewritten: ${err instanceof Error ? err.message : String(err)}` };
+}
+
 const unknown = (what: string, at: number): never => {
   throw new UnknownInstruction(`${what} at byte ${at}`);
 };

@@ -27,7 +27,7 @@ import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { concat, Writer, type Chunk } from '../byte-writer.js';
 import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
-import { UnknownInstruction, walkBody } from './code-walk.js';
+import { UnknownInstruction, rewriteRefusal, walkBody } from './code-walk.js';
 import { EXPORT_PREFIX } from './expose.js';
 
 /** Export names of the functions the host uses in place of the memory's own size and grow. */
@@ -59,8 +59,7 @@ export function virtualizeMemorySize(bytes: Uint8Array): VirtualizeResult {
   try {
     return virtualize(bytes);
   } catch (err) {
-    if (err instanceof UnknownInstruction) return { reason: `its code holds an instruction the rewrite does not know (${err.message})` };
-    return { reason: `its binary could not be rewritten: ${err instanceof Error ? err.message : String(err)}` };
+    return rewriteRefusal(err);
   }
 }
 
