@@ -34,12 +34,7 @@ export type MemoryOp = 'size' | 'grow' | 'access';
  * when the body ends (`r.end`).
  */
 export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end: number) => void): void {
-  const groups = r.u32();
-  for (let i = 0; i < groups; i++) {
-    r.u32();
-    const at = r.pos;
-    if (!VALUE_TYPE_BYTES.has(r.u8())) unknown('local of a reference type with a heap type', at);
-  }
+  skipLocals(r);
   while (!r.done) {
     const start = r.pos;
     const op = r.u8();
@@ -59,18 +54,23 @@ export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end
  * Throws UnknownInstruction as walkBody does.
  */
 export function walkInstructions(r: ByteReader, visit: (op: number, start: number, end: number) => void): void {
-  const groups = r.u32();
-  for (let i = 0; i < groups; i++) {
-    r.u32();
-    const at = r.pos;
-    if (!VALUE_TYPE_BYTES.has(r.u8())) unknown('local of a reference type with a heap type', at);
-  }
+  skipLocals(r);
   while (!r.done) {
     const start = r.pos;
     const op = r.u8();
     if (op === 0x3f || op === 0x40) r.u32();
     else skipImmediates(r, op, start);
     visit(op, start, r.pos);
+  }
+}
+
+/** A body's local declarations, checked to be single-byte value types. */
+function skipLocals(r: ByteReader): void {
+  const groups = r.u32();
+  for (let i = 0; i < groups; i++) {
+    r.u32();
+    const at = r.pos;
+    if (!VALUE_TYPE_BYTES.has(r.u8())) unknown('local of a reference type with a heap type', at);
   }
 }
 
