@@ -147,6 +147,21 @@ export class InstanceRunner {
     }
   }
 
+  /**
+   * Has an instance ready for the next call, made now if need be (run() would make it otherwise),
+   * so that a caller can start its clock once guest code is about to run. Never throws: an
+   * instance that cannot be made is made again, and fails visibly, by run().
+   */
+  prepare(): void {
+    this.settle();
+    if (this.ready) return;
+    try {
+      this.ready = this.instantiate(false);
+    } catch {
+      this.ready = undefined;
+    }
+  }
+
   /** Drops every instance (the module is evicted, or idle). */
   dispose(): void {
     this.ready = undefined;

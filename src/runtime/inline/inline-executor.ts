@@ -22,8 +22,12 @@
  * other request, while the pool runs calls on every core. A module whose calls here take more than
  * `heavyMs` on average (a moving average; --inline-heavy-us) sends its next HEAVY_SKIP calls to the
  * pool, then tries one here again; the hop to a worker costs a few tens of microseconds, which such
- * calls outweigh. Each call's time enters the average clipped at twice the bound, so that it takes
- * several heavy calls, not one slow moment, to send a module away. A module's first call here (its instantiation included) is not counted.
+ * calls outweigh. What enters the average is the shortest of every HEAVY_WINDOW calls in a row,
+ * clipped at twice the bound: on a busy machine the OS runs other threads in the middle of calls
+ * (and a GC pause lands in one now and then), and by the clock a 15 µs call then often looked
+ * heavy, while a heavy function is heavy in every call. (The thread's CPU time would say it
+ * directly, but Node reads it from the scheduler's ticks, milliseconds apart.) A module's first
+ * call here (its instantiation included) is not counted.
  *
  * What the checks cannot reach is excluded by module (inline/eligibility.ts): start functions,
  * large binaries or initial memories, shared memories, WASI sleeps.
@@ -45,6 +49,8 @@ export const SKIP_MAX = 1024;
 /** Default of --inline-heavy-us: the average time of a module's inline calls past which they go to the pool (see the header). */
 export const DEFAULT_INLINE_HEAVY_US = 50;
 export const HEAVY_SKIP = 63;
+/** Calls in a row whose shortest enters the heavy rule's average (see the header). */
+export const HEAVY_WINDOW = 4;
 /** Guest memory kept in idle instances on this thread (as a worker's default). */
 const DEFAULT_INSTANCE_BYTES = 64 * 1024 * 1024;
 /** Calls between checks of that bound (summing every runner's memory per call would cost more than small calls run). */
@@ -80,8 +86,11 @@ interface Entry {
   /** What `skip` becomes after the next abandoned call. */
   nextSkip: number;
   settlePending: boolean;
-  /** Moving average of its calls' time here, in milliseconds; undefined before its first call. */
+  /** Moving average of its calls' time here, in milliseconds (see the header); undefined before its first call. */
   averageMs: number | undefined;
+  /** The shortest call of the current window, and how many calls it has seen. */
+  windowMs: number;
+  windowCalls: number;
 }
 
 export class InlineExecutor {
@@ -113,13 +122,21 @@ export class InlineExecutor {
     } else {
       const noReuse = this.options.reuseInstances ? loaded.noReuse : 'instance reuse is off';
       const runner = new InstanceRunner(loaded.module, call.abi, loaded.state, noReuse, this.clock);
-      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: undefined };
+      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: undefined, windowMs: Infinity, windowCalls: 0 };
       this.sinceTrim = TRIM_EVERY;
     }
     this.entries.set(key, entry);
 
-    const budgetMs = Math.min(this.options.budgetMs, timeoutMs);
-    this.clock.arm(performance.now() + budgetMs, INLINE_MAX_BULK_PAGES);
+    // The call's time limit counts from here, as in a worker. The budget counts from when guest
+    // code starts: readying the instance (a restore, or an instantiation, which eligible modules
+    // make without guest code) is bounded by eligibility and cannot be stopped by the checks, so a
+    // call abandoned for it would only throw away the instance it paid for — and its successor
+    // would pay again, within the same budget, on a busy machine again and again.
+    const started = performance.now();
+    const limitAt = started + timeoutMs;
+    entry.runner.prepare();
+    const budgetAt = performance.now() + this.options.budgetMs;
+    this.clock.arm(Math.min(limitAt, budgetAt), INLINE_MAX_BULK_PAGES);
     let result: InvocationResult | undefined;
     let failure: unknown;
     try {
@@ -132,20 +149,10 @@ export class InlineExecutor {
     if (stopped === undefined && !(failure instanceof EngineError && failure.cause instanceof RangeError)) {
       entry.nextSkip = SKIP_FIRST;
       this.stats.ran++;
-      if (result !== undefined && this.options.heavyMs > 0) {
-        if (entry.averageMs === undefined) entry.averageMs = 0;
-        else {
-          // A sample counts for at most twice the bound: one slow call (a GC pause, or the OS
-          // running another thread mid-call) then moves the average by a quarter of the bound at
-          // most, and only a module whose calls are heavy again and again leaves this thread.
-          const sample = Math.min(result.durationMs, 2 * this.options.heavyMs);
-          entry.averageMs += (sample - entry.averageMs) / 8;
-          if (entry.averageMs > this.options.heavyMs) entry.skip = HEAVY_SKIP;
-        }
-      }
+      if (result !== undefined && this.options.heavyMs > 0) this.weigh(entry, performance.now() - started);
       return failure === undefined ? Promise.resolve(result as InvocationResult) : Promise.reject(toEngineError(failure));
     }
-    if (stopped === 'deadline' && timeoutMs <= this.options.budgetMs) {
+    if (stopped === 'deadline' && limitAt <= budgetAt) {
       this.stats.ran++;
       this.stats.stopped++;
       return Promise.reject(timeLimitError(timeoutMs));
@@ -154,6 +161,23 @@ export class InlineExecutor {
     entry.skip = entry.nextSkip;
     entry.nextSkip = Math.min(entry.nextSkip * 2, SKIP_MAX);
     return undefined;
+  }
+
+  /** The heavy rule (see the header), after a call that completed here in `ms`. */
+  private weigh(entry: Entry, ms: number): void {
+    const heavyMs = this.options.heavyMs;
+    if (entry.averageMs === undefined) {
+      entry.averageMs = 0;
+      return;
+    }
+    entry.windowMs = Math.min(entry.windowMs, ms);
+    if (++entry.windowCalls === HEAVY_WINDOW) {
+      entry.averageMs += (Math.min(entry.windowMs, 2 * heavyMs) - entry.averageMs) / 8;
+      entry.windowMs = Infinity;
+      entry.windowCalls = 0;
+    }
+    // Checked after every call: a heavy module tries one call here per HEAVY_SKIP + 1.
+    if (entry.averageMs > heavyMs) entry.skip = HEAVY_SKIP;
   }
 
   /** Drops every instance (the engine stops). */
