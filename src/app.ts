@@ -2,13 +2,13 @@
  * The composition root: builds the store, image fetcher, runtime, engine and HTTP server from a
  * validated configuration, starts them, and stops them in order.
  */
-import { availableParallelism, hostname } from 'node:os';
+import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { NAMESPACE } from './api/openfaas/mapping.js';
 import { httpObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
-import { HttpThreads } from './api/threads/http-threads.js';
+import { HttpThreads, servingThreads } from './api/threads/http-threads.js';
 import { buildVersion } from './build-info.js';
 import { warmUpHttp } from './api/warm-up.js';
 import { basicAuthCredentials } from './config/credentials.js';
@@ -48,6 +48,19 @@ export function createLogger(config: Pick<EngineConfig, 'logLevel'> & Partial<Pi
 }
 
 /** The data directory's store (one engine), or PostgreSQL shared by several (the data directory is then a cache). */
+/**
+ * `--concurrency-per-replica 0`: as many calls per worker as the pool's pipeline holds, so that a
+ * worker can hold its next calls while one runs (runtime/pool/worker-pool.ts; with fewer it would
+ * sleep between calls), and one more per thread that serves HTTP, which runs a call itself while
+ * the workers' pipelines are full. Without that one, calls sent to the workers — the calls after
+ * an abandoned one, say — filled the bound, every thread then passed each call it read to the main
+ * thread to wait there, and the engine stayed in that state, every call through one thread, for as
+ * long as the load lasted.
+ */
+function defaultConcurrency(config: EngineConfig): number {
+  return config.workers * DEFAULT_PIPELINE_DEPTH + (config.inlineBudgetMs > 0 ? servingThreads(config.httpThreads) : 0);
+}
+
 function createStore(config: EngineConfig, logger: PinoLogger): FunctionStore {
   if (config.store === 'file') return new FileFunctionStore(config.dataDir, logger);
   return new PostgresFunctionStore({ url: config.store, dataDir: config.dataDir, node: config.nodeName, timeoutMs: config.storeTimeoutMs, logger });
@@ -106,9 +119,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     checkImageReference: imageReferenceCheck(localImagesAllowed(config.localImages, config.host)),
     events: fanOut(metrics, logs),
     scaling: {
-      // 0: as many per worker as the pool's pipeline holds, so that a worker can hold its next
-      // calls while one runs (runtime/pool/worker-pool.ts); with fewer it would sleep between calls.
-      concurrencyPerReplica: config.concurrencyPerReplica === 0 ? config.workers * DEFAULT_PIPELINE_DEPTH : config.concurrencyPerReplica,
+      concurrencyPerReplica: config.concurrencyPerReplica === 0 ? defaultConcurrency(config) : config.concurrencyPerReplica,
       maxWaiting: config.maxQueuePerFunction,
       maxWaitingTotal: config.maxQueue,
     },
@@ -167,7 +178,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     },
   });
   const threads: HttpThreads = new HttpThreads({
-    threads: Math.min(64, config.httpThreads === 0 ? availableParallelism() : config.httpThreads),
+    threads: servingThreads(config.httpThreads),
     engine,
     app,
     bodyLimitBytes: config.bodyLimitBytes,

@@ -342,7 +342,7 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     key: 'concurrencyPerReplica',
     flag: 'concurrency-per-replica',
     arg: 'N',
-    help: 'Invocations of a function running at once per replica; 0: four per worker.',
+    help: 'Invocations of a function running at once per replica; 0: four per worker, and one per HTTP thread when calls run inline.',
     env: ['WASM_ENGINE_CONCURRENCY_PER_REPLICA'],
     parse: integer(0, 100_000),
     default: () => 0,

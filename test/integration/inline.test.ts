@@ -138,19 +138,20 @@ describe('calls run inline first, within the budget', () => {
 
 describe('--inline-heavy-us', () => {
   it('sends the calls of a function whose inline calls take longer on average to the workers', async () => {
-    // 1 µs: authentication's calls (tens of microseconds) are heavier than that. The shortest of
-    // every 4 calls counts as 2 µs at most (twice the bound), an eighth of it into the moving
-    // average: the average passes the bound at the sixth window, and the next 63 go to the pool. A
-    // long budget, so that its first call (cold: milliseconds) is not abandoned.
+    // 1 µs: authentication's calls (tens of microseconds) are heavier than that. The first 512
+    // calls are not counted; then the shortest of every 4 counts as 2 µs at most (twice the
+    // bound), an eighth of it into the moving average: the average passes the bound at the sixth
+    // window, and the next 63 go to the pool. A long budget, so that its first call (cold:
+    // milliseconds) is not abandoned.
     // One HTTP thread: each thread keeps its own averages, and this counts one executor's calls.
     const engine = await startEngineProcess({ args: ['--workers', '1', '--inline-heavy-us', '1', '--inline-budget-ms', '500', '--http-threads', '1'] });
     try {
       await deploy(engine, 'auth', `oci:${join(EXAMPLES_OCI, 'authentication')}`, { entrypoint: 'authentication' });
       const args = { arg_uri: 'yes', arg_body: 'yes', arg_secret: '12345' };
       const ran = await inlineCalls(engine, 'ran');
-      for (let i = 0; i < 40; i++) expect((await invoke(engine, 'auth', args)).json.output).toMatch(/Auth Forbidden/);
-      // The first (not counted), six windows of four (the sixth made the average heavy); the rest on the worker.
-      expect(await inlineCalls(engine, 'ran')).toBe(ran + 25);
+      for (let i = 0; i < 560; i++) expect((await invoke(engine, 'auth', args)).json.output).toMatch(/Auth Forbidden/);
+      // 512 not counted, six windows of four (the sixth made the average heavy); the rest on the worker.
+      expect(await inlineCalls(engine, 'ran')).toBe(ran + 536);
       expect(await inlineCalls(engine, 'abandoned')).toBe(0);
     } finally {
       await engine.kill();

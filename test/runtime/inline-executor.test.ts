@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { analyzeModule, normalizeArgs, toSandboxCall } from '../../src/runtime/index.js';
-import { InlineExecutor } from '../../src/runtime/inline/inline-executor.js';
+import { HEAVY_GRACE, HEAVY_SKIP, HEAVY_WINDOW, InlineExecutor } from '../../src/runtime/inline/inline-executor.js';
 import { InstanceRunner } from '../../src/runtime/instance-runner.js';
 import { compileForPool } from '../../src/runtime/pool/compile.js';
 import { engineRejection, LIMITS, watText } from './support.js';
@@ -93,14 +93,18 @@ describe('InlineExecutor heavy rule', () => {
     executor.dispose();
   });
 
-  it('sends a module whose every call is heavy to the pool, then tries one call in HEAVY_SKIP + 1', async () => {
+  it('sends a module whose every call is heavy to the pool, then tries a window of calls after every HEAVY_SKIP', async () => {
     const { loaded, call } = await loopModule();
     const executor = new InlineExecutor({ budgetMs: 50, reuseInstances: true, heavyMs: 0.05 });
     slowCalls(1, 1);
     const here: number[] = [];
-    for (let i = 0; i < 25 + 64 * 2; i++) if (executor.invoke(loaded, call(10), 5_000) !== undefined) here.push(i);
-    // The first call (not counted), then six windows of four; then one call in 64.
-    expect(here).toEqual([...Array.from({ length: 25 }, (_, i) => i), 25 + 63, 25 + 63 + 64]);
+    const judged = HEAVY_GRACE + 6 * HEAVY_WINDOW;
+    const period = HEAVY_SKIP + HEAVY_WINDOW;
+    for (let i = 0; i < judged + 2 * period; i++) if (executor.invoke(loaded, call(10), 5_000) !== undefined) here.push(i);
+    // HEAVY_GRACE calls not counted, then six windows (the sixth made the average heavy); then a
+    // window of calls in a row after every HEAVY_SKIP.
+    const run = (from: number, length: number) => Array.from({ length }, (_, i) => from + i);
+    expect(here).toEqual([...run(0, judged), ...run(judged + HEAVY_SKIP, HEAVY_WINDOW), ...run(judged + period + HEAVY_SKIP, HEAVY_WINDOW)]);
     executor.dispose();
   });
 });

@@ -7,6 +7,7 @@
  * it answers any read of counts. A thread that dies is logged and started again.
  */
 import { randomBytes } from 'node:crypto';
+import { availableParallelism } from 'node:os';
 import { createServer as createNetServer, type Server as NetServer, type Socket } from 'node:net';
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
@@ -49,6 +50,16 @@ interface Thread {
   calls: Map<number, ClientGone>;
   listening: boolean;
   exited: boolean;
+}
+
+/** The most threads one setting of 0 gives (as many as --http-threads accepts). */
+const MAX_HTTP_THREADS = 64;
+
+/** `--http-threads` (0: one per CPU this process may use) as the number of threads that will serve HTTP, the main one included. */
+export function servingThreads(setting: number): number {
+  // Node refuses reusePort where the kernel does not spread connections over the listeners.
+  if (process.platform !== 'linux') return 1;
+  return Math.min(MAX_HTTP_THREADS, setting === 0 ? availableParallelism() : setting);
 }
 
 export class HttpThreads {
@@ -98,8 +109,7 @@ export class HttpThreads {
 
   /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
   get enabled(): boolean {
-    // Node refuses reusePort where the kernel does not spread connections over the listeners.
-    return this.options.threads > 1 && process.platform === 'linux';
+    return servingThreads(this.options.threads) > 1;
   }
 
   /** Starts the threads on the port the main thread listens on; resolves once every one listens. */

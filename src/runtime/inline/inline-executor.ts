@@ -18,16 +18,17 @@
  * Functions whose calls keep being abandoned skip the attempt: after an abandoned call the next
  * SKIP_FIRST calls of that module go straight to the pool, twice as many after each further
  * abandoned attempt (up to SKIP_MAX), and back to SKIP_FIRST once a call completes here. Heavier
- * functions go there too: this is one thread, and guest time spent on it is taken from every
- * other request, while the pool runs calls on every core. A module whose calls here take more than
- * `heavyMs` on average (a moving average; --inline-heavy-us) sends its next HEAVY_SKIP calls to the
- * pool, then tries one here again; the hop to a worker costs a few tens of microseconds, which such
- * calls outweigh. What enters the average is the shortest of every HEAVY_WINDOW calls in a row,
+ * functions go there too: guest time spent on this thread is taken from every request it reads,
+ * while the OS shares the cores between this thread and the workers. A module whose calls here
+ * take more than `heavyMs` on average (a moving average; --inline-heavy-us) sends its next
+ * HEAVY_SKIP calls to the pool, then tries a window of calls here again; the hop to a worker costs
+ * a few tens of microseconds, which such calls outweigh. What enters the average is the shortest of every HEAVY_WINDOW calls in a row,
  * clipped at twice the bound: on a busy machine the OS runs other threads in the middle of calls
  * (and a GC pause lands in one now and then), and by the clock a 15 µs call then often looked
  * heavy, while a heavy function is heavy in every call. (The thread's CPU time would say it
  * directly, but Node reads it from the scheduler's ticks, milliseconds apart.) A module's first
- * call here (its instantiation included) is not counted.
+ * HEAVY_GRACE calls on a thread are not counted: they run before this thread's code for it is
+ * optimized, and a module judged heavy then would seldom run here again, and so stay cold here.
  *
  * What the checks cannot reach is excluded by module (inline/eligibility.ts): start functions,
  * large binaries or initial memories, shared memories, WASI sleeps.
@@ -49,6 +50,8 @@ export const SKIP_MAX = 1024;
 /** Default of --inline-heavy-us: the average time of a module's inline calls past which they go to the pool (see the header). */
 export const DEFAULT_INLINE_HEAVY_US = 50;
 export const HEAVY_SKIP = 63;
+/** Calls of a module on a thread that the heavy rule does not count (see the header). */
+export const HEAVY_GRACE = 512;
 /** Calls in a row whose shortest enters the heavy rule's average (see the header). */
 export const HEAVY_WINDOW = 4;
 /** Guest memory kept in idle instances on this thread (as a worker's default). */
@@ -86,8 +89,10 @@ interface Entry {
   /** What `skip` becomes after the next abandoned call. */
   nextSkip: number;
   settlePending: boolean;
-  /** Moving average of its calls' time here, in milliseconds (see the header); undefined before its first call. */
-  averageMs: number | undefined;
+  /** Moving average of its calls' time here, in milliseconds (see the header). */
+  averageMs: number;
+  /** Calls still to run here before the heavy rule counts them. */
+  grace: number;
   /** The shortest call of the current window, and how many calls it has seen. */
   windowMs: number;
   windowCalls: number;
@@ -122,7 +127,7 @@ export class InlineExecutor {
     } else {
       const noReuse = this.options.reuseInstances ? loaded.noReuse : 'instance reuse is off';
       const runner = new InstanceRunner(loaded.module, call.abi, loaded.state, noReuse, this.clock);
-      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: undefined, windowMs: Infinity, windowCalls: 0 };
+      entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: 0, grace: HEAVY_GRACE, windowMs: Infinity, windowCalls: 0 };
       this.sinceTrim = TRIM_EVERY;
     }
     this.entries.set(key, entry);
@@ -166,17 +171,17 @@ export class InlineExecutor {
   /** The heavy rule (see the header), after a call that completed here in `ms`. */
   private weigh(entry: Entry, ms: number): void {
     const heavyMs = this.options.heavyMs;
-    if (entry.averageMs === undefined) {
-      entry.averageMs = 0;
+    if (entry.grace > 0) {
+      entry.grace--;
       return;
     }
     entry.windowMs = Math.min(entry.windowMs, ms);
-    if (++entry.windowCalls === HEAVY_WINDOW) {
-      entry.averageMs += (Math.min(entry.windowMs, 2 * heavyMs) - entry.averageMs) / 8;
-      entry.windowMs = Infinity;
-      entry.windowCalls = 0;
-    }
-    // Checked after every call: a heavy module tries one call here per HEAVY_SKIP + 1.
+    if (++entry.windowCalls < HEAVY_WINDOW) return;
+    entry.averageMs += (Math.min(entry.windowMs, 2 * heavyMs) - entry.averageMs) / 8;
+    entry.windowMs = Infinity;
+    entry.windowCalls = 0;
+    // Judged per window, so that a heavy module comes back for a whole window of calls in a row:
+    // a lone call after a pause runs with cold caches, and took twice as long as the next ones.
     if (entry.averageMs > heavyMs) entry.skip = HEAVY_SKIP;
   }
 
