@@ -276,7 +276,7 @@ const out = [
   `machine: ${machine}`,
   `settings: HTTP: wrk 2 threads, ${settings.httpTrials} trial${settings.httpTrials === 1 ? '' : 's'} × ${settings.httpSeconds} s per HTTP case, engine and workerd alternating (req/s ratio = median of the per-trial ratios); load ${settings.loadConnections} connections × ${settings.loadSeconds} s; cold start ${settings.trials} trials; medians throughout; engine with default settings (workers = cores)`,
   'in-process: engine = InstanceRunner run + settle on one thread (all the CPU a worker spends per call); raw = new WebAssembly.Instance(module) + the call',
-  `per core: each server restricted to one CPU with taskset, wrk (1 thread per CPU) on the others, ${settings.perCoreConnections} connections per core; bare Node = node:http, one instance per module, no isolation (bench/bare-node); scaling: the engine on N CPUs, wrk on the rest, on all CPUs when none are left (not clean)`,
+  `per core: each server restricted to one CPU with taskset, wrk (1 thread per CPU) on the others, ${settings.perCoreConnections} connections per core; bare Node = node:http, one instance per module, no isolation (bench/bare-node); in the notes, the same work served straight from the socket without node:http (raw-server.mjs, a floor, not a peer); scaling: the engine on N CPUs, wrk on the rest, on all CPUs when none are left (not clean)`,
   '',
   formatTable(header, rows),
 ];

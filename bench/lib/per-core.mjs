@@ -1,12 +1,14 @@
 // Per core and every core: what one core of the machine serves, and how that grows with cores.
 //
 // Per core: WasmEngine, workerd and a bare Node.js server (bench/bare-node: node:http, one instance
-// of each module, no isolation) each restricted to the same ONE core with taskset, wrk restricted
+// of each module, no isolation) each restricted to the same ONE core with taskset — and, as a floor
+// that shows what node:http itself costs, the same bare work served straight from the socket
+// (bench/bare-node/raw-server.mjs) — wrk restricted
 // to the other cores, the same request as everywhere in the bench. Scaling: the engine restricted to
 // 1, 2, 4 … of the cores this process may use (its workers and HTTP threads default to that many), wrk on the cores
 // left over — or, when none are left, on all of them, sharing the engine's cores (the row says so:
 // such a row is not clean). Each trial runs every case once, one after the other (engine on one
-// core, workerd, bare Node, the engine on 2, 4 … cores), so all of a trial sees the same moment of a
+// core, workerd, bare Node, bare Node on the socket, the engine on 2, 4 … cores), so all of a trial sees the same moment of a
 // shared machine; medians over the trials, ratios as medians of the per-trial ratios.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
@@ -33,9 +35,9 @@ export function coreCounts(n) {
 
 /**
  * Measures both tables. `connections`: per core (the scaling rows use N × connections on N cores).
- * Returns { cpus, perCore: [{ fn, engine, workerd?, bare, workerdRatio?, bareRatio?, trials }],
+ * Returns { cpus, perCore: [{ fn, engine, workerd?, bare, raw, workerdRatio?, bareRatio?, trials }],
  * scaling: [{ fn, cores, connections, engineCpus, loadCpus, shared, engine, scale, trials }] };
- * engine/workerd/bare: medians { rps, p50, p99, non2xx, socketErrors }.
+ * engine/workerd/bare/raw: medians { rps, p50, p99, non2xx, socketErrors }.
  */
 export async function perCore({ fns = ['gcd', 'authentication'], connections = 32, seconds, trials, workerd = true, log = () => {} }) {
   const cpus = allowedCpus();
@@ -51,6 +53,7 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
   const engines = new Map();
   let peer;
   let bare;
+  let raw;
   try {
     for (const cores of counts) {
       const dataDir = tempDir(`we-bench-core${cores}-`);
@@ -61,12 +64,14 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
     }
     if (workerd) peer = await startWorkerd({ cpus: one.engineCpus });
     bare = await startBareNode({ cpus: one.engineCpus });
+    raw = await startBareNode({ cpus: one.engineCpus, raw: true });
 
     // Each case: a name, its server, its cores and how wrk runs against it.
     const cases = [
       { key: 'engine1', url: engines.get(1).url, ...one, connections },
       ...(peer ? [{ key: 'workerd', url: peer.url, ...one, connections }] : []),
       { key: 'bare', url: bare.url, ...one, connections },
+      { key: 'raw', url: raw.url, ...one, connections },
       ...counts.slice(1).map((cores) => ({ key: `engine${cores}`, url: engines.get(cores).url, ...split(cores), connections: cores * connections })),
     ];
     const measure = (c, fn, secs) => wrk(c.url, { fn, connections: c.connections, seconds: secs, threads: Math.min(c.loadThreads, c.connections), cpus: c.loadCpus });
@@ -91,6 +96,7 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
         engine: side('engine1'),
         workerd: peer ? side('workerd') : undefined,
         bare: side('bare'),
+        raw: side('raw'),
         workerdRatio: peer ? ratio('engine1', 'workerd') : undefined,
         bareRatio: ratio('engine1', 'bare'),
         trials: runs.map((r) => ({ workerd: peer ? r.engine1.rps / r.workerd.rps : undefined, bare: r.engine1.rps / r.bare.rps })),
@@ -106,6 +112,7 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
     for (const engine of engines.values()) await kill(engine.child);
     if (peer) await kill(peer.child);
     if (bare) await kill(bare.child);
+    if (raw) await kill(raw.child);
     for (const dir of dirs) rmSync(dir, { recursive: true, force: true });
   }
 }
@@ -132,9 +139,11 @@ export function perCoreTableRows({ perCore: perCoreRows, scaling }, { fmtRate, f
     const notes = [
       `trials (vs workerd / vs bare): ${r.trials.map((t) => `${t.workerd === undefined ? '-' : times(t.workerd)} / ${times(t.bare)}`).join(', ')}`,
       `engine ${latency(r.engine)}${r.workerd ? `, workerd ${latency(r.workerd)}` : ''}, bare ${latency(r.bare)}`,
+      `bare Node on the socket, without node:http (a floor, not a peer): ${fmtRate(r.raw.rps)}; of that, bare on node:http serves ${times(r.bare.rps / r.raw.rps)}, the engine ${times(r.engine.rps / r.raw.rps)}`,
       ...errors('engine', r.engine),
       ...errors('workerd', r.workerd),
       ...errors('bare', r.bare),
+      ...errors('raw', r.raw),
     ];
     rows.push(['3 per core req/s', `${r.fn}, ${r.connections} conns, 1 core each`, fmtRate(r.engine.rps), peers.join(', '), ratios.join(', '), target, r.workerd || !want ? yes(met) : 'n/a', notes.join('; ')]);
   }

@@ -122,8 +122,9 @@ export async function startWorkerd({ cpus } = {}) {
 }
 
 /** Starts bench/bare-node/server.mjs (node:http, one instance per module) on this Node; `cpus` as for startEngine. */
-export function startBareNode({ cpus } = {}) {
-  const [command, args] = pinned(cpus, process.execPath, [join(ROOT, 'bench', 'bare-node', 'server.mjs'), '--port', '0', '--wasm-dir', EXAMPLES_WASM]);
+/** bench/bare-node's server: on node:http, or with `raw` straight on the socket (raw-server.mjs). */
+export function startBareNode({ cpus, raw = false } = {}) {
+  const [command, args] = pinned(cpus, process.execPath, [join(ROOT, 'bench', 'bare-node', raw ? 'raw-server.mjs' : 'server.mjs'), '--port', '0', '--wasm-dir', EXAMPLES_WASM]);
   const child = spawn(command, args, { cwd: ROOT, stdio: ['ignore', 'pipe', 'pipe'] });
   const output = [];
   return new Promise((resolve, reject) => {
