@@ -153,7 +153,9 @@ export class InstanceRunner {
    * instance that cannot be made is made again, and fails visibly, by run().
    */
   prepare(): void {
-    this.settle();
+    // As run() would: a first instance is made without scanning its memory for the image, which a
+    // cold start should not wait for (the settle() after the answer takes it).
+    this.settle(false);
     if (this.ready) return;
     try {
       this.ready = this.instantiate(false);
