@@ -173,3 +173,28 @@ describe('--inline-budget-ms 0', () => {
     }
   });
 });
+
+describe('the default concurrency bound while calls run inline', () => {
+  it('is four calls per worker plus one per HTTP thread: with 1 worker and 2 threads, 6 calls run at once and a 7th is refused', async () => {
+    // No waiting allowed: a call past the bound is answered 503 OVERLOADED at once.
+    const engine = await startEngineProcess({ args: ['--workers', '1', '--http-threads', '2', '--max-queue-per-function', '0'] });
+    try {
+      await deploy(engine, 'slow', fixture('integration', 'inline-slow'), { timeout_ms: 60_000 });
+      // Each runs about a second on the only worker, one after the other: all six hold a slot
+      // until the last of them ends.
+      const holders = Array.from({ length: 6 }, () => invoke(engine, 'slow', ['xxxxxxxxxxxxxxxxxxx']));
+      const inFlight = async (): Promise<number> => {
+        const answer = await request(`${engine.url}/metrics`);
+        const lines = (await answer.body.text()).split('\n').filter((line) => line.startsWith('wasm_engine_invocations_in_flight'));
+        return sampleValue(parsePrometheus(lines.join('\n')), 'wasm_engine_invocations_in_flight') ?? 0;
+      };
+      await eventually(async () => (await inFlight()) === 6, 'six calls in flight');
+      const refused = await invoke(engine, 'slow', ['xxxxxxxxxxxxxxxxxxx']);
+      expect(refused.status, refused.text).toBe(503);
+      expect(refused.json?.['code'] ?? refused.text).toMatch(/OVERLOADED/);
+      for (const holder of await Promise.all(holders)) expect(holder.status, holder.text).toBe(200);
+    } finally {
+      await engine.kill();
+    }
+  });
+});
