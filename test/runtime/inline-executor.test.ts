@@ -48,10 +48,12 @@ afterEach(() => {
 describe('InlineExecutor budget', () => {
   it('starts when guest code does: a call whose instance was slow to make is not abandoned for it', async () => {
     const { loaded, call } = await loopModule();
-    const executor = new InlineExecutor({ budgetMs: 2, reuseInstances: true, heavyMs: 0 });
-    slowInstantiation(10);
+    // A budget far longer than the loop takes even on a busy machine, and shorter than making an
+    // instance takes by the (mocked) clock.
+    const executor = new InlineExecutor({ budgetMs: 100, reuseInstances: true, heavyMs: 0 });
+    slowInstantiation(1_000);
     for (let i = 0; i < 5; i++) {
-      // A trap discards the instance: each call after it makes a new one, 10 ms by the clock.
+      // A trap discards the instance: each call after it makes a new one, 1 s by the clock.
       await expect(executor.invoke(loaded, call(0), 5_000)).rejects.toMatchObject({ code: 'FUNCTION_FAILED' });
       const ran = executor.invoke(loaded, call(100_000), 5_000);
       expect(ran).toBeDefined();
@@ -63,9 +65,9 @@ describe('InlineExecutor budget', () => {
 
   it('still counts the call\'s own time limit from its start, instantiation included, as a worker does', async () => {
     const { loaded, call } = await loopModule();
-    const executor = new InlineExecutor({ budgetMs: 50, reuseInstances: true, heavyMs: 0 });
-    slowInstantiation(10);
-    await engineRejection(executor.invoke(loaded, call(100_000), 5) as Promise<unknown>, 'FUNCTION_TIMEOUT');
+    const executor = new InlineExecutor({ budgetMs: 2_000, reuseInstances: true, heavyMs: 0 });
+    slowInstantiation(1_000);
+    await engineRejection(executor.invoke(loaded, call(100_000), 500) as Promise<unknown>, 'FUNCTION_TIMEOUT');
     expect(executor.stats.stopped).toBe(1);
     executor.dispose();
   });
