@@ -209,8 +209,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     const preloaded = engine.preloadRestored();
     await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
     preloading = false;
-    const listening = app.server.address();
-    await threads.start(config.host, typeof listening === 'object' && listening ? listening.port : config.port);
+    await threads.start();
   } catch (err) {
     await threads.stop(Promise.resolve());
     await runtime.close();

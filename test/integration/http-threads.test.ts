@@ -7,12 +7,14 @@
  * exact, a paused function is paused everywhere, a looping call times out on a thread and the
  * thread goes on, refused requests are answered alike, and SIGTERM drains calls in flight.
  */
+import { lookup } from 'node:dns/promises';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
-import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { REPO_ROOT, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { parsePrometheus, sampleValue, samplesWith } from '../support/prometheus.js';
 
 const CONNECTIONS = 40;
@@ -64,6 +66,16 @@ function raw(url: string, bytes: string): Promise<string> {
     socket.write(bytes);
   });
 }
+
+/** Whether this machine lets a server listen on `host` (::1 may be missing where IPv6 is off). */
+function listenable(host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createNetServer();
+    server.once('error', () => resolve(false));
+    server.listen(0, host, () => server.close(() => resolve(true)));
+  });
+}
+const LOOPBACK_IPV6 = await listenable('::1');
 
 const many = <T>(n: number, task: () => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: n }, task));
 
@@ -207,6 +219,43 @@ describe('HTTP threads: every connection sees the same engine', () => {
       expect(answers[0]).toMatch(new RegExp(`^HTTP/1.1 ${status} `));
       expect(new Set(answers).size, answers.join('\n---\n')).toBe(1);
     }
+  });
+});
+
+describe('HTTP threads: --host localhost, which the main thread binds on each of its addresses', () => {
+  let engine: EngineProcess;
+  let port: string;
+
+  beforeAll(async () => {
+    const env: Record<string, string> = {};
+    const resolved = await lookup('localhost', { all: true });
+    if (LOOPBACK_IPV6 && !resolved.some((a) => a.address === '::1')) {
+      // This machine's hosts file gives localhost 127.0.0.1 only: the engine is told what most
+      // machines answer, 127.0.0.1 and ::1 (README: HTTP threads, Tests).
+      env.NODE_OPTIONS = `--import=${pathToFileURL(join(REPO_ROOT, 'test', 'support', 'localhost-both-families.mjs')).href}`;
+    }
+    engine = await startEngineProcess({ args: ['--host', 'localhost', '--http-threads', '3', '--workers', '1', '--inline-budget-ms', '50', '--inline-heavy-us', '0'], env });
+    port = new URL(engine.url).port;
+    await deploy(engine, 'gcd', gcdImage);
+  });
+  afterAll(() => engine?.kill());
+
+  /** Threads that read at least two of `CONNECTIONS` fresh connections to `host` (a /metrics read is one). */
+  async function threadsServing(host: string): Promise<string[]> {
+    const before = await perThread(engine);
+    const url = `http://${host}:${port}`;
+    const body = { function_name: 'gcd', args: { a: 12, b: 18 } };
+    expect(summary(await many(CONNECTIONS, () => fresh(url, 'POST', '/function/invoke', body)))).toEqual(Array(CONNECTIONS).fill('200 6'));
+    const after = await perThread(engine);
+    return [...after].filter(([thread, n]) => n - (before.get(thread) ?? 0) >= 2).map(([thread]) => thread);
+  }
+
+  it('fresh connections to 127.0.0.1 are spread over more than one thread', async () => {
+    expect((await threadsServing('127.0.0.1')).length).toBeGreaterThan(1);
+  });
+
+  it.skipIf(!LOOPBACK_IPV6)('fresh connections to [::1] are spread over more than one thread too (skipped where ::1 cannot be bound)', async () => {
+    expect((await threadsServing('[::1]')).length).toBeGreaterThan(1);
   });
 });
 

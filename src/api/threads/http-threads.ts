@@ -71,8 +71,7 @@ export class HttpThreads {
   private nextFlush = 1;
   private upstream: NetServer | undefined;
   private upstreamPath = '';
-  private host = '';
-  private port = 0;
+  private readonly listen: { host: string; port: number }[] = [];
   private stopping = false;
   private respawnDelay = RESPAWN_FIRST_MS;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
@@ -112,15 +111,17 @@ export class HttpThreads {
     return servingThreads(this.options.threads) > 1;
   }
 
-  /** Starts the threads on the port the main thread listens on; resolves once every one listens. */
-  async start(host: string, port: number): Promise<void> {
+  /** Starts the threads on every address and port the main thread listens on; resolves once every one listens. */
+  async start(): Promise<void> {
     // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
     this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
       if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
     });
     if (!this.enabled) return;
-    this.host = host;
-    this.port = port;
+    // Fastify binds every address `localhost` resolves to (127.0.0.1 and ::1 where both exist),
+    // each with a server of its own: a thread that bound only the name's first address would leave
+    // the connections to the others to the main thread alone.
+    for (const bound of this.options.app.addresses()) if (typeof bound === 'object') this.listen.push({ host: bound.address, port: bound.port });
     await this.listenUpstream();
     const started: Promise<void>[] = [];
     for (let index = 1; index < this.options.threads; index++) started.push(this.spawn(index));
@@ -227,8 +228,7 @@ export class HttpThreads {
     };
     const data: ThreadData = {
       index,
-      host: this.host,
-      port: this.port,
+      listen: this.listen,
       server,
       bodyLimitBytes: this.options.bodyLimitBytes,
       upstreamPath: this.upstreamPath,

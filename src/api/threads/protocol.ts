@@ -28,8 +28,8 @@ export interface ServerSettings {
 export interface ThreadData {
   /** 1…N−1; the main thread is 0. */
   index: number;
-  host: string;
-  port: number;
+  /** Every address the main thread's server listens on (`localhost` may be two): the thread listens on each. */
+  listen: { host: string; port: number }[];
   server: ServerSettings;
   bodyLimitBytes: number;
   /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
