@@ -89,6 +89,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
       // Calls the HTTP threads ran inline are the runtime's too, as far as an operator is concerned.
       if (stats.inlineRan !== undefined) stats.inlineRan += threads.inline.ran;
       if (stats.inlineAbandoned !== undefined) stats.inlineAbandoned += threads.inline.abandoned;
+      if (stats.inlineInstanceBytes !== undefined) stats.inlineInstanceBytes += threads.inlineInstanceBytes;
       if (stats.preemptions !== undefined) stats.preemptions.inline += threads.inline.stopped;
       return stats;
     },

@@ -19,6 +19,8 @@ export interface PoolStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
+  /** Bytes of guest memory kept in idle instances for inline calls, every thread's summed. */
+  inlineInstanceBytes?: number;
   /** Invocations stopped at their time limit by their own checks, by where they ran. */
   preemptions?: { worker: number; inline: number };
   /** Workers replaced, by reason. */
@@ -202,6 +204,11 @@ export class EngineMetrics implements EngineEvents {
     gauge('wasm_engine_workers_busy', 'Worker threads running an invocation.', () => sources.poolStats().busy);
     gauge('wasm_engine_queue_depth', "Invocations queued for a worker in the pool.", () => sources.poolStats().queued);
     gauge('wasm_engine_loaded_modules', 'Compiled modules held by the pool.', () => sources.poolStats().loadedModules);
+    gauge(
+      'wasm_engine_inline_instances_bytes',
+      'Bytes of guest memory kept in idle instances for inline calls, summed over the threads that serve HTTP (each bounded to 64 MiB).',
+      () => sources.poolStats().inlineInstanceBytes ?? 0,
+    );
     gauge('wasm_engine_invocations_in_flight', 'Invocations running or waiting for a slot.', sources.inflight);
     gauge('wasm_engine_functions', 'Functions deployed.', sources.functions);
 

@@ -289,6 +289,32 @@ describe('HTTP threads: one concurrency bound for every thread', () => {
   });
 });
 
+describe('HTTP threads: a deleted function lets go of its memory on every thread', () => {
+  it('every thread drops its idle instances at the delete, with no further call: wasm_engine_inline_instances_bytes falls to 0', async () => {
+    const engine = await startEngineProcess({ args: ['--http-threads', '3', '--workers', '1', '--inline-budget-ms', '50', '--inline-heavy-us', '0'] });
+    try {
+      await deploy(engine, 'memory', fixture('integration', 'inline-memory'));
+      const held = async (): Promise<number> => sampleValue(await metrics(engine), 'wasm_engine_inline_instances_bytes') ?? 0;
+      // An idle 8 MiB instance on each of the three threads, once each has run the function.
+      const everyThread = 3 * 128 * 65536;
+      for (let round = 0; ; round++) {
+        expect(summary(await many(20, () => invoke(engine, 'memory')))).toEqual(Array(20).fill('200 ok'));
+        if ((await held()) >= everyThread) break;
+        if (round > 20) throw new Error(`the threads' idle instances hold ${await held()} bytes, not ${everyThread}`);
+      }
+      expect((await fresh(engine.url, 'POST', '/function/delete', { function_name: 'memory' })).status).toBe(200);
+      for (let i = 0; ; i++) {
+        const bytes = await held();
+        if (bytes === 0) break;
+        if (i > 200) throw new Error(`idle instances still hold ${bytes} bytes after the delete`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    } finally {
+      await engine.kill();
+    }
+  });
+});
+
 describe('HTTP threads: Basic auth on invocations', () => {
   it('guards invocations on every thread: 401 without the credentials, 200 with them', async () => {
     const engine = await startEngineProcess({

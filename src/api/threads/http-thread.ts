@@ -25,7 +25,7 @@ const logError = (err: unknown): void => post({ type: 'log', level: 'error', err
 
 // A budget of 0 turns inline running off; the main thread then shares no function (runtime.portable).
 const executor = new InlineExecutor({ budgetMs: Math.max(1, data.inlineBudgetMs), reuseInstances: data.reuseInstances, heavyMs: data.inlineHeavyUs / 1000 });
-const reports = new Reports(post, executor.stats);
+const reports = new Reports(post, executor.stats, () => executor.idleInstanceBytes);
 const invoker = new ThreadInvoker({
   control: new Int32Array(data.control),
   tablePort: data.tablePort,

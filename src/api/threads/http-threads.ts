@@ -77,6 +77,8 @@ export class HttpThreads {
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   /** Inline counts the threads reported (added to the runtime's own in the metrics). */
   readonly inline = { ran: 0, abandoned: 0, stopped: 0 };
+  /** What each thread's idle inline instances hold, as last reported, by index. */
+  private readonly instanceBytes: number[] = [];
 
   constructor(private readonly options: HttpThreadsOptions) {
     const counted = this.counted;
@@ -104,6 +106,13 @@ export class HttpThreads {
         if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
       });
     }
+  }
+
+  /** Bytes of guest memory the threads keep in idle inline instances (as reported: a read of /metrics has them report first). */
+  get inlineInstanceBytes(): number {
+    let total = 0;
+    for (const bytes of this.instanceBytes) total += bytes ?? 0;
+    return total;
   }
 
   /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
@@ -264,6 +273,7 @@ export class HttpThreads {
       worker.on('error', (err) => this.options.logger.error({ err, thread: index }, 'HTTP thread failed'));
       worker.on('exit', (code) => {
         thread.exited = true;
+        this.instanceBytes[index] = 0;
         port1.close();
         for (const gone of thread.calls.values()) gone.abort();
         thread.calls.clear();
@@ -318,6 +328,7 @@ export class HttpThreads {
         this.inline.ran += message.inlineRan;
         this.inline.abandoned += message.inlineAbandoned;
         this.inline.stopped += message.inlineStopped;
+        this.instanceBytes[thread.index] = message.inlineInstanceBytes;
         return;
       case 'flushed':
         this.flushed(thread.index, message.seq);

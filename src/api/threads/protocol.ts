@@ -61,7 +61,8 @@ export type ToMain =
   | { type: 'cancel'; id: number }
   /** A slot given back while the main thread had calls waiting for one. */
   | { type: 'wake'; name: string }
-  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number; inlineStopped: number }
+  /** Counts since the last report; inlineInstanceBytes as it is now. */
+  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number; inlineStopped: number; inlineInstanceBytes: number }
   | { type: 'flushed'; seq: number }
   | { type: 'log'; level: 'error' | 'warn'; err: string; msg: string }
   | { type: 'closed' };

@@ -316,7 +316,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
-      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
+      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned, inlineInstanceBytes: this.inline.idleInstanceBytes } : {}),
       preemptions: { worker: this.selfStopped, inline: this.inline?.stats.stopped ?? 0 },
       workerReplacements: { ...this.replacements },
     };
@@ -439,6 +439,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private evictFromWorkers(ids: Set<number>): void {
     if (ids.size === 0) return;
+    this.inline?.dropUnloaded();
     for (const slot of this.slots) {
       const held = [...slot.modules].filter((id) => ids.has(id));
       if (held.length === 0) continue;
