@@ -45,6 +45,8 @@ export interface InProcessOptions {
   concurrencyPerReplica?: number;
   maxWaiting?: number;
   workers?: number;
+  /** Runs before the server is made ready (hooks can be added then: HTTP threads add one). */
+  beforeReady?: (parts: { app: FastifyInstance; engine: Engine; metrics: EngineMetrics }) => void;
 }
 
 export async function startInProcess(options: InProcessOptions = {}): Promise<InProcessEngine> {
@@ -83,6 +85,7 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<In
       version: { release: '0.0.0-test', sha: 'test' },
     },
   });
+  options.beforeReady?.({ app, engine, metrics });
   await app.ready();
   return {
     app,

@@ -34,7 +34,17 @@ export interface HttpThreadsOptions {
   /** Where threads' answers to direct invocations are counted (the HTTP metrics). */
   observeHttp: (method: string, route: string, status: number, seconds: number) => void;
   registry: Registry;
+  /** Starts a thread's worker; by default the thread itself (http-thread.js). Tests wrap it to make one fail. */
+  startWorker?: (data: ThreadData, transferList: MessagePort[]) => Worker;
 }
+
+/** The thread's entry; from the sources (as tests run them), the compiled one: a worker runs JavaScript. */
+function threadEntry(): URL {
+  const here = new URL(import.meta.url);
+  return here.pathname.endsWith('.ts') ? new URL('../../../dist/api/threads/http-thread.js', here) : new URL('./http-thread.js', here);
+}
+
+const startThread = (data: ThreadData, transferList: MessagePort[]): Worker => new Worker(threadEntry(), { workerData: data, transferList });
 
 /** How long a read waits for a thread's report before it answers without it (a thread that hangs). */
 const FLUSH_BOUND_MS = 2_000;
@@ -251,7 +261,7 @@ export class HttpThreads {
       functions: this.snapshot(),
       epoch: Atomics.load(this.control, CONTROL_EPOCH),
     };
-    const worker = new Worker(new URL('./http-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
+    const worker = (this.options.startWorker ?? startThread)(data, [port2]);
     const thread: Thread = { index, worker, table: port1, calls: new Map(), listening: false, exited: false };
     this.threads[index] = thread;
     this.counted[index] ??= 0;
