@@ -89,12 +89,12 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
       // Calls the HTTP threads ran inline are the runtime's too, as far as an operator is concerned.
       if (stats.inlineRan !== undefined) stats.inlineRan += threads.inline.ran;
       if (stats.inlineAbandoned !== undefined) stats.inlineAbandoned += threads.inline.abandoned;
-      if (stats.inlineInstanceBytes !== undefined) stats.inlineInstanceBytes += threads.inlineInstanceBytes;
       if (stats.preemptions !== undefined) stats.preemptions.inline += threads.inline.stopped;
       return stats;
     },
     inflight: (): number => engine.inflightInvocations,
     functions: (): number => engine.list().length,
+    inlineInstanceBytes: (): number => runtime.inlineInstanceBytes() + threads.inlineInstanceBytes,
   });
   metrics.registry.setDefaultLabels({ node: config.nodeName });
   const fetcher = createImageFetcher({

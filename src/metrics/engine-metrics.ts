@@ -19,8 +19,6 @@ export interface PoolStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
-  /** Bytes of guest memory kept in idle instances for inline calls, every thread's summed. */
-  inlineInstanceBytes?: number;
   /** Invocations stopped at their time limit by their own checks, by where they ran. */
   preemptions?: { worker: number; inline: number };
   /** Workers replaced, by reason. */
@@ -34,6 +32,8 @@ export interface MetricsSources {
   inflight: () => number;
   /** Functions deployed. */
   functions: () => number;
+  /** Bytes of guest memory kept in idle instances for inline calls, every thread's summed. */
+  inlineInstanceBytes?: () => number;
 }
 
 /** Invocation latency buckets: sub-millisecond cold starts up to the default 10 s time limit. */
@@ -207,7 +207,7 @@ export class EngineMetrics implements EngineEvents {
     gauge(
       'wasm_engine_inline_instances_bytes',
       'Bytes of guest memory kept in idle instances for inline calls, summed over the threads that serve HTTP (each bounded to 64 MiB).',
-      () => sources.poolStats().inlineInstanceBytes ?? 0,
+      () => sources.inlineInstanceBytes?.() ?? 0,
     );
     gauge('wasm_engine_invocations_in_flight', 'Invocations running or waiting for a slot.', sources.inflight);
     gauge('wasm_engine_functions', 'Functions deployed.', sources.functions);

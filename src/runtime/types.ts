@@ -82,8 +82,6 @@ export interface RuntimeStats {
   /** Invocations answered on the thread that read them, and those abandoned there for a worker, since start (inline/). */
   inlineRan?: number;
   inlineAbandoned?: number;
-  /** Bytes of guest memory kept in idle instances for inline calls, now. */
-  inlineInstanceBytes?: number;
   /** Invocations stopped at their time limit by their own preemption checks, since start, by where they ran (the thread lived on). */
   preemptions?: { worker: number; inline: number };
   /** Sandbox workers replaced by a new one since start, by reason. */

@@ -290,6 +290,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
   }
 
+  /** Bytes of guest memory kept in idle instances for inline calls on this thread (not in stats(): the engine reads those per refused call). */
+  inlineInstanceBytes(): number {
+    return this.inline?.idleInstanceBytes ?? 0;
+  }
+
   unload(digest: string): void {
     this.setAside.delete(digest);
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
@@ -316,7 +321,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
-      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned, inlineInstanceBytes: this.inline.idleInstanceBytes } : {}),
+      ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
       preemptions: { worker: this.selfStopped, inline: this.inline?.stats.stopped ?? 0 },
       workerReplacements: { ...this.replacements },
     };
