@@ -1,5 +1,5 @@
 /**
- * The main thread's side of the HTTP threads: starts N−1 of them on the port it listens on, keeps
+ * The main thread's side of the HTTP threads: starts N−1 of them on the addresses it listens on, keeps
  * each one's copy of the function table exact (a change is posted to every thread, and the shared
  * epoch moved, before the engine's caller answers: Engine.watchFunctions), runs the calls they
  * forward, takes their reports (counted as the engine's own calls), serves the requests they pass

@@ -2,7 +2,8 @@
  * Messages between the main thread (http-threads.ts) and each HTTP thread (http-thread.ts). Two
  * channels per thread: the worker's own port for calls, reports and control, and a port of its own
  * for the function table, which the thread reads synchronously (receiveMessageOnPort) when the
- * shared epoch says it is behind, so that no call runs on a table older than an answer given.
+ * shared epoch says it is behind, so that no call runs on a table older than an answer given, and
+ * otherwise as its changes arrive (an idle thread lets go of a deleted module at once).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ErrorCode } from '../../errors.js';
