@@ -94,6 +94,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     },
     inflight: (): number => engine.inflightInvocations,
     functions: (): number => engine.list().length,
+    inlineInstanceBytes: (): number => runtime.inlineInstanceBytes() + threads.inlineInstanceBytes,
   });
   metrics.registry.setDefaultLabels({ node: config.nodeName });
   const fetcher = createImageFetcher({
@@ -209,8 +210,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     const preloaded = engine.preloadRestored();
     await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
     preloading = false;
-    const listening = app.server.address();
-    await threads.start(config.host, typeof listening === 'object' && listening ? listening.port : config.port);
+    await threads.start();
   } catch (err) {
     await threads.stop(Promise.resolve());
     await runtime.close();

@@ -32,6 +32,8 @@ export interface MetricsSources {
   inflight: () => number;
   /** Functions deployed. */
   functions: () => number;
+  /** Bytes of guest memory kept in idle instances for inline calls, every thread's summed. */
+  inlineInstanceBytes?: () => number;
 }
 
 /** Invocation latency buckets: sub-millisecond cold starts up to the default 10 s time limit. */
@@ -202,6 +204,11 @@ export class EngineMetrics implements EngineEvents {
     gauge('wasm_engine_workers_busy', 'Worker threads running an invocation.', () => sources.poolStats().busy);
     gauge('wasm_engine_queue_depth', "Invocations queued for a worker in the pool.", () => sources.poolStats().queued);
     gauge('wasm_engine_loaded_modules', 'Compiled modules held by the pool.', () => sources.poolStats().loadedModules);
+    gauge(
+      'wasm_engine_inline_instances_bytes',
+      'Bytes of guest memory kept in idle instances for inline calls, summed over the threads that serve HTTP (each bounded to 64 MiB).',
+      () => sources.inlineInstanceBytes?.() ?? 0,
+    );
     gauge('wasm_engine_invocations_in_flight', 'Invocations running or waiting for a slot.', sources.inflight);
     gauge('wasm_engine_functions', 'Functions deployed.', sources.functions);
 

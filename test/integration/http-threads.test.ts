@@ -7,12 +7,14 @@
  * exact, a paused function is paused everywhere, a looping call times out on a thread and the
  * thread goes on, refused requests are answered alike, and SIGTERM drains calls in flight.
  */
+import { lookup } from 'node:dns/promises';
 import { request as httpRequest } from 'node:http';
-import { connect } from 'node:net';
+import { connect, createServer as createNetServer } from 'node:net';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
-import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
+import { REPO_ROOT, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { parsePrometheus, sampleValue, samplesWith } from '../support/prometheus.js';
 
 const CONNECTIONS = 40;
@@ -64,6 +66,16 @@ function raw(url: string, bytes: string): Promise<string> {
     socket.write(bytes);
   });
 }
+
+/** Whether this machine lets a server listen on `host` (::1 may be missing where IPv6 is off). */
+function listenable(host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createNetServer();
+    server.once('error', () => resolve(false));
+    server.listen(0, host, () => server.close(() => resolve(true)));
+  });
+}
+const LOOPBACK_IPV6 = await listenable('::1');
 
 const many = <T>(n: number, task: () => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: n }, task));
 
@@ -210,6 +222,43 @@ describe('HTTP threads: every connection sees the same engine', () => {
   });
 });
 
+describe('HTTP threads: --host localhost, which the main thread binds on each of its addresses', () => {
+  let engine: EngineProcess;
+  let port: string;
+
+  beforeAll(async () => {
+    const env: Record<string, string> = {};
+    const resolved = await lookup('localhost', { all: true });
+    if (LOOPBACK_IPV6 && !resolved.some((a) => a.address === '::1')) {
+      // This machine's hosts file gives localhost 127.0.0.1 only: the engine is told what most
+      // machines answer, 127.0.0.1 and ::1 (README: HTTP threads, Tests).
+      env.NODE_OPTIONS = `--import=${pathToFileURL(join(REPO_ROOT, 'test', 'support', 'localhost-both-families.mjs')).href}`;
+    }
+    engine = await startEngineProcess({ args: ['--host', 'localhost', '--http-threads', '3', '--workers', '1', '--inline-budget-ms', '50', '--inline-heavy-us', '0'], env });
+    port = new URL(engine.url).port;
+    await deploy(engine, 'gcd', gcdImage);
+  });
+  afterAll(() => engine?.kill());
+
+  /** Threads that read at least two of `CONNECTIONS` fresh connections to `host` (a /metrics read is one). */
+  async function threadsServing(host: string): Promise<string[]> {
+    const before = await perThread(engine);
+    const url = `http://${host}:${port}`;
+    const body = { function_name: 'gcd', args: { a: 12, b: 18 } };
+    expect(summary(await many(CONNECTIONS, () => fresh(url, 'POST', '/function/invoke', body)))).toEqual(Array(CONNECTIONS).fill('200 6'));
+    const after = await perThread(engine);
+    return [...after].filter(([thread, n]) => n - (before.get(thread) ?? 0) >= 2).map(([thread]) => thread);
+  }
+
+  it('fresh connections to 127.0.0.1 are spread over more than one thread', async () => {
+    expect((await threadsServing('127.0.0.1')).length).toBeGreaterThan(1);
+  });
+
+  it.skipIf(!LOOPBACK_IPV6)('fresh connections to [::1] are spread over more than one thread too (skipped where ::1 cannot be bound)', async () => {
+    expect((await threadsServing('[::1]')).length).toBeGreaterThan(1);
+  });
+});
+
 describe('HTTP threads: one concurrency bound for every thread', () => {
   it('a call running under the function\'s only slot holds it on every thread: the others are refused, then served', async () => {
     const engine = await startEngineProcess({
@@ -234,6 +283,32 @@ describe('HTTP threads: one concurrency bound for every thread', () => {
       expect(summary(await many(20, () => invoke(engine, 'slow', [])))).toEqual(Array(20).fill('503 OVERLOADED'));
       expect(summary([await holder])).toEqual(['200 done']);
       expect(await oneByOne()).toEqual(Array(20).fill('200 done'));
+    } finally {
+      await engine.kill();
+    }
+  });
+});
+
+describe('HTTP threads: a deleted function lets go of its memory on every thread', () => {
+  it('every thread drops its idle instances at the delete, with no further call: wasm_engine_inline_instances_bytes falls to 0', async () => {
+    const engine = await startEngineProcess({ args: ['--http-threads', '3', '--workers', '1', '--inline-budget-ms', '50', '--inline-heavy-us', '0'] });
+    try {
+      await deploy(engine, 'memory', fixture('integration', 'inline-memory'));
+      const held = async (): Promise<number> => sampleValue(await metrics(engine), 'wasm_engine_inline_instances_bytes') ?? 0;
+      // An idle 8 MiB instance on each of the three threads, once each has run the function.
+      const everyThread = 3 * 128 * 65536;
+      for (let round = 0; ; round++) {
+        expect(summary(await many(20, () => invoke(engine, 'memory')))).toEqual(Array(20).fill('200 ok'));
+        if ((await held()) >= everyThread) break;
+        if (round > 20) throw new Error(`the threads' idle instances hold ${await held()} bytes, not ${everyThread}`);
+      }
+      expect((await fresh(engine.url, 'POST', '/function/delete', { function_name: 'memory' })).status).toBe(200);
+      for (let i = 0; ; i++) {
+        const bytes = await held();
+        if (bytes === 0) break;
+        if (i > 200) throw new Error(`idle instances still hold ${bytes} bytes after the delete`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
     } finally {
       await engine.kill();
     }

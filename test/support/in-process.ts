@@ -45,12 +45,16 @@ export interface InProcessOptions {
   concurrencyPerReplica?: number;
   maxWaiting?: number;
   workers?: number;
+  /** Calls run first on the thread that reads them, within this budget (0, the default: never). */
+  inlineBudgetMs?: number;
+  /** Runs before the server is made ready (hooks can be added then: HTTP threads add one). */
+  beforeReady?: (parts: { app: FastifyInstance; engine: Engine; metrics: EngineMetrics }) => void;
 }
 
 export async function startInProcess(options: InProcessOptions = {}): Promise<InProcessEngine> {
   const dir = await mkdtemp(join(tmpdir(), 'we-inproc-'));
   const store = new FileFunctionStore(dir, silentLogger);
-  const runtime = new WorkerPoolRuntime({ workers: options.workers ?? 2, maxQueue: 64, logger: silentLogger });
+  const runtime = new WorkerPoolRuntime({ workers: options.workers ?? 2, maxQueue: 64, logger: silentLogger, inlineBudgetMs: options.inlineBudgetMs ?? 0 });
   const logs = new FunctionLogs({ linesPerFunction: 100, namespace: 'openfaas-fn', instance: 'test-node' });
   const metrics: EngineMetrics = new EngineMetrics(
     {
@@ -83,6 +87,7 @@ export async function startInProcess(options: InProcessOptions = {}): Promise<In
       version: { release: '0.0.0-test', sha: 'test' },
     },
   });
+  options.beforeReady?.({ app, engine, metrics });
   await app.ready();
   return {
     app,

@@ -1,11 +1,11 @@
 /**
- * An HTTP thread (a worker_thread started by http-threads.ts): a node:http server on the engine's
- * host and port (reusePort: the kernel spreads connections over every thread that listens), with
+ * An HTTP thread (a worker_thread started by http-threads.ts): a node:http server on each address
+ * the engine listens on (reusePort: the kernel spreads connections over every thread that listens), with
  * the main thread's server settings and the same connection guards. `POST /function/invoke` is
  * answered by the one invocation route (invoke-route.ts) over this thread's invoker
  * (thread-invoker.ts); every other request goes to the main thread's server (proxy.ts).
  */
-import { Agent, createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
@@ -25,7 +25,7 @@ const logError = (err: unknown): void => post({ type: 'log', level: 'error', err
 
 // A budget of 0 turns inline running off; the main thread then shares no function (runtime.portable).
 const executor = new InlineExecutor({ budgetMs: Math.max(1, data.inlineBudgetMs), reuseInstances: data.reuseInstances, heavyMs: data.inlineHeavyUs / 1000 });
-const reports = new Reports(post, executor.stats);
+const reports = new Reports(post, executor.stats, () => executor.idleInstanceBytes);
 const invoker = new ThreadInvoker({
   control: new Int32Array(data.control),
   tablePort: data.tablePort,
@@ -47,22 +47,27 @@ const direct = invokeRoute({
 const agent = new Agent({ keepAlive: true, timeout: 30_000 });
 const proxy = proxyToMain({ agent, socketPath: data.upstreamPath, bodyLimitBytes: data.bodyLimitBytes, closing: () => closing, logError });
 
-const server = createServer();
-const settings = data.server;
-server.keepAliveTimeout = settings.keepAliveTimeout;
-server.requestTimeout = settings.requestTimeout;
-server.headersTimeout = settings.headersTimeout;
-server.timeout = settings.timeout;
-server.maxRequestsPerSocket = settings.maxRequestsPerSocket;
-server.maxHeadersCount = settings.maxHeadersCount;
-server.on('clientError', onClientError);
-server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-  if (!data.proxyInvocations && isInvokeRequest(req)) direct(req, res);
-  else proxy(req, res);
-});
-gatePipelinedRequests(server);
-refuseRequestsWithoutHost(server);
-server.on('request', () => reports.request());
+/** One server per address the main thread listens on, each with its settings and guards. */
+function serve(): Server {
+  const server = createServer();
+  const settings = data.server;
+  server.keepAliveTimeout = settings.keepAliveTimeout;
+  server.requestTimeout = settings.requestTimeout;
+  server.headersTimeout = settings.headersTimeout;
+  server.timeout = settings.timeout;
+  server.maxRequestsPerSocket = settings.maxRequestsPerSocket;
+  server.maxHeadersCount = settings.maxHeadersCount;
+  server.on('clientError', onClientError);
+  server.on('request', (req: IncomingMessage, res: ServerResponse) => {
+    if (!data.proxyInvocations && isInvokeRequest(req)) direct(req, res);
+    else proxy(req, res);
+  });
+  gatePipelinedRequests(server);
+  refuseRequestsWithoutHost(server);
+  server.on('request', () => reports.request());
+  return server;
+}
+const servers = data.listen.map(serve);
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {
@@ -84,13 +89,22 @@ port.on('message', (message: ToThread) => {
 function close(): void {
   if (closing) return;
   closing = true;
-  server.close(() => {
-    reports.flush();
-    invoker.dispose();
-    agent.destroy();
-    post({ type: 'closed' });
-  });
-  server.closeIdleConnections();
+  let open = servers.length;
+  for (const server of servers) {
+    server.close(() => {
+      if (--open > 0) return;
+      reports.flush();
+      invoker.dispose();
+      agent.destroy();
+      post({ type: 'closed' });
+    });
+    server.closeIdleConnections();
+  }
 }
 
-server.listen({ host: data.host, port: data.port, reusePort: true }, () => post({ type: 'listening' }));
+let listening = 0;
+data.listen.forEach(({ host, port: at }, i) =>
+  servers[i]!.listen({ host, port: at, reusePort: true }, () => {
+    if (++listening === servers.length) post({ type: 'listening' });
+  }),
+);

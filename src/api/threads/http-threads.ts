@@ -1,5 +1,5 @@
 /**
- * The main thread's side of the HTTP threads: starts N−1 of them on the port it listens on, keeps
+ * The main thread's side of the HTTP threads: starts N−1 of them on the addresses it listens on, keeps
  * each one's copy of the function table exact (a change is posted to every thread, and the shared
  * epoch moved, before the engine's caller answers: Engine.watchFunctions), runs the calls they
  * forward, takes their reports (counted as the engine's own calls), serves the requests they pass
@@ -34,7 +34,17 @@ export interface HttpThreadsOptions {
   /** Where threads' answers to direct invocations are counted (the HTTP metrics). */
   observeHttp: (method: string, route: string, status: number, seconds: number) => void;
   registry: Registry;
+  /** Starts a thread's worker; by default the thread itself (http-thread.js). Tests wrap it to make one fail. */
+  startWorker?: (data: ThreadData, transferList: MessagePort[]) => Worker;
 }
+
+/** The thread's entry; from the sources (as tests run them), the compiled one: a worker runs JavaScript. */
+function threadEntry(): URL {
+  const here = new URL(import.meta.url);
+  return here.pathname.endsWith('.ts') ? new URL('../../../dist/api/threads/http-thread.js', here) : new URL('./http-thread.js', here);
+}
+
+const startThread = (data: ThreadData, transferList: MessagePort[]): Worker => new Worker(threadEntry(), { workerData: data, transferList });
 
 /** How long a read waits for a thread's report before it answers without it (a thread that hangs). */
 const FLUSH_BOUND_MS = 2_000;
@@ -71,13 +81,14 @@ export class HttpThreads {
   private nextFlush = 1;
   private upstream: NetServer | undefined;
   private upstreamPath = '';
-  private host = '';
-  private port = 0;
+  private readonly listen: { host: string; port: number }[] = [];
   private stopping = false;
   private respawnDelay = RESPAWN_FIRST_MS;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
   /** Inline counts the threads reported (added to the runtime's own in the metrics). */
   readonly inline = { ran: 0, abandoned: 0, stopped: 0 };
+  /** What each thread's idle inline instances hold, as last reported, by index. */
+  private readonly instanceBytes: number[] = [];
 
   constructor(private readonly options: HttpThreadsOptions) {
     const counted = this.counted;
@@ -107,20 +118,29 @@ export class HttpThreads {
     }
   }
 
+  /** Bytes of guest memory the threads keep in idle inline instances (as reported: a read of /metrics has them report first). */
+  get inlineInstanceBytes(): number {
+    let total = 0;
+    for (const bytes of this.instanceBytes) total += bytes ?? 0;
+    return total;
+  }
+
   /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
   get enabled(): boolean {
     return servingThreads(this.options.threads) > 1;
   }
 
-  /** Starts the threads on the port the main thread listens on; resolves once every one listens. */
-  async start(host: string, port: number): Promise<void> {
+  /** Starts the threads on every address and port the main thread listens on; resolves once every one listens. */
+  async start(): Promise<void> {
     // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
     this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
       if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
     });
     if (!this.enabled) return;
-    this.host = host;
-    this.port = port;
+    // Fastify binds every address `localhost` resolves to (127.0.0.1 and ::1 where both exist),
+    // each with a server of its own: a thread that bound only the name's first address would leave
+    // the connections to the others to the main thread alone.
+    for (const bound of this.options.app.addresses()) if (typeof bound === 'object') this.listen.push({ host: bound.address, port: bound.port });
     await this.listenUpstream();
     const started: Promise<void>[] = [];
     for (let index = 1; index < this.options.threads; index++) started.push(this.spawn(index));
@@ -227,8 +247,7 @@ export class HttpThreads {
     };
     const data: ThreadData = {
       index,
-      host: this.host,
-      port: this.port,
+      listen: this.listen,
       server,
       bodyLimitBytes: this.options.bodyLimitBytes,
       upstreamPath: this.upstreamPath,
@@ -242,7 +261,7 @@ export class HttpThreads {
       functions: this.snapshot(),
       epoch: Atomics.load(this.control, CONTROL_EPOCH),
     };
-    const worker = new Worker(new URL('./http-thread.js', import.meta.url), { workerData: data, transferList: [port2] });
+    const worker = (this.options.startWorker ?? startThread)(data, [port2]);
     const thread: Thread = { index, worker, table: port1, calls: new Map(), listening: false, exited: false };
     this.threads[index] = thread;
     this.counted[index] ??= 0;
@@ -264,6 +283,7 @@ export class HttpThreads {
       worker.on('error', (err) => this.options.logger.error({ err, thread: index }, 'HTTP thread failed'));
       worker.on('exit', (code) => {
         thread.exited = true;
+        this.instanceBytes[index] = 0;
         port1.close();
         for (const gone of thread.calls.values()) gone.abort();
         thread.calls.clear();
@@ -318,6 +338,7 @@ export class HttpThreads {
         this.inline.ran += message.inlineRan;
         this.inline.abandoned += message.inlineAbandoned;
         this.inline.stopped += message.inlineStopped;
+        this.instanceBytes[thread.index] = message.inlineInstanceBytes;
         return;
       case 'flushed':
         this.flushed(thread.index, message.seq);

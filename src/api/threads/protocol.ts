@@ -2,7 +2,8 @@
  * Messages between the main thread (http-threads.ts) and each HTTP thread (http-thread.ts). Two
  * channels per thread: the worker's own port for calls, reports and control, and a port of its own
  * for the function table, which the thread reads synchronously (receiveMessageOnPort) when the
- * shared epoch says it is behind, so that no call runs on a table older than an answer given.
+ * shared epoch says it is behind, so that no call runs on a table older than an answer given, and
+ * otherwise as its changes arrive (an idle thread lets go of a deleted module at once).
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ErrorCode } from '../../errors.js';
@@ -28,8 +29,8 @@ export interface ServerSettings {
 export interface ThreadData {
   /** 1…N−1; the main thread is 0. */
   index: number;
-  host: string;
-  port: number;
+  /** Every address the main thread's server listens on (`localhost` may be two): the thread listens on each. */
+  listen: { host: string; port: number }[];
   server: ServerSettings;
   bodyLimitBytes: number;
   /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
@@ -61,7 +62,8 @@ export type ToMain =
   | { type: 'cancel'; id: number }
   /** A slot given back while the main thread had calls waiting for one. */
   | { type: 'wake'; name: string }
-  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number; inlineStopped: number }
+  /** Counts since the last report; inlineInstanceBytes as it is now. */
+  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number; inlineStopped: number; inlineInstanceBytes: number }
   | { type: 'flushed'; seq: number }
   | { type: 'log'; level: 'error' | 'warn'; err: string; msg: string }
   | { type: 'closed' };

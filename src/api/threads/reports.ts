@@ -1,7 +1,7 @@
 /**
  * What an HTTP thread tells the main thread of the work it did itself: the calls it ran (counts,
  * outcomes, durations, stderr), its direct invocations' HTTP answers, the requests it read and its
- * inline executor's counts. Gathered here and sent as one message at most every REPORT_MS, or at
+ * inline executor's counts and the memory its idle instances hold. Gathered here and sent as one message at most every REPORT_MS, or at
  * once when the main thread asks (before it answers a read of them: http-threads.ts flush).
  */
 import type { ThreadInvocation } from '../../core/function-table.js';
@@ -18,11 +18,14 @@ export class Reports {
   private sentRan = 0;
   private sentAbandoned = 0;
   private sentStopped = 0;
+  private sentInstanceBytes = 0;
   private timer: NodeJS.Timeout | undefined;
 
   constructor(
     private readonly post: (message: ToMain) => void,
     private readonly inline: InlineStats,
+    /** The executor's idle instances' bytes, read when a report is made. */
+    private readonly instanceBytes: () => number,
   ) {}
 
   invocation(call: ThreadInvocation): void {
@@ -45,7 +48,18 @@ export class Reports {
     clearTimeout(this.timer);
     this.timer = undefined;
     const { ran, abandoned, stopped } = this.inline;
-    if (this.calls.length === 0 && this.http.length === 0 && this.requests === 0 && ran === this.sentRan && abandoned === this.sentAbandoned && stopped === this.sentStopped) return;
+    const instanceBytes = this.instanceBytes();
+    if (
+      this.calls.length === 0 &&
+      this.http.length === 0 &&
+      this.requests === 0 &&
+      ran === this.sentRan &&
+      abandoned === this.sentAbandoned &&
+      stopped === this.sentStopped &&
+      instanceBytes === this.sentInstanceBytes
+    ) {
+      return;
+    }
     this.post({
       type: 'report',
       calls: this.calls,
@@ -54,6 +68,7 @@ export class Reports {
       inlineRan: ran - this.sentRan,
       inlineAbandoned: abandoned - this.sentAbandoned,
       inlineStopped: stopped - this.sentStopped,
+      inlineInstanceBytes: instanceBytes,
     });
     this.calls = [];
     this.http = [];
@@ -61,6 +76,7 @@ export class Reports {
     this.sentRan = ran;
     this.sentAbandoned = abandoned;
     this.sentStopped = stopped;
+    this.sentInstanceBytes = instanceBytes;
   }
 
   private arm(): void {

@@ -5,7 +5,8 @@
  * Engine runs it (forwarded over the worker's port) and whatever it answers is answered. A call
  * that runs here costs no message: the gate is a compare-and-swap on the engine's shared cells,
  * the table is read from memory (and brought up to date first, synchronously, when the shared
- * epoch says a change was posted), and what is reported of it is batched (reports.ts).
+ * epoch says a change was posted; an idle thread applies changes as they arrive), and what is
+ * reported of it is batched (reports.ts).
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { releaseGateCell, tryTakeGateCell } from '../../core/function-gate.js';
@@ -52,6 +53,15 @@ export class ThreadInvoker {
   constructor(private readonly options: ThreadInvokerOptions) {
     this.applied = options.epoch;
     for (const fn of options.functions) this.apply({ name: fn.name, fn });
+    // Changes are applied as they arrive too, so that an idle thread lets go of a deleted or
+    // replaced module and its instances at once. Each change is read once, from the one queue,
+    // whichever way (here, or catchUp before a call): in order, and `applied` counts them all.
+    options.tablePort.on('message', (message: TableMessage) => {
+      this.apply(message);
+      this.applied += 1;
+    });
+    // The thread ends when its server does (close), whatever this port still holds.
+    options.tablePort.unref();
   }
 
   invoke(request: InvokeRequest): Promise<InvocationResult> {
@@ -88,6 +98,7 @@ export class ThreadInvoker {
   }
 
   dispose(): void {
+    this.options.tablePort.close();
     this.options.executor.dispose();
   }
 
@@ -125,8 +136,8 @@ export class ThreadInvoker {
     const held = this.modules.get(key);
     if (held === undefined || --held.users > 0) return;
     this.modules.delete(key);
-    // The executor drops its instances of it on its next trim.
     held.loaded.unloaded = true;
+    this.options.executor.dropUnloaded();
   }
 
   /**

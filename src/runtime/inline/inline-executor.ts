@@ -185,6 +185,26 @@ export class InlineExecutor {
     if (entry.averageMs > heavyMs) entry.skip = HEAVY_SKIP;
   }
 
+  /** Bytes of guest memory kept in idle instances here (read when reported, never per call). */
+  get idleInstanceBytes(): number {
+    let total = 0;
+    for (const entry of this.entries.values()) total += entry.runner.memoryBytes;
+    return total;
+  }
+
+  /**
+   * Drops the instances of modules no function uses any more, now: called when a module is
+   * unloaded, so that an idle thread does not keep an old module and its instances alive until
+   * its next calls trim them.
+   */
+  dropUnloaded(): void {
+    for (const [key, entry] of this.entries) {
+      if (!entry.loaded.unloaded) continue;
+      entry.runner.dispose();
+      this.entries.delete(key);
+    }
+  }
+
   /** Drops every instance (the engine stops). */
   dispose(): void {
     for (const entry of this.entries.values()) entry.runner.dispose();

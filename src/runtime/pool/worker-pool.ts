@@ -290,6 +290,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }) };
   }
 
+  /** Bytes of guest memory kept in idle instances for inline calls on this thread (not in stats(): the engine reads those per refused call). */
+  inlineInstanceBytes(): number {
+    return this.inline?.idleInstanceBytes ?? 0;
+  }
+
   unload(digest: string): void {
     this.setAside.delete(digest);
     this.evictFromWorkers(new Set(this.cache.unload(digest).map((m) => m.id)));
@@ -439,6 +444,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   private evictFromWorkers(ids: Set<number>): void {
     if (ids.size === 0) return;
+    this.inline?.dropUnloaded();
     for (const slot of this.slots) {
       const held = [...slot.modules].filter((id) => ids.has(id));
       if (held.length === 0) continue;
