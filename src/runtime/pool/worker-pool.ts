@@ -2,20 +2,15 @@
  * The runtime the engine uses: a fixed pool of worker threads. A call first runs on the HTTP thread
  * within a short budget when inline running is on (inline/inline-executor.ts), and comes here when
  * it does not finish there. This file is the pool's public face (load, invoke, preload, close)
- * and the life of its workers: their start and respawn, deadlines, deaths and replacement. Each other part has a
+ * and the life of its workers: their start and respawn, deaths and replacement. Each other part has a
  * file: which call goes to which worker and when (scheduler.ts, over the queue of call-queue.ts
- * and the fairness rules of fairness.ts), the thread protocol with each worker and its
- * shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the
- * compiled modules (module-cache.ts).
+ * and the fairness rules of fairness.ts), the deadlines of the calls on the workers and what
+ * happens past them (deadlines.ts), the thread protocol with each worker and its shared-memory
+ * cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the compiled modules
+ * (module-cache.ts).
  *
- * A call past its deadline on a worker stops itself: the worker arms its preemption clock with the
- * call's time limit (worker.ts), the module's checks trap the guest, and the worker answers
- * FUNCTION_TIMEOUT and serves on. The pool answers the client FUNCTION_TIMEOUT at the deadline
- * whatever the worker does, and terminates the worker only when it has not said the call ended
- * within SELF_STOP_GRACE_MS after it (what the checks cannot reach: a blocking host call, a module
- * the rewrite left without checks); a fresh worker then takes its place while every other call
- * carries on, and calls the worker held and had not started run elsewhere. Invocations beyond the
- * workers wait in a bounded queue; past the bound they are refused at once with OVERLOADED.
+ * Invocations beyond the workers wait in a bounded queue; past the bound they are refused at once
+ * with OVERLOADED.
  */
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../../errors.js';
@@ -34,6 +29,7 @@ import type {
   RuntimeStats,
   WorkerReplaceReason,
 } from '../types.js';
+import { Deadlines, moved } from './deadlines.js';
 import { SLOW_CALL_MS, markSlow, trust } from './fairness.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import type { Call, PreloadItem, Sent, Slot, SlotState } from './pool-records.js';
@@ -46,7 +42,6 @@ import {
   MAX_TIMER_MS,
   acknowledge,
   busyModule,
-  ended,
   enlist,
   held,
   live,
@@ -57,7 +52,6 @@ import {
 } from './worker-slot.js';
 import { defaultWorkerUrl } from './worker-url.js';
 import { DEFAULT_INLINE_HEAVY_US, InlineExecutor } from '../inline/inline-executor.js';
-import { timeLimitError } from '../preempt/clock.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -114,16 +108,6 @@ const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
 /** Respawn delays after a worker fails to start: doubling from the first to the last. */
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 30_000;
-/**
- * How long after a call's deadline its worker may take to say the call ended (its cell, see
- * protocol.ts CellState.ENDED) before it is terminated. The checks stop a loop microseconds after
- * the worker's own deadline, so this covers the worker's thread waiting for a core on a busy
- * machine, where a shorter grace terminates workers that were about to stop. The client is
- * answered at the deadline either way and idle workers take over the calls a stuck worker holds:
- * waiting only starts a stuck worker's replacement later, by about the time a replacement takes to
- * be ready (docs/runtime.md has the measurements).
- */
-export const SELF_STOP_GRACE_MS = 100;
 
 export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly size: number;
@@ -154,9 +138,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly workerHeapMb: number;
   /** Digests whose preload ran past its deadline or killed its worker, and why (see preload); until unloaded. */
   private readonly setAside = new Map<string, string>();
-  /** Modules whose instances workers make only inside calls (see blame). */
-  private readonly lazy = new WeakSet<LoadedModule>();
   private readonly preloader: Preloader;
+  private readonly deadlines: Deadlines;
   /** Runs calls on this thread first, within a budget; undefined when that is off. */
   private readonly inline: InlineExecutor | undefined;
   /** Calls the workers answered FUNCTION_TIMEOUT: stopped by their own checks. */
@@ -211,6 +194,14 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       },
       setAside: (digest, reason) => this.setAside.set(digest, reason),
       available: () => this.scheduler.pump(),
+    });
+    this.deadlines = new Deadlines({
+      slots: this.slots,
+      logger: this.logger,
+      settle: (call, err) => this.settle(call, err),
+      takeBack: (slot, running) => this.takeBack(slot, running),
+      replace: (slot, reason) => this.replace(slot, reason),
+      requeue: (calls) => this.scheduler.requeue(calls),
     });
     const inlineBudgetMs = options.inlineBudgetMs ?? 0;
     const heavyMs = (options.inlineHeavyUs ?? DEFAULT_INLINE_HEAVY_US) / 1000;
@@ -521,65 +512,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         if (result.durationMs >= SLOW_CALL_MS) markSlow(sent.call.loaded, slot.lastAnswer, result.durationMs);
         else if (sent.call.loaded.guarded) trust(sent.call.loaded, slot.lastAnswer);
       }
-      this.startNext(slot);
+      this.deadlines.startNext(slot);
     }
     if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
     this.scheduler.pump();
   }
-
-  /** The worker has moved on to its next call: that one's deadline runs from now. */
-  private startNext(slot: Slot): void {
-    const answered = slot.running;
-    if (answered !== undefined) {
-      slot.lastModule = answered.call.loaded;
-      slot.lastTimeoutMs = answered.call.timeoutMs;
-    }
-    slot.running = slot.sent.find((s) => !s.withdrawn);
-    const running = slot.running;
-    const now = performance.now();
-    if (!running) {
-      // The worker readies its last module's next instance now (see BUSY_CELL), by that call's
-      // time limit. A timer set for a later deadline is kept (a backstop may be late; re-arming
-      // per answer would cost more than small calls run). Idle workers must not keep the process
-      // alive: the timer is unreferenced.
-      slot.deadline = now + Math.min(slot.lastTimeoutMs, MAX_TIMER_MS);
-      if (slot.timer === undefined) this.armDeadline(slot, now);
-      slot.timer?.unref();
-      return;
-    }
-    slot.runningSince = now;
-    const { call } = running;
-    // A running call is past cancelling: it finishes or times out.
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    slot.deadline = now + Math.min(call.timeoutMs, MAX_TIMER_MS);
-    if (slot.timer === undefined || slot.timerAt > slot.deadline) this.armDeadline(slot, now);
-    else slot.timer.ref();
-  }
-
-  private armDeadline(slot: Slot, now: number): void {
-    clearTimeout(slot.timer);
-    const delay = Math.max(1, Math.ceil(slot.deadline - now));
-    slot.timerAt = now + delay;
-    slot.timer = setTimeout(this.onDeadline, delay, slot);
-  }
-
-  private readonly onDeadline = (slot: Slot): void => {
-    slot.timer = undefined;
-    // A worker given modules to preload still runs the calls it was sent before them.
-    if (slot.state === 'gone') return;
-    if (!slot.running) {
-      this.idleDeadline(slot);
-      return;
-    }
-    const now = performance.now();
-    // Set for an earlier call's deadline: wait for the rest of this one's. (Within a millisecond
-    // is due: timers have millisecond precision, as the timer per call had.)
-    if (slot.deadline - now > 1) {
-      this.armDeadline(slot, now);
-      return;
-    }
-    this.onTimeout(slot);
-  };
 
   /** A worker died without being told to: its call fails, and a new worker replaces it. */
   private onDeath(slot: Slot, reason: string, outOfMemory = false): void {
@@ -595,7 +532,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     // elsewhere, once: a call that kills workers before it starts must not go round them all.
     const requeue: Call[] = [];
     if (running && !running.call.moved && withdraw(slot, running)) {
-      this.moved(running.call);
+      moved(running.call);
       requeue.push(running.call);
       running = undefined;
     }
@@ -607,7 +544,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     }
     this.logger.warn({ reason, busy: running !== undefined }, 'sandbox worker crashed; replacing it');
     this.replacements[outOfMemory ? 'out_of_memory' : 'crash']++;
-    if (running === undefined) this.blame(slot, busy, outOfMemory ? 'exhausted the sandbox heap' : 'crashed the sandbox');
+    if (running === undefined) this.deadlines.blame(slot, busy, outOfMemory ? 'exhausted the sandbox heap' : 'crashed the sandbox');
     if (running) {
       const message = outOfMemory
         ? `the sandbox ran out of memory while running the function (its heap limit is ${this.workerHeapMb} MiB; table entries count against it)`
@@ -639,86 +576,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.respawnTimers.add(timer);
   }
 
-  private onTimeout(slot: Slot): void {
-    const running = slot.running;
-    if (!running || slot.state === 'gone') return;
-    if (!running.call.moved && withdraw(slot, running)) {
-      // Not started by its deadline: the worker is stuck outside any call (readying an instance
-      // after an answer, see BUSY_CELL). It is replaced, and the call runs on another, once.
-      this.moved(running.call);
-      const busy = busyModule(slot);
-      const requeue = [running.call, ...this.takeBack(slot, undefined)];
-      this.replace(slot, 'not_started');
-      this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
-      this.blame(slot, busy, 'ran past its time limit');
-      this.scheduler.requeue(requeue);
-      return;
-    }
-    // Ended in the worker, its answer not read yet (this thread was busy): that answer is the call's.
-    if (ended(slot, running)) return;
-    const { call } = running;
-    if (slot.overdue !== running) {
-      // The client has its answer now; the worker, whose checks stop the call, has a grace to say so.
-      this.settle(call, timeLimitError(call.timeoutMs));
-      slot.overdue = running;
-      const now = performance.now();
-      slot.deadline = now + SELF_STOP_GRACE_MS;
-      this.armDeadline(slot, now);
-      return;
-    }
-    // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
-    const requeue = this.takeBack(slot, running);
-    this.replace(slot, 'deadline');
-    this.logger.warn({ timeoutMs: call.timeoutMs, graceMs: SELF_STOP_GRACE_MS }, 'invocation timed out and did not stop itself; its sandbox worker was terminated');
-    this.scheduler.requeue(requeue);
-  }
-
-  /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
-  private moved(call: Call): void {
-    call.moved = true;
-    // It was given a worker in time, which never started it: its time to start begins again.
-    call.startBy = performance.now() + Math.min(call.timeoutMs, MAX_TIMER_MS);
-    if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
-  }
-
-  /**
-   * Nothing runs on the worker: has it got through readying its last module's next instance by
-   * that call's deadline? When not, it is stuck in that module's start function: replaced.
-   */
-  private idleDeadline(slot: Slot): void {
-    const busy = busyModule(slot);
-    if (busy === 0 || slot.preload || busy !== slot.lastModule?.id) return;
-    const now = performance.now();
-    if (slot.deadline - now > 1) {
-      this.armDeadline(slot, now);
-      slot.timer?.unref();
-      return;
-    }
-    const requeue = this.takeBack(slot, undefined);
-    this.replace(slot, 'deadline');
-    this.blame(slot, busy, 'ran past its time limit');
-    this.scheduler.requeue(requeue);
-  }
-
   /** Takes a worker out of service and stops it; returns the new worker in its place (none once the pool has stopped). */
   private replace(slot: Slot, reason: WorkerReplaceReason): Slot | undefined {
     this.replacements[reason]++;
     this.retire(slot);
     void slot.worker.terminate();
     return this.stopped ? undefined : this.spawn();
-  }
-
-  /**
-   * A worker was stopped while it readied an instance of module `busy` outside any call (its
-   * start function looped, or exhausted the heap): that module's instances are from now on made
-   * only inside its own calls, under their deadlines, in every worker.
-   */
-  private blame(slot: Slot, busy: number, what: string): void {
-    const loaded = slot.lastModule;
-    if (busy === 0 || loaded === undefined || loaded.id !== busy || this.lazy.has(loaded)) return;
-    this.lazy.add(loaded);
-    this.logger.warn({ digest: loaded.digest, timeoutMs: slot.lastTimeoutMs }, `readying an instance of a module after a call ${what}: its instances are now made inside its calls`);
-    for (const other of this.slots) if (other.modules.has(loaded.id)) post(other, { type: 'lazy', moduleIds: [loaded.id] });
   }
 
   /**
@@ -751,7 +614,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private send(slot: Slot, call: Call): boolean {
     const sent = enlist(slot, call);
     if (sent === undefined) return false;
-    if (!slot.running) this.startNext(slot);
+    if (!slot.running) this.deadlines.startNext(slot);
     postCall(slot, sent, (loaded) => this.transferOf(loaded));
     return true;
   }
@@ -759,7 +622,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** A compiled module as a worker receives it. */
   private transferOf(loaded: LoadedModule): ModuleTransfer {
     const { module, state, noReuse } = loaded;
-    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }), ...(this.lazy.has(loaded) ? { lazy: true as const } : {}) };
+    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }), ...(this.deadlines.isLazy(loaded) ? { lazy: true as const } : {}) };
   }
 
   private settle(call: Call, err: unknown, result?: InvocationResult): void {
