@@ -8,7 +8,7 @@
  * (a timer running while anything runs or waits) takes such calls back. No call waits longer
  * than its time limit to start: the watch refuses with OVERLOADED any call queued, parked or held
  * in a worker past `startBy` (its arrival at the engine plus its time limit). What happens to the
- * workers themselves is deadlines.ts's business (deadlines) and worker-pool.ts's (deaths, respawn).
+ * workers themselves is deadlines.ts's business (deadlines) and worker-lifecycle.ts's (deaths, respawn).
  */
 import { EngineError } from '../../errors.js';
 import { FifoQueue, type CallQueue } from './call-queue.js';
