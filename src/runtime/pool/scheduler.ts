@@ -229,7 +229,7 @@ export class Scheduler {
     if (!this.host.anyWorkerUp()) {
       // Every worker is being started or replaced: waiting for one is not counted against the
       // calls' time to start (it is the engine's doing, and short; a worker that cannot start
-      // fails the calls, see startFailed).
+      // fails the calls, see worker-lifecycle.ts startFailed).
       this.downSince ??= now;
     } else {
       if (this.downSince !== undefined) {
