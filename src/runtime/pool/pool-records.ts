@@ -21,7 +21,7 @@ export interface Call {
   /** Where it waits or runs: in the pool queue (undefined), or sent to a worker. */
   sent: Sent | undefined;
   settled: boolean;
-  /** Taken back once from a worker that had not started it by its deadline (see onTimeout). */
+  /** Taken back once from a worker that had not started it by its deadline (see deadlines.ts onTimeout). */
   moved: boolean;
 }
 
@@ -51,7 +51,7 @@ export interface Slot {
   deadline: number;
   /**
    * The running call once it was answered FUNCTION_TIMEOUT at its deadline: its worker, whose
-   * checks stop it, has until `deadline` to say it ended before it is terminated (worker-pool.ts).
+   * checks stop it, has until `deadline` to say it ended before it is terminated (deadlines.ts).
    */
   overdue: Sent | undefined;
   /**

@@ -8,7 +8,7 @@
  * (a timer running while anything runs or waits) takes such calls back. No call waits longer
  * than its time limit to start: the watch refuses with OVERLOADED any call queued, parked or held
  * in a worker past `startBy` (its arrival at the engine plus its time limit). What happens to the
- * workers themselves (deadlines, deaths, respawn) is worker-pool.ts's business.
+ * workers themselves is deadlines.ts's business (deadlines) and worker-lifecycle.ts's (deaths, respawn).
  */
 import { EngineError } from '../../errors.js';
 import { FifoQueue, type CallQueue } from './call-queue.js';
@@ -229,7 +229,7 @@ export class Scheduler {
     if (!this.host.anyWorkerUp()) {
       // Every worker is being started or replaced: waiting for one is not counted against the
       // calls' time to start (it is the engine's doing, and short; a worker that cannot start
-      // fails the calls, see startFailed).
+      // fails the calls, see worker-lifecycle.ts startFailed).
       this.downSince ??= now;
     } else {
       if (this.downSince !== undefined) {

@@ -2,20 +2,15 @@
  * The runtime the engine uses: a fixed pool of worker threads. A call first runs on the HTTP thread
  * within a short budget when inline running is on (inline/inline-executor.ts), and comes here when
  * it does not finish there. This file is the pool's public face (load, invoke, preload, close)
- * and the life of its workers: their start and respawn, deadlines, deaths and replacement. Each other part has a
- * file: which call goes to which worker and when (scheduler.ts, over the queue of call-queue.ts
- * and the fairness rules of fairness.ts), the thread protocol with each worker and its
- * shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up (warm-up.ts) and the
- * compiled modules (module-cache.ts).
+ * and what a worker's messages mean. Each other part has a file: which call goes to which worker
+ * and when (scheduler.ts, over the queue of call-queue.ts and the fairness rules of fairness.ts),
+ * the deadlines of the calls on the workers and what happens past them (deadlines.ts), the
+ * workers' start, deaths and replacement (worker-lifecycle.ts), the thread protocol with each
+ * worker and its shared-memory cells (worker-slot.ts), preloading (preload.ts), warm-up
+ * (warm-up.ts) and the compiled modules (module-cache.ts).
  *
- * A call past its deadline on a worker stops itself: the worker arms its preemption clock with the
- * call's time limit (worker.ts), the module's checks trap the guest, and the worker answers
- * FUNCTION_TIMEOUT and serves on. The pool answers the client FUNCTION_TIMEOUT at the deadline
- * whatever the worker does, and terminates the worker only when it has not said the call ended
- * within SELF_STOP_GRACE_MS after it (what the checks cannot reach: a blocking host call, a module
- * the rewrite left without checks); a fresh worker then takes its place while every other call
- * carries on, and calls the worker held and had not started run elsewhere. Invocations beyond the
- * workers wait in a bounded queue; past the bound they are refused at once with OVERLOADED.
+ * Invocations beyond the workers wait in a bounded queue; past the bound they are refused at once
+ * with OVERLOADED.
  */
 import { availableParallelism } from 'node:os';
 import { EngineError } from '../../errors.js';
@@ -32,8 +27,8 @@ import type {
   PortableModule,
   PreloadRequest,
   RuntimeStats,
-  WorkerReplaceReason,
 } from '../types.js';
+import { Deadlines } from './deadlines.js';
 import { SLOW_CALL_MS, markSlow, trust } from './fairness.js';
 import { ModuleCache, type LoadedModule } from './module-cache.js';
 import type { Call, PreloadItem, Sent, Slot, SlotState } from './pool-records.js';
@@ -42,22 +37,10 @@ import { DEFAULT_MAX_TABLE_ENTRIES, ModulePreparer } from './preparer.js';
 import { Scheduler } from './scheduler.js';
 import { CELLS_PER_WORKER, expandDone, type FromWorker, type ModuleTransfer, type WorkerSettings } from './protocol.js';
 import { warmUpPool } from './warm-up.js';
-import {
-  MAX_TIMER_MS,
-  acknowledge,
-  busyModule,
-  ended,
-  enlist,
-  held,
-  live,
-  post,
-  postCall,
-  spawnSlot,
-  withdraw,
-} from './worker-slot.js';
+import { WorkerLifecycle } from './worker-lifecycle.js';
+import { MAX_TIMER_MS, acknowledge, enlist, held, live, post, postCall, withdraw } from './worker-slot.js';
 import { defaultWorkerUrl } from './worker-url.js';
 import { DEFAULT_INLINE_HEAVY_US, InlineExecutor } from '../inline/inline-executor.js';
-import { timeLimitError } from '../preempt/clock.js';
 
 export interface WorkerPoolOptions {
   /** Sandbox worker threads (default: os.availableParallelism()). */
@@ -111,19 +94,6 @@ export const DEFAULT_WORKER_HEAP_MB = 512;
  */
 export const DEFAULT_PIPELINE_DEPTH = 4;
 const DEFAULT_CLOSE_TIMEOUT_MS = 10_000;
-/** Respawn delays after a worker fails to start: doubling from the first to the last. */
-const RESPAWN_FIRST_MS = 100;
-const RESPAWN_MAX_MS = 30_000;
-/**
- * How long after a call's deadline its worker may take to say the call ended (its cell, see
- * protocol.ts CellState.ENDED) before it is terminated. The checks stop a loop microseconds after
- * the worker's own deadline, so this covers the worker's thread waiting for a core on a busy
- * machine, where a shorter grace terminates workers that were about to stop. The client is
- * answered at the deadline either way and idle workers take over the calls a stuck worker holds:
- * waiting only starts a stuck worker's replacement later, by about the time a replacement takes to
- * be ready (docs/runtime.md has the measurements).
- */
-export const SELF_STOP_GRACE_MS = 100;
 
 export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly size: number;
@@ -131,37 +101,25 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   private readonly depth: number;
   private readonly logger: Logger;
   private readonly closeTimeoutMs: number;
-  private readonly workerUrl: URL;
   private readonly workerSettings: Omit<WorkerSettings, 'cells'>;
   private readonly cache: ModuleCache;
   private readonly preparer: ModulePreparer;
   private readonly slots = new Set<Slot>();
   private readonly scheduler: Scheduler;
-  private readonly respawnTimers = new Set<NodeJS.Timeout>();
   private nextCallId = 1;
-  private startFailures = 0;
-  /** Why the last worker failed to start, while no worker has started since. */
-  private startError: string | undefined;
   private closing: Promise<void> | undefined;
-  /** Set once close() has drained (or given up): from then on no worker is started. */
-  private stopped = false;
   /** Called whenever a call settles, for close() to notice the pool draining. */
   private onSettled: (() => void) | undefined;
-  /** Workers of the first generation that have not yet said ready or failed. */
-  private firstPending: number;
-  private firstStarted: (() => void)[] = [];
   private readonly moduleCacheBytes: number | undefined;
-  private readonly workerHeapMb: number;
   /** Digests whose preload ran past its deadline or killed its worker, and why (see preload); until unloaded. */
   private readonly setAside = new Map<string, string>();
-  /** Modules whose instances workers make only inside calls (see blame). */
-  private readonly lazy = new WeakSet<LoadedModule>();
   private readonly preloader: Preloader;
+  private readonly deadlines: Deadlines;
+  private readonly lifecycle: WorkerLifecycle;
   /** Runs calls on this thread first, within a budget; undefined when that is off. */
   private readonly inline: InlineExecutor | undefined;
   /** Calls the workers answered FUNCTION_TIMEOUT: stopped by their own checks. */
   private selfStopped = 0;
-  private readonly replacements: Record<WorkerReplaceReason, number> = { deadline: 0, not_started: 0, preload: 0, crash: 0, out_of_memory: 0 };
 
   constructor(options: WorkerPoolOptions = {}) {
     this.size = Math.max(1, Math.floor(options.workers ?? availableParallelism()));
@@ -169,7 +127,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     this.depth = Math.max(1, Math.min(CELLS_PER_WORKER / 2, Math.floor(options.pipelineDepth ?? DEFAULT_PIPELINE_DEPTH)));
     this.logger = options.logger ?? silentLogger;
     this.closeTimeoutMs = options.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS;
-    this.workerUrl = options.workerUrl ?? defaultWorkerUrl();
+    const workerUrl = options.workerUrl ?? defaultWorkerUrl();
     this.workerSettings = {
       reuseInstances: options.reuseInstances ?? true,
       instanceBytes: options.instanceBytesPerWorker ?? 64 * 1024 * 1024,
@@ -189,13 +147,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       },
     });
     this.moduleCacheBytes = options.moduleCacheBytes;
-    this.workerHeapMb = options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB;
     this.scheduler = new Scheduler({
       slots: this.slots,
       size: this.size,
       depth: this.depth,
-      stopped: () => this.stopped,
-      anyWorkerUp: () => this.anyWorkerUp(),
+      stopped: () => this.lifecycle.stopped,
+      anyWorkerUp: () => this.lifecycle.anyWorkerUp(),
       send: (slot, call) => this.send(slot, call),
       settle: (call, err) => this.settle(call, err),
     });
@@ -204,19 +161,38 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       logger: this.logger,
       transferOf: (loaded) => this.transferOf(loaded),
       replace: (slot) => {
-        const requeue = this.takeBack(slot, undefined);
-        const next = this.replace(slot, 'preload');
+        const requeue = this.lifecycle.takeBack(slot, undefined);
+        const next = this.lifecycle.replace(slot, 'preload');
         this.scheduler.requeue(requeue);
         return next;
       },
       setAside: (digest, reason) => this.setAside.set(digest, reason),
       available: () => this.scheduler.pump(),
     });
+    this.deadlines = new Deadlines({
+      slots: this.slots,
+      logger: this.logger,
+      settle: (call, err) => this.settle(call, err),
+      takeBack: (slot, running) => this.lifecycle.takeBack(slot, running),
+      replace: (slot, reason) => this.lifecycle.replace(slot, reason),
+      requeue: (calls) => this.scheduler.requeue(calls),
+    });
+    this.lifecycle = new WorkerLifecycle({
+      slots: this.slots,
+      logger: this.logger,
+      spawn: { url: workerUrl, heapMb: options.workerHeapMb ?? DEFAULT_WORKER_HEAP_MB, settings: this.workerSettings },
+      message: (slot, msg) => this.onMessage(slot, msg),
+      settle: (call, err) => this.settle(call, err),
+      requeue: (calls) => this.scheduler.requeue(calls),
+      drain: () => this.scheduler.drain(),
+      preloadFailed: (slot, reason) => this.preloader.failed(slot, reason),
+      abandonPreload: (slot) => this.preloader.abandon(slot),
+      blame: (slot, busy, what) => this.deadlines.blame(slot, busy, what),
+    });
     const inlineBudgetMs = options.inlineBudgetMs ?? 0;
     const heavyMs = (options.inlineHeavyUs ?? DEFAULT_INLINE_HEAVY_US) / 1000;
     this.inline = inlineBudgetMs > 0 ? new InlineExecutor({ budgetMs: inlineBudgetMs, reuseInstances: this.workerSettings.reuseInstances, heavyMs }) : undefined;
-    this.firstPending = this.size;
-    for (let i = 0; i < this.size; i++) this.spawn();
+    this.lifecycle.start(this.size);
   }
 
   /**
@@ -225,14 +201,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
    * its first invocation wait for it.
    */
   ready(): Promise<void> {
-    if (this.firstPending <= 0) return Promise.resolve();
-    return new Promise((resolve) => this.firstStarted.push(resolve));
-  }
-
-  private firstDone(): void {
-    if (this.firstPending <= 0) return;
-    this.firstPending--;
-    if (this.firstPending === 0) for (const resolve of this.firstStarted.splice(0)) resolve();
+    return this.lifecycle.ready();
   }
 
   async load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<void> {
@@ -323,7 +292,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       evictedModules: this.cache.evictedCount,
       ...(this.inline ? { inlineRan: this.inline.stats.ran, inlineAbandoned: this.inline.stats.abandoned } : {}),
       preemptions: { worker: this.selfStopped, inline: this.inline?.stats.stopped ?? 0 },
-      workerReplacements: { ...this.replacements },
+      workerReplacements: { ...this.lifecycle.replacements },
     };
   }
 
@@ -361,8 +330,8 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   private enqueue(req: InvocationRequest, sandbox: SandboxCall, loaded: LoadedModule, signal: CancelSignal | undefined): Promise<InvocationResult> {
-    if (this.startError !== undefined && !this.anyWorkerUp()) {
-      return Promise.reject(new EngineError('INTERNAL', `no sandbox worker could start: ${this.startError}`));
+    if (this.lifecycle.startError !== undefined && !this.lifecycle.anyWorkerUp()) {
+      return Promise.reject(new EngineError('INTERNAL', `no sandbox worker could start: ${this.lifecycle.startError}`));
     }
     // Workers still starting will each take a call soon: those calls are not "queued beyond a bound".
     // Counted only when no worker is idle (the common case under load is a full pipeline, but an
@@ -425,15 +394,12 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       this.onSettled = check;
       check();
     });
-    this.stopped = true;
+    this.lifecycle.stop();
     this.scheduler.stop();
-    for (const resolve of this.firstStarted.splice(0)) resolve();
-    for (const timer of this.respawnTimers) clearTimeout(timer);
-    this.respawnTimers.clear();
     for (const call of this.scheduler.drain()) this.settle(call, shuttingDown());
     const stopping: Promise<number>[] = [];
     for (const slot of [...this.slots]) {
-      const sent = this.retire(slot);
+      const sent = this.lifecycle.retire(slot);
       for (const { call } of sent) this.settle(call, new EngineError('FUNCTION_FAILED', 'the engine shut down before the function finished'));
       stopping.push(slot.worker.terminate());
     }
@@ -453,11 +419,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     }
   }
 
-  private anyWorkerUp(): boolean {
-    for (const slot of this.slots) if (slot.state === 'up' || slot.state === 'preloading') return true;
-    return false;
-  }
-
   private anyIdle(): boolean {
     for (const slot of this.slots) if (slot.state === 'up' && live(slot) === 0) return true;
     return false;
@@ -474,21 +435,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     return undefined;
   }
 
-  private spawn(): Slot | undefined {
-    let slot: Slot;
-    try {
-      slot = spawnSlot(
-        { url: this.workerUrl, heapMb: this.workerHeapMb, settings: this.workerSettings },
-        { message: (s, msg) => this.onMessage(s, msg), death: (s, reason, outOfMemory) => this.onDeath(s, reason, outOfMemory) },
-      );
-    } catch (err) {
-      this.startFailed(err instanceof Error ? err.message : String(err));
-      return undefined;
-    }
-    this.slots.add(slot);
-    return slot;
-  }
-
   private onMessage(slot: Slot, msg: FromWorker): void {
     if (slot.state === 'gone') return;
     if (Array.isArray(msg)) {
@@ -496,10 +442,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
       return;
     }
     if (msg.type === 'ready') {
-      this.firstDone();
-      slot.state = 'up';
-      this.startFailures = 0;
-      this.startError = undefined;
+      this.lifecycle.up(slot);
       if (slot.preload) this.preloader.next(slot);
       else this.scheduler.pump();
       return;
@@ -527,237 +470,17 @@ export class WorkerPoolRuntime implements FunctionRuntime {
         if (result.durationMs >= SLOW_CALL_MS) markSlow(sent.call.loaded, slot.lastAnswer, result.durationMs);
         else if (sent.call.loaded.guarded) trust(sent.call.loaded, slot.lastAnswer);
       }
-      this.startNext(slot);
+      this.deadlines.startNext(slot);
     }
     if (!sent.withdrawn && err !== null) this.settle(sent.call, err, result);
     this.scheduler.pump();
-  }
-
-  /** The worker has moved on to its next call: that one's deadline runs from now. */
-  private startNext(slot: Slot): void {
-    const answered = slot.running;
-    if (answered !== undefined) {
-      slot.lastModule = answered.call.loaded;
-      slot.lastTimeoutMs = answered.call.timeoutMs;
-    }
-    slot.running = slot.sent.find((s) => !s.withdrawn);
-    const running = slot.running;
-    const now = performance.now();
-    if (!running) {
-      // The worker readies its last module's next instance now (see BUSY_CELL), by that call's
-      // time limit. A timer set for a later deadline is kept (a backstop may be late; re-arming
-      // per answer would cost more than small calls run). Idle workers must not keep the process
-      // alive: the timer is unreferenced.
-      slot.deadline = now + Math.min(slot.lastTimeoutMs, MAX_TIMER_MS);
-      if (slot.timer === undefined) this.armDeadline(slot, now);
-      slot.timer?.unref();
-      return;
-    }
-    slot.runningSince = now;
-    const { call } = running;
-    // A running call is past cancelling: it finishes or times out.
-    if (call.signal && call.onAbort) call.signal.removeEventListener('abort', call.onAbort);
-    slot.deadline = now + Math.min(call.timeoutMs, MAX_TIMER_MS);
-    if (slot.timer === undefined || slot.timerAt > slot.deadline) this.armDeadline(slot, now);
-    else slot.timer.ref();
-  }
-
-  private armDeadline(slot: Slot, now: number): void {
-    clearTimeout(slot.timer);
-    const delay = Math.max(1, Math.ceil(slot.deadline - now));
-    slot.timerAt = now + delay;
-    slot.timer = setTimeout(this.onDeadline, delay, slot);
-  }
-
-  private readonly onDeadline = (slot: Slot): void => {
-    slot.timer = undefined;
-    // A worker given modules to preload still runs the calls it was sent before them.
-    if (slot.state === 'gone') return;
-    if (!slot.running) {
-      this.idleDeadline(slot);
-      return;
-    }
-    const now = performance.now();
-    // Set for an earlier call's deadline: wait for the rest of this one's. (Within a millisecond
-    // is due: timers have millisecond precision, as the timer per call had.)
-    if (slot.deadline - now > 1) {
-      this.armDeadline(slot, now);
-      return;
-    }
-    this.onTimeout(slot);
-  };
-
-  /** A worker died without being told to: its call fails, and a new worker replaces it. */
-  private onDeath(slot: Slot, reason: string, outOfMemory = false): void {
-    if (slot.state === 'gone') return;
-    if (slot.preload?.current) {
-      this.preloader.failed(slot, outOfMemory ? `readying its first instance exhausted the sandbox's heap (${this.workerHeapMb} MiB)` : `its sandbox crashed while readying its first instance (${reason})`);
-      return;
-    }
-    const { state } = slot;
-    let running = slot.running;
-    const busy = busyModule(slot);
-    // A call the worker had not started (it died readying an instance after an answer) runs
-    // elsewhere, once: a call that kills workers before it starts must not go round them all.
-    const requeue: Call[] = [];
-    if (running && !running.call.moved && withdraw(slot, running)) {
-      this.moved(running.call);
-      requeue.push(running.call);
-      running = undefined;
-    }
-    requeue.push(...this.takeBack(slot, running));
-    this.retire(slot);
-    if (state === 'starting') {
-      this.startFailed(reason);
-      return;
-    }
-    this.logger.warn({ reason, busy: running !== undefined }, 'sandbox worker crashed; replacing it');
-    this.replacements[outOfMemory ? 'out_of_memory' : 'crash']++;
-    if (running === undefined) this.blame(slot, busy, outOfMemory ? 'exhausted the sandbox heap' : 'crashed the sandbox');
-    if (running) {
-      const message = outOfMemory
-        ? `the sandbox ran out of memory while running the function (its heap limit is ${this.workerHeapMb} MiB; table entries count against it)`
-        : 'the sandbox crashed while running the function';
-      this.settle(running.call, new EngineError('FUNCTION_FAILED', message));
-    }
-    if (!this.stopped) this.spawn();
-    this.scheduler.requeue(requeue);
-  }
-
-  /** A worker failed before it was ready: retried with a doubling delay, never in a tight loop. */
-  private startFailed(reason: string): void {
-    this.firstDone();
-    this.startFailures++;
-    this.startError = reason;
-    const delay = Math.min(RESPAWN_FIRST_MS * 2 ** (this.startFailures - 1), RESPAWN_MAX_MS);
-    this.logger.error({ reason, failures: this.startFailures, retryInMs: delay }, 'sandbox worker failed to start');
-    if (!this.anyWorkerUp()) {
-      for (const call of this.scheduler.drain()) {
-        this.settle(call, new EngineError('INTERNAL', `no sandbox worker could start: ${reason}`));
-      }
-    }
-    if (this.stopped) return;
-    const timer = setTimeout(() => {
-      this.respawnTimers.delete(timer);
-      if (!this.stopped) this.spawn();
-    }, delay);
-    timer.unref();
-    this.respawnTimers.add(timer);
-  }
-
-  private onTimeout(slot: Slot): void {
-    const running = slot.running;
-    if (!running || slot.state === 'gone') return;
-    if (!running.call.moved && withdraw(slot, running)) {
-      // Not started by its deadline: the worker is stuck outside any call (readying an instance
-      // after an answer, see BUSY_CELL). It is replaced, and the call runs on another, once.
-      this.moved(running.call);
-      const busy = busyModule(slot);
-      const requeue = [running.call, ...this.takeBack(slot, undefined)];
-      this.replace(slot, 'not_started');
-      this.logger.warn({ timeoutMs: running.call.timeoutMs }, 'a sandbox worker did not start a call by its deadline; it was terminated and the call moved');
-      this.blame(slot, busy, 'ran past its time limit');
-      this.scheduler.requeue(requeue);
-      return;
-    }
-    // Ended in the worker, its answer not read yet (this thread was busy): that answer is the call's.
-    if (ended(slot, running)) return;
-    const { call } = running;
-    if (slot.overdue !== running) {
-      // The client has its answer now; the worker, whose checks stop the call, has a grace to say so.
-      this.settle(call, timeLimitError(call.timeoutMs));
-      slot.overdue = running;
-      const now = performance.now();
-      slot.deadline = now + SELF_STOP_GRACE_MS;
-      this.armDeadline(slot, now);
-      return;
-    }
-    // Withdraw the calls waiting behind it first, so that none can start while the worker stops.
-    const requeue = this.takeBack(slot, running);
-    this.replace(slot, 'deadline');
-    this.logger.warn({ timeoutMs: call.timeoutMs, graceMs: SELF_STOP_GRACE_MS }, 'invocation timed out and did not stop itself; its sandbox worker was terminated');
-    this.scheduler.requeue(requeue);
-  }
-
-  /** A call taken back from a worker that never started it: it waits again, and may be cancelled again. */
-  private moved(call: Call): void {
-    call.moved = true;
-    // It was given a worker in time, which never started it: its time to start begins again.
-    call.startBy = performance.now() + Math.min(call.timeoutMs, MAX_TIMER_MS);
-    if (call.signal && call.onAbort) call.signal.addEventListener('abort', call.onAbort, { once: true });
-  }
-
-  /**
-   * Nothing runs on the worker: has it got through readying its last module's next instance by
-   * that call's deadline? When not, it is stuck in that module's start function: replaced.
-   */
-  private idleDeadline(slot: Slot): void {
-    const busy = busyModule(slot);
-    if (busy === 0 || slot.preload || busy !== slot.lastModule?.id) return;
-    const now = performance.now();
-    if (slot.deadline - now > 1) {
-      this.armDeadline(slot, now);
-      slot.timer?.unref();
-      return;
-    }
-    const requeue = this.takeBack(slot, undefined);
-    this.replace(slot, 'deadline');
-    this.blame(slot, busy, 'ran past its time limit');
-    this.scheduler.requeue(requeue);
-  }
-
-  /** Takes a worker out of service and stops it; returns the new worker in its place (none once the pool has stopped). */
-  private replace(slot: Slot, reason: WorkerReplaceReason): Slot | undefined {
-    this.replacements[reason]++;
-    this.retire(slot);
-    void slot.worker.terminate();
-    return this.stopped ? undefined : this.spawn();
-  }
-
-  /**
-   * A worker was stopped while it readied an instance of module `busy` outside any call (its
-   * start function looped, or exhausted the heap): that module's instances are from now on made
-   * only inside its own calls, under their deadlines, in every worker.
-   */
-  private blame(slot: Slot, busy: number, what: string): void {
-    const loaded = slot.lastModule;
-    if (busy === 0 || loaded === undefined || loaded.id !== busy || this.lazy.has(loaded)) return;
-    this.lazy.add(loaded);
-    this.logger.warn({ digest: loaded.digest, timeoutMs: slot.lastTimeoutMs }, `readying an instance of a module after a call ${what}: its instances are now made inside its calls`);
-    for (const other of this.slots) if (other.modules.has(loaded.id)) post(other, { type: 'lazy', moduleIds: [loaded.id] });
-  }
-
-  /**
-   * Before a worker is stopped: withdraws every call sent to it but `running`. Returns those that
-   * had not started (to run elsewhere); any that had (it began as the deadline fell) is failed.
-   */
-  private takeBack(slot: Slot, running: Sent | undefined): Call[] {
-    const back: Call[] = [];
-    for (const sent of slot.sent) {
-      if (sent === running || sent.withdrawn) continue;
-      if (withdraw(slot, sent)) back.push(sent.call);
-      else this.settle(sent.call, new EngineError('FUNCTION_FAILED', 'the sandbox was stopped while running the function'));
-    }
-    return back;
-  }
-
-  /** Takes a slot out of service (its 'exit' event is then ignored); returns the calls it had. */
-  private retire(slot: Slot): Sent[] {
-    clearTimeout(slot.timer);
-    slot.state = 'gone';
-    slot.timer = undefined;
-    slot.running = undefined;
-    slot.overdue = undefined;
-    this.slots.delete(slot);
-    this.preloader.abandon(slot);
-    return slot.sent.splice(0).filter((sent) => !sent.withdrawn);
   }
 
   /** False when the worker could not take the call: every cell is held by withdrawn calls not yet acknowledged. */
   private send(slot: Slot, call: Call): boolean {
     const sent = enlist(slot, call);
     if (sent === undefined) return false;
-    if (!slot.running) this.startNext(slot);
+    if (!slot.running) this.deadlines.startNext(slot);
     postCall(slot, sent, (loaded) => this.transferOf(loaded));
     return true;
   }
@@ -765,7 +488,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   /** A compiled module as a worker receives it. */
   private transferOf(loaded: LoadedModule): ModuleTransfer {
     const { module, state, noReuse } = loaded;
-    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }), ...(this.lazy.has(loaded) ? { lazy: true as const } : {}) };
+    return { module, ...(state ? { state } : {}), ...(noReuse === undefined ? {} : { noReuse }), ...(this.deadlines.isLazy(loaded) ? { lazy: true as const } : {}) };
   }
 
   private settle(call: Call, err: unknown, result?: InvocationResult): void {
