@@ -11,7 +11,7 @@
  * the functions known to be fast, so a fast function alone still has every worker and its
  * pipeline. Exception: the first call of a function never seen (nor seen slow lately) may take an
  * idle worker past that share while no other call of it is in a worker, or a new function would
- * wait for the slow ones. The scheduler (worker-pool.ts) applies this; the state lives on each
+ * wait for the slow ones. The scheduler (scheduler.ts) applies this; the state lives on each
  * module (module-cache.ts LoadedModule: guarded, proven, slowUntil).
  */
 import type { LoadedModule } from './module-cache.js';

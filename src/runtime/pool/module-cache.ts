@@ -35,7 +35,7 @@ export interface LoadedModule {
   /** Set by unload or eviction: workers must not keep it any longer. */
   unloaded?: boolean;
   /**
-   * How the pool schedules its calls (worker-pool.ts, "Fairness"), the pool's alone to change:
+   * How the pool schedules its calls (fairness.ts, applied by scheduler.ts), the pool's alone to change:
    * guarded until a call of it answers fast, and again while it is seen slow.
    */
   guarded: boolean;
