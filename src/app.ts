@@ -9,6 +9,7 @@ import { NAMESPACE } from './api/openfaas/mapping.js';
 import { httpObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
 import { HttpThreads, servingThreads } from './api/threads/http-threads.js';
+import { listenOnEveryAddress } from './api/listen.js';
 import { buildVersion } from './build-info.js';
 import { warmUpHttp } from './api/warm-up.js';
 import { basicAuthCredentials } from './config/credentials.js';
@@ -196,7 +197,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     await runtime.ready();
     await runtime.warmUp();
     // reusePort: the HTTP threads listen on the same port, and the kernel spreads connections.
-    await app.listen({ port: config.port, host: config.host, ...(threads.enabled ? { reusePort: true } : {}) });
+    const addresses = await listenOnEveryAddress(app, config.host, config.port, threads.enabled, logger);
     // Cold starts: the first request through Fastify compiles its route, hooks and serialisers;
     // do that now on cheap requests, and let restored functions finish compiling and reach the
     // workers (preloadRestored), before saying the engine listens. /readyz answers meanwhile.
@@ -210,7 +211,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     const preloaded = engine.preloadRestored();
     await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
     preloading = false;
-    await threads.start();
+    await threads.start(addresses);
   } catch (err) {
     await threads.stop(Promise.resolve());
     await runtime.close();

@@ -77,9 +77,10 @@ describe('HTTP threads: a thread that dies', () => {
     // As app.ts listens: reusePort, which Fastify's types lack, goes on to Node's listen.
     const listen = { host: '127.0.0.1', port: 0, reusePort: true };
     await inProcess.app.listen(listen);
-    await threads!.start();
     const address = inProcess.app.server.address();
-    url = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`;
+    const port = typeof address === 'object' && address ? address.port : 0;
+    await threads!.start([{ host: '127.0.0.1', port }]);
+    url = `http://127.0.0.1:${port}`;
     await inProcess.engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
   });
 

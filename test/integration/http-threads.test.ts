@@ -58,7 +58,7 @@ function fresh(url: string, method: string, path: string, body?: unknown, auth?:
 function raw(url: string, bytes: string): Promise<string> {
   const { hostname, port } = new URL(url);
   return new Promise((resolve, reject) => {
-    const socket = connect(Number(port), hostname);
+    const socket = connect(Number(port), hostname.replace(/^\[(.*)\]$/, '$1'));
     const chunks: Buffer[] = [];
     socket.on('data', (chunk) => chunks.push(chunk));
     socket.on('error', reject);
@@ -256,6 +256,15 @@ describe('HTTP threads: --host localhost, which the main thread binds on each of
 
   it.skipIf(!LOOPBACK_IPV6)('fresh connections to [::1] are spread over more than one thread too (skipped where ::1 cannot be bound)', async () => {
     expect((await threadsServing('[::1]')).length).toBeGreaterThan(1);
+  });
+
+  it.skipIf(!LOOPBACK_IPV6)('[::1] answers byte for byte as 127.0.0.1 does on every thread, the main one included: a request without Host gets the engine\'s 400 (skipped where ::1 cannot be bound)', async () => {
+    const hostless = 'GET /function/list HTTP/1.1\r\nConnection: close\r\n\r\n';
+    // 40 fresh connections each: some reach the main thread (1 in 3), whose second address was
+    // served by a plain server of Fastify's, which answered Node's own empty 400.
+    const answers = [...(await many(40, () => raw(`http://127.0.0.1:${port}`, hostless))), ...(await many(40, () => raw(`http://[::1]:${port}`, hostless)))];
+    expect(answers[0]).toMatch(/^HTTP\/1.1 400 [^]*an HTTP\/1.1 request must have a Host header/);
+    expect(new Set(answers).size, [...new Set(answers)].join('\n---\n')).toBe(1);
   });
 });
 

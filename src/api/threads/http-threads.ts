@@ -130,17 +130,17 @@ export class HttpThreads {
     return servingThreads(this.options.threads) > 1;
   }
 
-  /** Starts the threads on every address and port the main thread listens on; resolves once every one listens. */
-  async start(): Promise<void> {
+  /** Starts the threads on every address and port the main thread listens on (`addresses`); resolves once every one listens. */
+  async start(addresses: readonly { host: string; port: number }[]): Promise<void> {
     // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
     this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
       if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
     });
     if (!this.enabled) return;
-    // Fastify binds every address `localhost` resolves to (127.0.0.1 and ::1 where both exist),
-    // each with a server of its own: a thread that bound only the name's first address would leave
-    // the connections to the others to the main thread alone.
-    for (const bound of this.options.app.addresses()) if (typeof bound === 'object') this.listen.push({ host: bound.address, port: bound.port });
+    // Every address the host names (127.0.0.1 and ::1 for `localhost` where both exist): a thread
+    // that bound only the name's first address would leave the connections to the others to the
+    // main thread alone.
+    this.listen.push(...addresses);
     await this.listenUpstream();
     const started: Promise<void>[] = [];
     for (let index = 1; index < this.options.threads; index++) started.push(this.spawn(index));
