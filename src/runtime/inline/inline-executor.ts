@@ -21,14 +21,15 @@
  * functions go there too: guest time spent on this thread is taken from every request it reads,
  * while the OS shares the cores between this thread and the workers. A module whose calls here
  * take more than `heavyMs` on average (a moving average; --inline-heavy-us) sends its next
- * HEAVY_SKIP calls to the pool, then tries a window of calls here again; the hop to a worker costs
- * a few tens of microseconds, which such calls outweigh. What enters the average is the shortest of every HEAVY_WINDOW calls in a row,
- * clipped at twice the bound: on a busy machine the OS runs other threads in the middle of calls
- * (and a GC pause lands in one now and then), and by the clock a 15 µs call then often looked
- * heavy, while a heavy function is heavy in every call. (The thread's CPU time would say it
- * directly, but Node reads it from the scheduler's ticks, milliseconds apart.) A module's first
- * HEAVY_GRACE calls on a thread are not counted: they run before this thread's code for it is
- * optimized, and a module judged heavy then would seldom run here again, and so stay cold here.
+ * HEAVY_SKIP calls to the pool, then tries a window of calls here again; the hop to a worker
+ * costs a few tens of microseconds, which such calls outweigh. What enters the average is the
+ * shortest of every HEAVY_WINDOW calls in a row, clipped at twice the bound: on a busy machine
+ * the OS runs other threads in the middle of calls (and a GC pause lands in one now and then),
+ * and by the clock a 15 µs call then often looked heavy, while a heavy function is heavy in every
+ * call. (The thread's CPU time would say it directly, but Node reads it from the scheduler's
+ * ticks, milliseconds apart.) A module's first HEAVY_GRACE calls on a thread are not counted: they
+ * run before this thread's code for it is optimized, and a module judged heavy then would seldom
+ * run here again, and so stay cold here.
  *
  * What the checks cannot reach is excluded by module (inline/eligibility.ts): start functions,
  * large binaries or initial memories, shared memories, WASI sleeps.
