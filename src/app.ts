@@ -48,7 +48,6 @@ export function createLogger(config: Pick<EngineConfig, 'logLevel'> & Partial<Pi
   return pino({ level: config.logLevel, base: { service: 'wasm-engine', node: config.nodeName ?? hostname() } });
 }
 
-/** The data directory's store (one engine), or PostgreSQL shared by several (the data directory is then a cache). */
 /**
  * `--concurrency-per-replica 0`: as many calls per worker as the pool's pipeline holds, so that a
  * worker can hold its next calls while one runs (runtime/pool/worker-pool.ts; with fewer it would
@@ -62,6 +61,7 @@ function defaultConcurrency(config: EngineConfig): number {
   return config.workers * DEFAULT_PIPELINE_DEPTH + (config.inlineBudgetMs > 0 ? servingThreads(config.httpThreads) : 0);
 }
 
+/** The data directory's store (one engine), or PostgreSQL shared by several (the data directory is then a cache). */
 function createStore(config: EngineConfig, logger: PinoLogger): FunctionStore {
   if (config.store === 'file') return new FileFunctionStore(config.dataDir, logger);
   return new PostgresFunctionStore({ url: config.store, dataDir: config.dataDir, node: config.nodeName, timeoutMs: config.storeTimeoutMs, logger });

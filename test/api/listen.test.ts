@@ -5,20 +5,13 @@
  * machine's `localhost` has one address): dns.lookup, which listen.ts reads at call time.
  */
 import dns from 'node:dns';
-import { createServer as createNetServer } from 'node:net';
 import { request } from 'node:http';
 import Fastify, { type FastifyInstance } from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
 import { listenOnEveryAddress } from '../../src/api/listen.js';
 import type { Logger } from '../../src/logger.js';
+import { listenable } from '../support/free-port.js';
 
-function listenable(host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createNetServer();
-    server.once('error', () => resolve(false));
-    server.listen(0, host, () => server.close(() => resolve(true)));
-  });
-}
 const LOOPBACK_IPV6 = await listenable('::1');
 
 /** `name` resolves to `addresses`, in that order; every other name as the machine says. */

@@ -9,13 +9,14 @@
  */
 import { lookup } from 'node:dns/promises';
 import { request as httpRequest } from 'node:http';
-import { connect, createServer as createNetServer } from 'node:net';
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { REPO_ROOT, startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { parsePrometheus, sampleValue, samplesWith } from '../support/prometheus.js';
+import { listenable } from '../support/free-port.js';
 
 const CONNECTIONS = 40;
 const gcdImage = `oci:${join(EXAMPLES_OCI, 'gcd')}`;
@@ -67,14 +68,6 @@ function raw(url: string, bytes: string): Promise<string> {
   });
 }
 
-/** Whether this machine lets a server listen on `host` (::1 may be missing where IPv6 is off). */
-function listenable(host: string): Promise<boolean> {
-  return new Promise((resolve) => {
-    const server = createNetServer();
-    server.once('error', () => resolve(false));
-    server.listen(0, host, () => server.close(() => resolve(true)));
-  });
-}
 const LOOPBACK_IPV6 = await listenable('::1');
 
 const many = <T>(n: number, task: () => Promise<T>): Promise<T[]> => Promise.all(Array.from({ length: n }, task));

@@ -40,6 +40,14 @@ async function eventually(check: () => Promise<boolean>, what: string, tries = 2
 const selfStopped = (engine: EngineProcess): Promise<number> => metric(engine, 'wasm_engine_preemptions_total', { where: 'worker' });
 const terminated = (engine: EngineProcess): Promise<number> => metric(engine, 'wasm_engine_worker_replacements_total', { reason: 'deadline' });
 
+/** The answer to a call of `name`, during which ten calls of gcd are all answered 200 6. */
+async function besideFastCalls(engine: EngineProcess, name: string): Promise<Answer> {
+  const slow = invoke(engine, name);
+  const fast = await Promise.all(Array.from({ length: 10 }, () => invoke(engine, 'gcd', { a: '12', b: '18' })));
+  expect(fast.map((a) => `${a.status} ${a.json?.output}`)).toEqual(Array(10).fill('200 6'));
+  return slow;
+}
+
 describe('a call past its time limit on a worker', () => {
   let engine: EngineProcess;
   const N = 5;
@@ -54,10 +62,7 @@ describe('a call past its time limit on a worker', () => {
 
   it(`stops itself: ${N} loops answer FUNCTION_TIMEOUT, no worker is terminated, and a fast function answers throughout`, async () => {
     for (let i = 0; i < N; i++) {
-      const spinning = invoke(engine, 'spin');
-      const fast = await Promise.all(Array.from({ length: 10 }, () => invoke(engine, 'gcd', { a: '12', b: '18' })));
-      expect(fast.map((a) => `${a.status} ${a.json?.output}`)).toEqual(Array(10).fill('200 6'));
-      const spin = await spinning;
+      const spin = await besideFastCalls(engine, 'spin');
       expect(spin.status, spin.text).toBe(504);
       expect(spin.json.error).toEqual({ code: 'FUNCTION_TIMEOUT', message: 'the function ran past its time limit of 100 ms' });
     }
@@ -72,10 +77,7 @@ describe('a call past its time limit on a worker', () => {
 
   it('blocked in a host call, where no check runs, it times out at its limit all the same, and its worker is terminated and replaced', async () => {
     const stoppedBefore = await selfStopped(engine);
-    const sleeping = invoke(engine, 'sleep');
-    const fast = await Promise.all(Array.from({ length: 10 }, () => invoke(engine, 'gcd', { a: '12', b: '18' })));
-    expect(fast.map((a) => `${a.status} ${a.json?.output}`)).toEqual(Array(10).fill('200 6'));
-    const sleep = await sleeping;
+    const sleep = await besideFastCalls(engine, 'sleep');
     expect(sleep.status, sleep.text).toBe(504);
     expect(sleep.json.error).toEqual({ code: 'FUNCTION_TIMEOUT', message: 'the function ran past its time limit of 200 ms' });
     await eventually(async () => (await terminated(engine)) === 1, 'the worker terminated');

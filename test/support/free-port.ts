@@ -1,4 +1,4 @@
-/** A loopback port free at the time of asking, for a server the test starts on it. */
+/** Loopback listening for tests: a port free at the time of asking, and whether an address can be listened on. */
 import { createServer } from 'node:net';
 
 export async function freePort(): Promise<number> {
@@ -10,5 +10,14 @@ export async function freePort(): Promise<number> {
       const port = typeof address === 'object' && address ? address.port : 0;
       server.close(() => resolve(port));
     });
+  });
+}
+
+/** Whether this machine lets a server listen on `host` (::1 may be missing where IPv6 is off). */
+export function listenable(host: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const server = createServer();
+    server.once('error', () => resolve(false));
+    server.listen(0, host, () => server.close(() => resolve(true)));
   });
 }

@@ -21,7 +21,7 @@ import { INVOKE_ROUTE } from '../reply.js';
 import { CONTROL_CELLS, CONTROL_CLOSING, CONTROL_EPOCH, type ServerSettings, type ThreadData, type ToMain, type ToThread } from './protocol.js';
 
 export interface HttpThreadsOptions {
-  /** Threads in all, the main one included: N−1 are started. */
+  /** Threads in all, the main one included (servingThreads: 1 where reusePort is not spread): N−1 are started. */
   threads: number;
   engine: Engine;
   app: FastifyInstance;
@@ -127,7 +127,7 @@ export class HttpThreads {
 
   /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
   get enabled(): boolean {
-    return servingThreads(this.options.threads) > 1;
+    return this.options.threads > 1;
   }
 
   /** Starts the threads on every address and port the main thread listens on (`addresses`); resolves once every one listens. */

@@ -62,7 +62,7 @@ const keyOf = (digest: string, memoryLimitMb: number): string => `${digest}|${me
 
 export class ModuleCache {
   private nextId = 1;
-  /** Least recently used first (a Map keeps insertion order; a use moves the entry to the end). */
+  /** Compiled modules by key; how recently each was used is its `lastUse` (touch). */
   private readonly ready = new Map<string, LoadedModule>();
   /** The count touch() stamps modules with. */
   private uses = 0;
