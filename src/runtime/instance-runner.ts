@@ -33,6 +33,7 @@ import type { Abi, InvocationResult } from './types.js';
 import type { WasiHost } from './wasi/host.js';
 import { ProcExit } from './wasi/exit.js';
 import { visibleMemoryBytes } from './reuse/virtual-size.js';
+import { WrittenMap } from './reuse/written-map.js';
 import { wasm, type WasmMemory, type WasmModule } from './wasm-api.js';
 import { UNARMED_CLOCK, type PreemptClock } from './preempt/clock.js';
 
@@ -46,6 +47,8 @@ interface Slot {
   exports: Readonly<Record<string, unknown>>;
   /** The instance's memory, exported or not (reuse exports it under a reserved name). */
   memory: WasmMemory | undefined;
+  /** The written map, when the module keeps one (reuse/written-map.ts). */
+  written: WrittenMap | undefined;
   string: StringInstance | undefined;
   host: WasiHost | undefined;
   snapshot: Snapshot | undefined;
@@ -90,9 +93,10 @@ export class InstanceRunner {
     return this.noReuse;
   }
 
-  /** Bytes of guest memory this runner keeps alive between calls. */
+  /** Bytes of guest memory (and of its written map) this runner keeps alive between calls. */
   get memoryBytes(): number {
-    return (this.ready ?? this.used)?.memory?.buffer.byteLength ?? 0;
+    const slot = this.ready ?? this.used;
+    return (slot?.memory?.buffer.byteLength ?? 0) + (slot?.written?.byteLength ?? 0);
   }
 
   /** Runs one call. Throws EngineError: FUNCTION_FAILED, INVALID_ARGS, or INTERNAL for an engine bug. */
@@ -178,22 +182,25 @@ export class InstanceRunner {
   private instantiate(takeImage: boolean): Slot {
     let host: WasiHost | undefined;
     let instance;
+    const virtualSize = this.state?.virtualSize;
+    let written: WrittenMap | undefined;
     if (this.abi === 'wasi') {
       const made = wasiHost();
       host = made.host;
       instance = new wasm.Instance(this.module, { ...this.clock.imports, ...made.imports });
-      // WASI host calls check pointers against the size the guest sees.
-      const virtualSize = this.state?.virtualSize;
-      host.attach(instance.exports['memory'] as WasmMemory, virtualSize ? visibleMemoryBytes(instance.exports, virtualSize) : undefined);
+      written = virtualSize && new WrittenMap(instance.exports[virtualSize.written] as WasmMemory);
+      // WASI host calls check pointers against the size the guest sees, and mark what they reach.
+      host.attach(instance.exports['memory'] as WasmMemory, virtualSize ? visibleMemoryBytes(instance.exports, virtualSize) : undefined, written);
     } else {
       instance = new wasm.Instance(this.module, this.clock.imports);
+      written = virtualSize && new WrittenMap(instance.exports[virtualSize.written] as WasmMemory);
     }
     this.stats.instantiated++;
     const exports = instance.exports;
     const memoryName = this.state?.memory ?? 'memory';
     const memory = exports[memoryName] as WasmMemory | undefined;
-    const slot: Slot = { exports, memory, string: undefined, host, snapshot: undefined };
-    if (this.abi === 'string') slot.string = prepareString(exports, this.state?.virtualSize);
+    const slot: Slot = { exports, memory, written, string: undefined, host, snapshot: undefined };
+    if (this.abi === 'string') slot.string = prepareString(exports, virtualSize, written);
     const snapshotPays = this.growthStreak < GROWTH_STREAK || ++this.sinceProbe % PROBE_EVERY === 0;
     if (this.noReuse === undefined && this.state && snapshotPays) {
       if (!this.image && takeImage) {
@@ -201,7 +208,7 @@ export class InstanceRunner {
         if ('reason' in image) this.noReuse = image.reason;
         else this.image = image;
       }
-      if (this.image) slot.snapshot = Snapshot.take(exports, this.state, this.image);
+      if (this.image) slot.snapshot = Snapshot.take(exports, this.state, this.image, written);
     }
     return slot;
   }

@@ -11,6 +11,7 @@
  */
 import { EngineError } from '../../errors.js';
 import { visibleMemoryBytes, type VirtualSize } from '../reuse/virtual-size.js';
+import type { WrittenMap } from '../reuse/written-map.js';
 import { WASM_PAGE_BYTES, type WasmGlobal, type WasmMemory } from '../wasm-api.js';
 import type { AbiOutput } from './call.js';
 
@@ -31,16 +32,18 @@ export interface StringInstance {
   grow: (pages: number) => boolean;
   /** Memory size in bytes as the guest sees it. */
   size: () => number;
+  /** Marks what the engine writes, when the instance keeps a written map (reuse/written-map.ts). */
+  written: WrittenMap | undefined;
 }
 
 /** Grows the first page, as the historical engine did for every call. */
-export function prepareString(exports: Readonly<Record<string, unknown>>, virtualSize?: VirtualSize): StringInstance {
+export function prepareString(exports: Readonly<Record<string, unknown>>, virtualSize?: VirtualSize, written?: WrittenMap): StringInstance {
   const memory = exports['memory'] as WasmMemory;
   const heapBase = Number((exports['__heap_base'] as WasmGlobal).value) >>> 0;
   const { grow, size } = virtualSize ? virtualOps(exports, virtualSize) : realOps(memory);
   const initialBytes = size();
   const grown = grow(1);
-  return { exports, memory, heapBase, initialBytes, grown, grow, size };
+  return { exports, memory, heapBase, initialBytes, grown, grow, size, written };
 }
 
 function realOps(memory: WasmMemory): Pick<StringInstance, 'grow' | 'size'> {
@@ -74,6 +77,7 @@ export function callString(inst: StringInstance, entrypoint: string, json: strin
     throw failed(`the input (${input.length} bytes at __heap_base ${heapBase}) does not fit within the function's memory limit`);
   }
   new Uint8Array(memory.buffer, heapBase, input.length).set(input);
+  inst.written?.mark(heapBase, input.length);
   const entry = inst.exports[entrypoint] as (ptr: number, len: number) => unknown;
   const result = entry(heapBase, input.length);
   if (!Array.isArray(result) || result.length !== 2 || typeof result[0] !== 'number' || typeof result[1] !== 'number') {

@@ -188,12 +188,14 @@ function expose(bytes: Uint8Array, virtualSize: VirtualSize | undefined): Expose
         break;
     }
   }
+  // The size rewrite's written map is the last memory, and the engine's own.
+  if (virtualSize) memories -= 1;
   if (memories > 1) notReusable('it has more than one memory');
   if (tableEntries > MAX_REUSED_TABLE_ENTRIES) {
     notReusable(`its tables hold ${tableEntries} entries (more than ${MAX_REUSED_TABLE_ENTRIES} to check after each call)`);
   }
   if (!exportSection) notReusable('it has no export section');
-  const ours = (name: string): boolean => name === virtualSize?.size || name === virtualSize?.grow;
+  const ours = (name: string): boolean => name === virtualSize?.size || name === virtualSize?.grow || name === virtualSize?.written;
   if (existing.some((name) => name.startsWith(EXPORT_PREFIX) && !ours(name))) notReusable('one of its exports uses the engine\'s reserved prefix');
 
   const state: ExposedState = { memory: undefined, globals: [], tables: [], ...(virtualSize ? { virtualSize } : {}) };

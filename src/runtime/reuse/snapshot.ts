@@ -3,9 +3,11 @@
  * once, and written back after each call so that the next call sees exactly that state again.
  *
  * Memory is kept as runs: zero runs are restored with fill (memset, the cheapest write there is)
- * and the others with a copy of their pristine bytes, which are all the snapshot holds. There is no
- * way from JavaScript to learn which pages a call wrote, so every byte is written back: restore cost
- * is proportional to the memory's size (about 15 µs per MiB here), which is why large memories are
+ * and the others with a copy of their pristine bytes, which are all the snapshot holds. When the
+ * module was rewritten with a written map (virtual-size.ts, written-map.ts), only the 4 KiB chunks
+ * the call marked are written back, so a restore costs what the call wrote. Otherwise JavaScript
+ * cannot learn which pages a call wrote and every byte is written back: restore cost is then
+ * proportional to the memory's size (about 15 µs per MiB here), which is why large memories are
  * not reused (MAX_REUSED_ZERO_BYTES). Restore refuses (returns false) when the call changed something
  * it cannot undo: a table grew, or the memory grew while its size is the real one. When the size
  * the guest sees is virtual (virtual-size.ts), pages grown past the pristine size are zeroed
@@ -14,9 +16,10 @@
  */
 import type { WasmMemory, WasmMutableGlobal, WasmTable } from '../wasm-api.js';
 import type { ExposedState } from './expose.js';
+import { CHUNK_BYTES, CHUNK_SHIFT, type WrittenMap } from './written-map.js';
 
-/** Granularity at which memory is classified as zero or not when the snapshot is taken. */
-const CHUNK = 4096;
+/** Granularity at which memory is classified as zero or not when the snapshot is taken: the map's chunk. */
+const CHUNK = CHUNK_BYTES;
 
 /**
  * Zero bytes that may be rewritten per call before a fresh instance is cheaper: a fresh instance
@@ -41,10 +44,32 @@ export interface Exports {
  * cannot reach any input: WASI calls made before the instance exists find no memory to answer in).
  */
 export class MemoryImage {
+  /** For each chunk of the image, the index of the run that holds it. */
+  private readonly runOf: Uint32Array;
+
   private constructor(
     readonly size: number,
     readonly runs: readonly Run[],
-  ) {}
+  ) {
+    this.runOf = new Uint32Array(size >>> CHUNK_SHIFT);
+    runs.forEach((run, i) => this.runOf.fill(i, run.start >>> CHUNK_SHIFT, run.end >>> CHUNK_SHIFT));
+  }
+
+  /** Writes the pristine bytes of chunks [first, end) into `bytes`; chunks past the image are zero. */
+  restoreChunks(bytes: Uint8Array, first: number, end: number): void {
+    const endByte = end << CHUNK_SHIFT;
+    for (let at = first << CHUNK_SHIFT; at < endByte; ) {
+      if (at >= this.size) {
+        bytes.fill(0, at, endByte);
+        return;
+      }
+      const run = this.runs[this.runOf[at >>> CHUNK_SHIFT]!]!;
+      const stop = Math.min(endByte, run.end);
+      if (run.data) bytes.set(run.data.subarray(at - run.start, stop - run.start), at);
+      else bytes.fill(0, at, stop);
+      at = stop;
+    }
+  }
 
   /** The image of a pristine instance's memory, or why reusing it would not pay (or not be exact). */
   static take(exports: Exports, state: ExposedState): MemoryImage | { reason: string } {
@@ -89,14 +114,22 @@ export class Snapshot {
     private readonly tables: { table: WasmTable; entries: unknown[] }[],
     /** Pages grown during a call can be zeroed, since the size the guest sees is a global. */
     private readonly growable: boolean,
+    /** What the call may have written, when the module keeps a map; every byte is restored otherwise. */
+    private readonly written: WrittenMap | undefined,
   ) {}
+
+  /** A view of the memory's current buffer (a new one once memory grows). */
+  private view = new Uint8Array(0);
+  private readonly restoreChunks = (first: number, end: number): void => this.image.restoreChunks(this.view, first, end);
 
   /**
    * Binds the image to a pristine instance and reads its globals and tables (these are its own:
    * a funcref names this instance's functions).
    */
-  static take(exports: Exports, state: ExposedState, image: MemoryImage): Snapshot {
+  static take(exports: Exports, state: ExposedState, image: MemoryImage, written?: WrittenMap): Snapshot {
     const memory = state.memory === undefined ? undefined : (exports[state.memory] as WasmMemory);
+    // What instantiation wrote is pristine.
+    if (memory && written) written.clear(memory.buffer.byteLength >>> CHUNK_SHIFT);
     const globals = state.globals.map((name) => {
       const global = exports[name] as WasmMutableGlobal;
       return { global, value: global.value };
@@ -105,7 +138,7 @@ export class Snapshot {
       const table = exports[name] as WasmTable;
       return { table, entries: Array.from({ length: table.length }, (_, i) => table.get(i)) };
     });
-    return new Snapshot(memory, image, globals, tables, state.virtualSize !== undefined);
+    return new Snapshot(memory, image, globals, tables, state.virtualSize !== undefined, memory ? written : undefined);
   }
 
   /** Writes the pristine state back; false when the call changed what cannot be undone (a size). */
@@ -115,11 +148,15 @@ export class Snapshot {
       const buffer = this.memory.buffer;
       const grown = buffer.byteLength - this.image.size;
       if (grown !== 0 && !(this.growable && grown > 0 && grown <= MAX_REUSED_ZERO_BYTES)) return false;
-      const bytes = new Uint8Array(buffer);
-      if (grown > 0) bytes.fill(0, this.image.size);
-      for (const run of this.image.runs) {
-        if (run.data) bytes.set(run.data, run.start);
-        else bytes.fill(0, run.start, run.end);
+      if (this.view.buffer !== buffer) this.view = new Uint8Array(buffer);
+      if (this.written) this.written.sweep(buffer.byteLength >>> CHUNK_SHIFT, this.restoreChunks);
+      else {
+        const bytes = this.view;
+        if (grown > 0) bytes.fill(0, this.image.size);
+        for (const run of this.image.runs) {
+          if (run.data) bytes.set(run.data, run.start);
+          else bytes.fill(0, run.start, run.end);
+        }
       }
     }
     for (const { table, entries } of this.tables) {

@@ -20,8 +20,14 @@
  * The host's own accesses (WASI calls, the string ABI's output) are checked against the size the
  * guest sees.
  *
- * Appends types, functions (two, then the helpers), one global (the size in bytes, an i64), two
- * exports, and locals at the end of a function's own; no existing index moves.
+ * Every write to memory also marks the 4 KiB chunks it reaches in a second memory the rewrite adds,
+ * the written map (reuse/written-map.ts): stores in place, after their check, the rarer writes in
+ * their helper. A snapshot then writes back only the chunks a call marked (the host marks what it
+ * writes itself), so restoring an instance costs what the call wrote, not the memory's size.
+ *
+ * Appends types, functions (two, then the helpers), one global (the size in bytes, an i64), one
+ * memory (the map), three exports, and locals at the end of a function's own; no existing index
+ * moves.
  */
 import { ByteReader, encodeU32 } from '../byte-reader.js';
 import { concat, Writer, type Chunk } from '../byte-writer.js';
@@ -29,16 +35,23 @@ import { WASM_PAGE_BYTES } from '../wasm-api.js';
 import { SECTION, parseModule, sections, type SectionSpan } from '../wasm-binary.js';
 import { UnknownInstruction, rewriteRefusal, walkBody } from './code-walk.js';
 import { EXPORT_PREFIX } from './expose.js';
+import { CHUNK_SHIFT, mapBytesFor } from './written-map.js';
 
-/** Export names of the functions the host uses in place of the memory's own size and grow. */
+/** Export names of the functions the host uses in place of the memory's own size and grow, and of the written map. */
 export interface VirtualSize {
   size: string;
   grow: string;
+  /** The memory whose byte k + 1 is set once a call may have written chunk k of memory 0. */
+  written: string;
 }
 
 export type VirtualizeResult = { bytes: Uint8Array; virtualSize: VirtualSize } | { reason: string };
 
-export const VIRTUAL_SIZE_EXPORTS: VirtualSize = { size: `${EXPORT_PREFIX}memory.size`, grow: `${EXPORT_PREFIX}memory.grow` };
+export const VIRTUAL_SIZE_EXPORTS: VirtualSize = {
+  size: `${EXPORT_PREFIX}memory.size`,
+  grow: `${EXPORT_PREFIX}memory.grow`,
+  written: `${EXPORT_PREFIX}written`,
+};
 
 /** The size in bytes a guest of a rewritten module sees of its memory, read from its instance. */
 export function visibleMemoryBytes(exports: Readonly<Record<string, unknown>>, names: VirtualSize): () => number {
@@ -49,6 +62,17 @@ export function visibleMemoryBytes(exports: Readonly<Record<string, unknown>>, n
 const OP = { call: 0x10, end: 0x0b } as const;
 const I32 = 0x7f;
 const I64 = 0x7e;
+/** The most pages a 32-bit memory can have. */
+const MAX_PAGES = 65_536;
+/** The written map's index: the module's one memory is 0. */
+const MAP_MEMORY = 1;
+const KIND_MEMORY = 2;
+/**
+ * With the end of a write (an i64, at most the memory's size) on the stack: sets the map's bytes
+ * end >> 12 and the one after, which stand for the chunks of the write's last byte and of its
+ * first (a write of at most 16 bytes starts at most one chunk before it ends).
+ */
+const MARK_FROM_END = [0x42, CHUNK_SHIFT, 0x88, 0xa7, 0x41, 0x81, 0x02, 0x3b, 0x41, MAP_MEMORY, 0];
 const encoder = new TextEncoder();
 
 /**
@@ -77,7 +101,10 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
   const functions = spans.get(SECTION.function);
   const types = spans.get(SECTION.type);
   const exports = spans.get(SECTION.export);
-  if (!codeSpan || !functions || !types || !exports) return { reason: 'it has no code or no exports' };
+  const memories = spans.get(SECTION.memory);
+  if (!codeSpan || !functions || !types || !exports || !memories) return { reason: 'it has no code or no exports' };
+  // Fixed at the most the memory can grow to: marks are written where the memory's chunks are.
+  const mapPages = Math.ceil(mapBytesFor(memory.max ?? MAX_PAGES) / WASM_PAGE_BYTES);
 
   const growType = m.types.length;
   const sizeType = growType + 1;
@@ -93,7 +120,12 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
   const bodies: Record<number, Chunk[]> = {
     [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
     [SECTION.function]: appended(bytes, functions, [encodeU32(growType), encodeU32(sizeType), ...helpers.functions]),
-    [SECTION.export]: appended(bytes, exports, [exportEntry(VIRTUAL_SIZE_EXPORTS.grow, growFunc), exportEntry(VIRTUAL_SIZE_EXPORTS.size, sizeFunc)]),
+    [SECTION.memory]: appended(bytes, memories, [[0x01, ...encodeU32(mapPages), ...encodeU32(mapPages)]]),
+    [SECTION.export]: appended(bytes, exports, [
+      exportEntry(VIRTUAL_SIZE_EXPORTS.grow, growFunc),
+      exportEntry(VIRTUAL_SIZE_EXPORTS.size, sizeFunc),
+      exportEntry(VIRTUAL_SIZE_EXPORTS.written, MAP_MEMORY, KIND_MEMORY),
+    ]),
     [SECTION.code]: [code, withSize(growBody(g)), withSize(sizeBody(g)), ...helpers.bodies.map(withSize)],
   };
   const newGlobal = [I64, 1, 0x42, ...encodeS64(BigInt(memory.min) * BigInt(WASM_PAGE_BYTES)), OP.end];
@@ -126,7 +158,8 @@ function section(id: number, body: Chunk[]): Chunk[] {
  * Every body copied, with memory.size and memory.grow on memory 0 replaced by calls, and every
  * access of memory checked against the size the guest sees: in place for an access that takes an
  * address and at most one value (loads and stores, what compiled code is made of), where the
- * operands go through locals appended to the function; by a call to a helper for the others. The
+ * operands go through locals appended to the function, a store marking the map from the end the
+ * check computed; by a call to a helper for the others. The
  * number of bodies counts the ones the caller appends. Written into one growing buffer, not as a
  * chunk per access: a module of hundreds of megabytes has tens of millions of accesses.
  */
@@ -152,8 +185,8 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | '
       locals.u8();
     }
     const headerEnd = locals.pos;
-    // Scratch locals, appended after the declared ones when first needed: the address, and a value
-    // of each type stored.
+    // Scratch locals, appended after the declared ones when first needed: the address, the end of a
+    // store, and a value of each type stored.
     const scratch: { key: number; type: number; index: number[] }[] = [];
     const local = (key: number, type: number): number[] => {
       let entry = scratch.find((e) => e.key === key);
@@ -178,7 +211,14 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | '
       const address = local(-1, I32);
       const value = access.value === undefined ? undefined : local(access.value, access.value);
       if (value) body.byte(0x21).bytes(value);
-      body.byte(0x22).bytes(address).bytes(access.check).byte(0x20).bytes(address);
+      body.byte(0x22).bytes(address).bytes(access.end);
+      if (access.writes) {
+        const end = local(-2, I64);
+        body.byte(0x22).bytes(end).bytes(helpers.outOfBounds).byte(0x20).bytes(end).bytes(MARK_FROM_END);
+      } else {
+        body.bytes(helpers.outOfBounds);
+      }
+      body.byte(0x20).bytes(address);
       if (value) body.byte(0x20).bytes(value);
       body.bytes(instruction);
     });
@@ -232,6 +272,8 @@ const SIMD: Record<number, { width: number; store?: boolean; lane?: boolean }> =
   92: { width: 4 }, 93: { width: 8 },
 };
 
+type Access = { call: number[] } | { end: number[]; value: number | undefined; writes: boolean };
+
 /**
  * One appended function per distinct access instruction (opcode and immediates): it takes the
  * instruction's operands, traps out of bounds when the access ends past the size the guest sees,
@@ -242,7 +284,7 @@ class Helpers {
   readonly types: number[][] = [];
   readonly functions: number[][] = [];
   readonly bodies: number[][] = [];
-  private readonly byInstruction = new Map<string, { call: number[] } | { check: number[]; value: number | undefined }>();
+  private readonly byInstruction = new Map<string, Access>();
   private readonly typeBySignature = new Map<string, number>();
 
   constructor(
@@ -258,17 +300,18 @@ class Helpers {
   }
 
   /**
-   * How to check one access instruction: a call to its helper, or, in place, the check to run with
-   * the address on the stack and the type of the value the access takes besides (if any).
+   * How to check one access instruction: a call to its helper, or, in place, what computes the end
+   * of the access (an i64) from the address on the stack, the type of the value the access takes
+   * besides (if any), and whether it writes.
    */
-  access(instruction: Uint8Array): { call: number[] } | { check: number[]; value: number | undefined } {
+  access(instruction: Uint8Array): Access {
     const key = instruction.join(',');
     let access = this.byInstruction.get(key);
     if (!access) {
       const sh = shape(instruction);
       access =
         sh.bound !== undefined && sh.params.length <= 2 && sh.atomic === undefined
-          ? { check: [0xad, 0x42, ...encodeS64(sh.bound), 0x7c, ...this.outOfBounds], value: sh.params[1] }
+          ? { end: [0xad, 0x42, ...encodeS64(sh.bound), 0x7c], value: sh.params[1], writes: sh.writes }
           : { call: this.helper(instruction, sh) };
       // Bounded: an adversarial module can have as many distinct offsets as it has accesses. A
       // helper is always kept, so that each instruction has one (there are MAX_HELPERS at most).
@@ -297,13 +340,36 @@ class Helpers {
     } else {
       for (const check of checks) body.push(...check, ...this.outOfBounds);
     }
+    if (sh.writes) body.push(...(sh.checks ? MARK_RANGE : this.markInBounds(end64(0, undefined, sh.bound))));
     params.forEach((_, i) => body.push(0x20, ...encodeU32(i)));
     body.push(...instruction, OP.end);
     this.functions.push(encodeU32(type));
     this.bodies.push(body);
     return [OP.call, ...encodeU32(this.firstFunc + this.bodies.length - 1)];
   }
+
+  /**
+   * Marks the map from `end` when the access is in bounds: an atomic access past the size that is
+   * not aligned is left to trap as the instruction itself does (a mark there could fall past the map).
+   */
+  private markInBounds(end: number[]): number[] {
+    return [...end, 0x23, ...this.global, 0x58, 0x04, 0x40, ...end, ...MARK_FROM_END, OP.end];
+  }
 }
+
+/**
+ * In a helper for memory.fill, memory.copy or memory.init (dest, _, n), once the range is known to
+ * be in bounds: when n > 0, memory.fill on the map of bytes (dest >> 12) + 1 to ((dest + n - 1) >> 12) + 1.
+ */
+const MARK_RANGE = [
+  ...[0x20, 2, 0x04, 0x40], // if n != 0
+  ...[0x20, 0, 0x41, CHUNK_SHIFT, 0x76, 0x41, 1, 0x6a], //   at = (dest >> 12) + 1
+  ...[0x41, 1], //   value 1
+  ...[0x20, 0, 0x20, 2, 0x6a, 0x41, 1, 0x6b, 0x41, CHUNK_SHIFT, 0x76], //   ((dest + n - 1) >> 12)
+  ...[0x20, 0, 0x41, CHUNK_SHIFT, 0x76, 0x6b, 0x41, 1, 0x6a], //   - (dest >> 12) + 1 bytes
+  ...[0xfc, 0x0b, MAP_MEMORY],
+  OP.end,
+];
 
 /** Distinct access instructions whose check is kept for reuse. */
 const MAX_CACHED_ACCESSES = 65_536;
@@ -357,6 +423,8 @@ function atomicShape(sub: number): { params: number[]; results: number[]; width:
 interface Shape {
   params: number[];
   results: number[];
+  /** Whether it may write memory (the map is marked for what it reaches). */
+  writes: boolean;
   bound?: bigint;
   checks?: number[][];
   /** Atomic accesses: the alignment (bytes) the engine checks before the bound. */
@@ -370,14 +438,16 @@ function shape(ins: Uint8Array): Shape {
     const sub = r.u32();
     // memory.init (dest, src, n), memory.copy (dest, src, n), memory.fill (dest, value, n).
     const checks = sub === 10 ? [end64(0, 2), end64(1, 2)] : [end64(0, 2)];
-    return { params: [I32, I32, I32], results: [], checks };
+    return { params: [I32, I32, I32], results: [], checks, writes: true };
   }
   const sub = op === 0xfd || op === 0xfe ? r.u32() : undefined;
   r.u32(); // alignment
   const offset = BigInt(r.u32());
   if (op === 0xfe) {
     const atomic = atomicShape(sub as number);
-    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width), atomic: { offset, width: atomic.width } };
+    // Stores, read-modify-writes and compare-exchanges (0x17 on) write; notify and wait do not.
+    const writes = (sub as number) >= 0x17;
+    return { params: atomic.params, results: atomic.results, bound: offset + BigInt(atomic.width), atomic: { offset, width: atomic.width }, writes };
   }
   if (sub !== undefined) {
     const simd = SIMD[sub];
@@ -387,14 +457,15 @@ function shape(ins: Uint8Array): Shape {
       params: store || lane ? [I32, V128] : [I32],
       results: store ? [] : [V128],
       bound: offset + BigInt(width),
+      writes: store === true,
     };
   }
   const load = LOADS[op];
-  if (load) return { params: [I32], results: [load[0]], bound: offset + BigInt(load[1]) };
+  if (load) return { params: [I32], results: [load[0]], bound: offset + BigInt(load[1]), writes: false };
   const store = STORES[op];
   if (!store) r.fail(`not an access: ${op}`);
   const [type, width] = store as [number, number];
-  return { params: [I32, type], results: [], bound: offset + BigInt(width) };
+  return { params: [I32, type], results: [], bound: offset + BigInt(width), writes: true };
 }
 
 /**
@@ -426,9 +497,9 @@ function withSize(body: number[]): number[] {
   return [...encodeU32(body.length), ...body];
 }
 
-function exportEntry(name: string, func: number): number[] {
+function exportEntry(name: string, index: number, kind = 0): number[] {
   const raw = encoder.encode(name);
-  return [...encodeU32(raw.length), ...raw, 0, ...encodeU32(func)];
+  return [...encodeU32(raw.length), ...raw, kind, ...encodeU32(index)];
 }
 
 /** Signed LEB128 of a 64-bit value (the global's initialiser, the ends of accesses). */

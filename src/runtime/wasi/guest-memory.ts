@@ -5,8 +5,11 @@
  * Views are taken afresh per host call because memory.grow detaches the old ArrayBuffer. When the
  * size the guest sees is smaller than the real memory (an instance reused after a call grew it,
  * reuse/virtual-size.ts), the views end at that size, so a pointer past it faults as it would in a
- * fresh instance.
+ * fresh instance. Every range checked is marked in the instance's written map, if it keeps one
+ * (reuse/written-map.ts), read or written alike: a mark too many costs a chunk's restore, a mark
+ * missing would leave a call's write for the next call to see.
  */
+import type { WrittenMap } from '../reuse/written-map.js';
 import type { WasmMemory } from '../wasm-api.js';
 
 export class GuestFault {}
@@ -15,7 +18,11 @@ export class GuestMemory {
   readonly view: DataView;
   readonly bytes: Uint8Array;
 
-  constructor(memory: WasmMemory | undefined, visibleBytes?: number) {
+  constructor(
+    memory: WasmMemory | undefined,
+    visibleBytes?: number,
+    private readonly written?: WrittenMap,
+  ) {
     // Before the instance exists (a start function calling WASI) there is no memory to reach.
     if (!memory) throw new GuestFault();
     const buffer = memory.buffer;
@@ -28,6 +35,7 @@ export class GuestMemory {
   check(ptr: number, len: number): number {
     const p = ptr >>> 0;
     if (len < 0 || p + len > this.bytes.length) throw new GuestFault();
+    this.written?.mark(p, len);
     return p;
   }
 

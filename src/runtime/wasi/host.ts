@@ -12,6 +12,7 @@ import { CLOCK_RESOLUTION_NS, Clocks } from './clocks.js';
 import { Errno, EventType, FileType, Rights, STDERR, STDIN, STDOUT } from './constants.js';
 import { ProcExit } from './exit.js';
 import { GuestFault, GuestMemory } from './guest-memory.js';
+import type { WrittenMap } from '../reuse/written-map.js';
 import { OutputBudget, OutputBuffer } from './output.js';
 import { pollOneoff } from './poll.js';
 import type { WASI_SIGNATURES } from './signatures.js';
@@ -79,6 +80,8 @@ export class WasiHost {
   private memory: WasmMemory | undefined;
   /** The memory's size as the guest sees it, when that is not the real size (reuse/virtual-size.ts). */
   private visibleBytes: (() => number) | undefined;
+  /** Marks what host calls reach of memory, when the instance keeps a written map (reuse/written-map.ts). */
+  private written: WrittenMap | undefined;
   private args!: StringTable;
   private env!: StringTable;
   private stdin!: Uint8Array;
@@ -108,13 +111,14 @@ export class WasiHost {
   }
 
   /** Gives the host the instance's memory (WASI modules export it as `memory`), and the size the guest sees of it. */
-  attach(memory: WasmMemory, visibleBytes?: () => number): void {
+  attach(memory: WasmMemory, visibleBytes?: () => number, written?: WrittenMap): void {
     this.memory = memory;
     this.visibleBytes = visibleBytes;
+    this.written = written;
   }
 
   private mem(): GuestMemory {
-    return new GuestMemory(this.memory, this.visibleBytes?.());
+    return new GuestMemory(this.memory, this.visibleBytes?.(), this.written);
   }
 
   /** Whether `fd` is one of the standard streams, still open (no other fd ever exists). */
