@@ -115,6 +115,14 @@ describe('instance reuse is exact', () => {
     expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
   });
 
+  it("WASI: each call's stdout is its own, whatever the calls before it on the instance wrote (more, less, past the kept buffer)", () => {
+    const { runner, req } = reusingRunner('wasi-args', 'wasi-args');
+    const args = [{ k: 'x'.repeat(2000) }, { k: 'y' }, { k: 'z'.repeat(100_000) }, {}, { k: 'w'.repeat(30) }];
+    const outputs = args.map((a) => runAndSettle(runner, req(a)));
+    expect(outputs).toEqual(args.map((a) => `1${JSON.stringify(a)}\0`));
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(4);
+  });
+
   it('WASI: an instance whose memory grew is reused and sees the initial state', () => {
     const long = { k: 'a long enough value to make it grow' };
     const grows = freshAnswer('reuse-wasi', 'reuse-wasi', long);
@@ -366,5 +374,46 @@ describe('instance reuse restores what a call wrote, and only that, exactly (the
     const outputs = [{ k: 'a'.repeat(50) }, { k: 'b' }, { k: 'c'.repeat(40) }, {}].map((args) => runAndSettle(runner, wasiReq(args)));
     expect(outputs).toEqual(Array(4).fill('\0'.repeat(72)));
     expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('tables no code can change are not restored', () => {
+  const module = (entries: number, extra = ''): Uint8Array =>
+    watText(`(module
+      (type $t (func (result i32)))
+      (memory 1)
+      (table $tab ${entries} funcref)
+      (elem (table $tab) (i32.const 0) func $a $b)
+      (func $a (result i32) (i32.const 1))
+      (func $b (result i32) (i32.const 2))
+      (func (export "pick") (param $i i32) (result i32) (call_indirect (type $t) (local.get $i)))
+      ${extra})`);
+
+  it('a table only read (call_indirect) is left out of the snapshot, and calls still answer as a fresh instance does', () => {
+    const bytes = module(5000);
+    const exposed = prepareForReuse(withMemoryMaximum(bytes, 128 * 16));
+    if (!('state' in exposed)) throw new Error(exposed.reason);
+    // Reused though it has more entries than a restore checks: none can change.
+    expect(exposed.state.tables).toEqual([]);
+    const runner = new InstanceRunner(new wasm.Module(exposed.bytes), 'numeric', exposed.state);
+    const req = (i: string): InvocationRequest => request(analyzeModule(bytes, { functionName: 'pick' }), [i]);
+    expect(['0', '1', '0', '1'].map((i) => runAndSettle(runner, req(i)))).toEqual(['1', '2', '1', '2']);
+    expect(runner.stats.reused).toBeGreaterThanOrEqual(3);
+  });
+
+  it.each([
+    ['table.set', '(func (export "set") (table.set $tab (i32.const 0) (ref.null func)))'],
+    ['table.fill', '(func (export "fill") (table.fill $tab (i32.const 0) (ref.null func) (i32.const 1)))'],
+    ['table.copy', '(func (export "copy") (table.copy $tab $tab (i32.const 0) (i32.const 1) (i32.const 1)))'],
+    ['table.grow', '(func (export "grow") (drop (table.grow $tab (ref.null func) (i32.const 1))))'],
+    ['table.init', '(elem $e func $b) (func (export "init") (table.init $tab $e (i32.const 0) (i32.const 0) (i32.const 1)))'],
+  ])('a module whose code has %s, even in a function never called, has its tables restored', (_name, extra) => {
+    const exposed = prepareForReuse(withMemoryMaximum(module(4, extra), 128 * 16));
+    if ('state' in exposed) expect(exposed.state.tables).toHaveLength(1);
+    // A passive segment (table.init's) makes the module not reusable at all, which is as safe.
+    else expect(exposed.reason).toMatch(/passive element segment/);
+    // With more entries than a restore checks, such a module is not reused.
+    const big = prepareForReuse(withMemoryMaximum(module(5000, extra), 128 * 16));
+    expect('reason' in big && big.reason).toMatch(/entries|passive element segment/);
   });
 });

@@ -25,12 +25,16 @@ const unknown = (what: string, at: number): never => {
 /** Single-byte value types, as a block type or in a local declaration. */
 const VALUE_TYPE_BYTES = new Set([0x7f, 0x7e, 0x7d, 0x7c, 0x7b, 0x70, 0x6f]);
 
-/** `access`: a load or store (SIMD and atomic ones included), memory.fill, memory.copy or memory.init. */
-export type MemoryOp = 'size' | 'grow' | 'access';
+/**
+ * `access`: a load or store (SIMD and atomic ones included), memory.fill, memory.copy or
+ * memory.init; `table`: an instruction that changes a table (table.set, table.fill, table.copy,
+ * table.init, table.grow).
+ */
+export type MemoryOp = 'size' | 'grow' | 'access' | 'table';
 
 /**
- * Calls `found` for every memory.size / memory.grow on memory 0 and every instruction that
- * accesses memory, with the offsets of the opcode and of the end of its immediates, and returns
+ * Calls `found` for every memory.size / memory.grow on memory 0, every instruction that accesses
+ * memory and every one that changes a table, with the offsets of the opcode and of the end of its immediates, and returns
  * when the body ends (`r.end`).
  */
 export function walkBody(r: ByteReader, found: (op: MemoryOp, start: number, end: number) => void): void {
@@ -99,10 +103,12 @@ function skipImmediates(r: ByteReader, op: number, at: number): MemoryOp | undef
     case 0x23: // global.get
     case 0x24: // global.set
     case 0x25: // table.get
-    case 0x26: // table.set
     case 0xd2: // ref.func
       r.u32();
       return;
+    case 0x26: // table.set
+      r.u32();
+      return 'table';
     case 0x0e: {
       // br_table: the targets, then the default
       const n = r.count();
@@ -177,12 +183,14 @@ function prefixedFC(r: ByteReader, at: number): MemoryOp | undefined {
     case 14: // table.copy: table, table
       r.u32();
       r.u32();
-      return;
+      return 'table';
+    case 15: // table.grow
+    case 17: // table.fill
+      r.u32();
+      return 'table';
     case 9: // data.drop
     case 13: // elem.drop
-    case 15: // table.grow
     case 16: // table.size
-    case 17: // table.fill
       r.u32();
       return;
     default:

@@ -21,6 +21,7 @@ export interface ExposedState {
   memory: string | undefined;
   /** Every mutable global the module defines. */
   globals: string[];
+  /** Every table, unless no code of the module can change one (then none: there is nothing to restore). */
   tables: string[];
   /** Set when memory.size and memory.grow were made virtual (virtual-size.ts): a grown memory can then be reset. */
   virtualSize?: VirtualSize;
@@ -89,10 +90,10 @@ function checkDataSegment(r: ByteReader): void {
  * Returns the module with its state exported, or why its instances cannot be reused exactly.
  * Throws INVALID_FUNCTION_IMAGE only for a binary it cannot read (analysis has read it before).
  */
-export function exposeState(bytes: Uint8Array, virtualSize?: VirtualSize): ExposeResult {
+export function exposeState(bytes: Uint8Array, virtualSize?: VirtualSize, writesTables = true): ExposeResult {
   return wrap(() => {
     try {
-      return expose(bytes, virtualSize);
+      return expose(bytes, virtualSize, writesTables);
     } catch (err) {
       if (err instanceof NotReusable) return { reason: err.reason };
       throw err;
@@ -100,7 +101,7 @@ export function exposeState(bytes: Uint8Array, virtualSize?: VirtualSize): Expos
   });
 }
 
-function expose(bytes: Uint8Array, virtualSize: VirtualSize | undefined): ExposeResult {
+function expose(bytes: Uint8Array, virtualSize: VirtualSize | undefined, writesTables: boolean): ExposeResult {
   const all = sections(bytes);
   let memories = 0;
   let tables = 0;
@@ -191,7 +192,9 @@ function expose(bytes: Uint8Array, virtualSize: VirtualSize | undefined): Expose
   // The size rewrite's written map is the last memory, and the engine's own.
   if (virtualSize) memories -= 1;
   if (memories > 1) notReusable('it has more than one memory');
-  if (tableEntries > MAX_REUSED_TABLE_ENTRIES) {
+  // Tables no code can change stay as instantiation made them: nothing to check or restore.
+  if (!writesTables) tables = 0;
+  if (tableEntries > MAX_REUSED_TABLE_ENTRIES && tables > 0) {
     notReusable(`its tables hold ${tableEntries} entries (more than ${MAX_REUSED_TABLE_ENTRIES} to check after each call)`);
   }
   if (!exportSection) notReusable('it has no export section');

@@ -12,7 +12,7 @@ export function prepareForReuse(bytes: Uint8Array): ExposeResult {
   const virtual = virtualizeMemorySize(bytes);
   // The rewrite is checked, not trusted: a module it would break is compiled as it came.
   if ('bytes' in virtual && wasm.validate(virtual.bytes)) {
-    const exposed = exposeState(virtual.bytes, virtual.virtualSize);
+    const exposed = exposeState(virtual.bytes, virtual.virtualSize, virtual.writesTables);
     if ('state' in exposed) return exposed;
   }
   return exposeState(bytes);

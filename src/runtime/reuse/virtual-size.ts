@@ -45,7 +45,11 @@ export interface VirtualSize {
   written: string;
 }
 
-export type VirtualizeResult = { bytes: Uint8Array; virtualSize: VirtualSize } | { reason: string };
+/**
+ * `writesTables`: whether any of the module's code can change a table (as the walk found: table.set,
+ * fill, copy, init or grow); when none can, a snapshot has no table to restore.
+ */
+export type VirtualizeResult = { bytes: Uint8Array; virtualSize: VirtualSize; writesTables: boolean } | { reason: string };
 
 export const VIRTUAL_SIZE_EXPORTS: VirtualSize = {
   size: `${EXPORT_PREFIX}memory.size`,
@@ -115,7 +119,8 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
   const helpers = new Helpers(growType + 2, sizeFunc + 1, g);
   const calls: Record<'grow' | 'size', number[]> = { grow: [OP.call, ...encodeU32(growFunc)], size: [OP.call, ...encodeU32(sizeFunc)] };
   const paramCounts = m.functionTypes.map((t) => m.types[t]?.params.length ?? 0);
-  const code = rewriteCode(bytes, codeSpan, calls, helpers, paramCounts);
+  const walked = { writesTables: false };
+  const code = rewriteCode(bytes, codeSpan, calls, helpers, paramCounts, walked);
 
   const bodies: Record<number, Chunk[]> = {
     [SECTION.type]: appended(bytes, types, [[0x60, 1, I32, 1, I32], [0x60, 0, 1, I32], ...helpers.types]),
@@ -139,7 +144,7 @@ function virtualize(bytes: Uint8Array): VirtualizeResult {
     const body = s.id === 0 ? undefined : bodies[s.id];
     out.push(...(body ? section(s.id, body) : [bytes.subarray(s.start, s.end)]));
   }
-  return { bytes: concat(out), virtualSize: VIRTUAL_SIZE_EXPORTS };
+  return { bytes: concat(out), virtualSize: VIRTUAL_SIZE_EXPORTS, writesTables: walked.writesTables };
 }
 
 /** A section body with entries appended after the existing ones, which are kept byte for byte. */
@@ -163,7 +168,14 @@ function section(id: number, body: Chunk[]): Chunk[] {
  * number of bodies counts the ones the caller appends. Written into one growing buffer, not as a
  * chunk per access: a module of hundreds of megabytes has tens of millions of accesses.
  */
-function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | 'size', number[]>, helpers: Helpers, paramCounts: number[]): Uint8Array {
+function rewriteCode(
+  bytes: Uint8Array,
+  s: SectionSpan,
+  calls: Record<'grow' | 'size', number[]>,
+  helpers: Helpers,
+  paramCounts: number[],
+  walked: { writesTables: boolean },
+): Uint8Array {
   const r = new ByteReader(bytes, s.bodyStart, s.end);
   const count = r.u32();
   const imported = paramCounts.length - count;
@@ -196,6 +208,10 @@ function rewriteCode(bytes: Uint8Array, s: SectionSpan, calls: Record<'grow' | '
     body.length = 0;
     let copied = headerEnd;
     walkBody(new ByteReader(bytes, start, end), (op, opStart, opEnd) => {
+      if (op === 'table') {
+        walked.writesTables = true;
+        return;
+      }
       body.bytes(bytes.subarray(copied, opStart));
       copied = opEnd;
       if (op !== 'access') {

@@ -70,8 +70,9 @@ const IOVEC_SIZE = 8;
 const NO_ENV = new StringTable([]);
 
 export class WasiHost {
-  stdout!: OutputBuffer;
-  stderr!: OutputBuffer;
+  /** Kept from call to call, emptied by reset (a call's output is read when it ends). */
+  readonly stdout = new OutputBuffer(0);
+  readonly stderr = new OutputBuffer(0);
   budget!: OutputBudget;
   /** Set by proc_exit; kept even if the guest swallows the unwinding exception. */
   exitCode: number | undefined;
@@ -102,8 +103,8 @@ export class WasiHost {
     this.stdin = options.stdin;
     this.stdinPos = 0;
     this.budget = new OutputBudget(options.maxOutputBytes);
-    this.stdout = new OutputBuffer(options.maxOutputBytes);
-    this.stderr = new OutputBuffer(options.maxOutputBytes);
+    this.stdout.reset(options.maxOutputBytes);
+    this.stderr.reset(options.maxOutputBytes);
     this.exitCode = undefined;
     this.open.clear();
     this.open.add(STDIN).add(STDOUT).add(STDERR);

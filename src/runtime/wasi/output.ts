@@ -32,12 +32,27 @@ const decoder = new TextDecoder('utf-8');
  */
 export const STDERR_LOG_BYTES = 64 * 1024;
 
+/**
+ * The buffer an emptied OutputBuffer keeps for the next call: enough for a call's usual output,
+ * so that a host reused call after call does not allocate (and zero) a buffer for every call, and
+ * never more, so that an idle host does not hold a large call's output.
+ */
+const KEPT_BYTES = 64 * 1024;
+const EMPTY = new Uint8Array(0);
+
 export class OutputBuffer {
-  private data = new Uint8Array(0);
+  private data = EMPTY;
   length = 0;
 
   /** `capacity`: the most it will ever hold (the budget guarantees it), so doubling stops there. */
-  constructor(private readonly capacity: number) {}
+  constructor(private capacity: number) {}
+
+  /** Empties it for another call, which may hold up to `capacity` bytes. */
+  reset(capacity: number): void {
+    this.capacity = capacity;
+    this.length = 0;
+    if (this.data.length > KEPT_BYTES) this.data = EMPTY;
+  }
 
   append(chunk: Uint8Array): void {
     const needed = this.length + chunk.length;
