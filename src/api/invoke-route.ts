@@ -18,6 +18,7 @@ import type { CancelSignal } from '../runtime/index.js';
 import { ERROR_STATUS } from './error-status.js';
 import { lingerAfterAnswer } from './linger.js';
 import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
+import { whenClosed } from './response-close.js';
 
 const QUERY = 0x3f; // '?'
 
@@ -209,10 +210,10 @@ class InvokeRoute {
       return;
     }
     const gone = new ClientGone();
-    // A shared listener (rather than a closure and `once`'s wrapper per request) finds the signal
+    // A shared hook (rather than a closure and `once`'s wrapper per request) finds the signal
     // on the response: 'close' comes once.
     (res as GoneAware)[GONE] = gone;
-    res.on('close', onResponseClose);
+    whenClosed(res, onResponseClose);
     this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
       (result) => this.answer(req, res, started, undefined, result.output, false),
       (error: unknown) => {

@@ -12,6 +12,7 @@
  */
 import type { IncomingMessage, Server, ServerResponse } from 'node:http';
 import type { Socket } from 'node:net';
+import { listenClose, runCloseHook } from './response-close.js';
 
 const MAX_STARTED = 16;
 const MAX_UNSENT_BYTES = 64 * 1024;
@@ -68,17 +69,20 @@ export function gatePipelinedRequests(server: Server): boolean {
 function start(gate: Gate, socket: GatedSocket, req: IncomingMessage, res: ServerResponse): void {
   gate.started += 1;
   (res as GatedResponse)[SOCKET] = socket;
-  // One shared listener, not a closure per request: the response knows its socket.
-  res.on('close', onResponseClose);
+  // One shared listener, not a closure per request: the response knows its socket. It also runs
+  // the invocation route's close hook (response-close.ts), so that a response has one listener.
+  listenClose(res, onResponseClose);
   gate.listener.call(gate.server, req, res);
 }
 
 function onResponseClose(this: GatedResponse): void {
   const socket = this[SOCKET];
   const gate = socket?.[GATE];
-  if (socket === undefined || gate === undefined) return;
-  gate.started -= 1;
-  pump(gate, socket);
+  if (socket !== undefined && gate !== undefined) {
+    gate.started -= 1;
+    pump(gate, socket);
+  }
+  runCloseHook(this);
 }
 
 function pump(gate: Gate, socket: GatedSocket): void {

@@ -10,7 +10,7 @@ import { onClientError, onFrameworkError, refuseRequestsWithoutHost } from './cl
 import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
 import { invokeRoute, isInvokeRequest } from './invoke-route.js';
-import { httpObserver, registerPlatform, type PlatformOptions } from './platform.js';
+import { httpRouteObserver, registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
@@ -136,11 +136,8 @@ export function buildServer(options: ServerOptions): FastifyInstance {
   // invocation (docs/runtime.md), so invocations skip it when no hook of Fastify's must see them.
   const guarded = options.platform?.credentials !== undefined && options.platform.authInvoke;
   if (!guarded) {
-    const observe = options.platform ? httpObserver(options.platform) : undefined;
-    const direct = invokeRoute({
-      ...routeOptions,
-      ...(observe ? { observe: (status: number, seconds: number) => observe('POST', INVOKE_ROUTE, status, seconds) } : {}),
-    });
+    const observe = options.platform ? httpRouteObserver(options.platform, 'POST', INVOKE_ROUTE) : undefined;
+    const direct = invokeRoute({ ...routeOptions, ...(observe ? { observe } : {}) });
     // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
     // listener kept for every other request.
     const server = app.server;

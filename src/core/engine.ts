@@ -104,6 +104,9 @@ interface FunctionState {
    * next call rather than remembered forever).
    */
   module: typeof LOADED | Promise<void> | undefined;
+  /** limitsOf(limitsRecord), kept for the record it was made for: a call's limits without an object per call. */
+  limitsRecord?: FunctionRecord;
+  limits?: InvocationLimits;
 }
 
 const LOADED = 'loaded';
@@ -585,7 +588,7 @@ export class Engine {
       if (state.module !== LOADED) await this.prepare(record, state);
       cold = !use.warm;
       use.warm = true;
-      const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.limitsOf(record), env, arrivedAt: started };
+      const request: InvocationRequest = { digest: record.digest, analysis: record.analysis, args, limits: this.callLimits(record, state), env, arrivedAt: started };
       // Set rather than spread in: spreading a conditional object costs two objects per call.
       if (stdin !== undefined) request.stdin = stdin;
       if (inlineTried) request.inlineTried = true;
@@ -665,6 +668,15 @@ export class Engine {
   /** Another thread gave back a slot of the function's gate while calls waited for one here. */
   slotReleased(name: string): void {
     this.functions.get(name)?.gate.wake();
+  }
+
+  /** limitsOf(record), made once per record (records are replaced, never changed): shared by its calls, which only read it. */
+  private callLimits(record: FunctionRecord, state: FunctionState): InvocationLimits {
+    if (state.limitsRecord !== record || state.limits === undefined) {
+      state.limits = this.limitsOf(record);
+      state.limitsRecord = record;
+    }
+    return state.limits;
   }
 
   limitsOf(record: FunctionRecord): InvocationLimits {
@@ -800,7 +812,7 @@ export class Engine {
   private refuseWhenQueueFull(): void {
     const max = this.scaling.maxWaitingTotal;
     if (max === undefined) return;
-    const queued = this.waiting + this.runtime.stats().queued;
+    const queued = this.waiting + (this.runtime.queued ? this.runtime.queued() : this.runtime.stats().queued);
     if (queued >= max) {
       throw new EngineError('OVERLOADED', `too many invocations are waiting (${queued})`, { retryAfterSeconds: 1 });
     }

@@ -127,6 +127,8 @@ export class EngineMetrics implements EngineEvents {
    * request too, and prom-client hashes the labels of every observation.
    */
   private readonly http = new Map<string, HttpSeries>();
+  /** The same series' durations by method, path and status (httpRequest). */
+  private readonly httpByRoute = new Map<string, Map<string, Map<number, Durations>>>();
 
   constructor(sources: MetricsSources, options: { processMetrics?: boolean } = {}) {
     const registers = [this.registry];
@@ -290,15 +292,54 @@ export class EngineMetrics implements EngineEvents {
     this.series.delete(fn);
   }
 
-  /** `path` must be a route pattern (e.g. /function/:name), never the raw URL, to bound cardinality. */
+  /**
+   * `path` must be a route pattern (e.g. /function/:name), never the raw URL, to bound cardinality.
+   * Found through maps by method, path and status rather than by a key string built per request:
+   * the HTTP threads' answers are all observed here, on the main thread.
+   */
   httpRequest(method: string, path: string, code: number, seconds: number): void {
+    let byPath = this.httpByRoute.get(method);
+    if (byPath === undefined) {
+      byPath = new Map();
+      this.httpByRoute.set(method, byPath);
+    }
+    let byCode = byPath.get(path);
+    if (byCode === undefined) {
+      byCode = new Map();
+      byPath.set(path, byCode);
+    }
+    let durations = byCode.get(code);
+    if (durations === undefined) {
+      durations = this.httpSeries(method, path, code).durations;
+      byCode.set(code, durations);
+    }
+    durations.observe(seconds);
+  }
+
+  /**
+   * httpRequest for one method and route, as a function of the status: what a hot route calls per
+   * answer, which then neither builds nor hashes a key string (its series are kept by status).
+   */
+  httpRoute(method: string, path: string): (code: number, seconds: number) => void {
+    const byCode = new Map<number, Durations>();
+    return (code, seconds) => {
+      let durations = byCode.get(code);
+      if (durations === undefined) {
+        durations = this.httpSeries(method, path, code).durations;
+        byCode.set(code, durations);
+      }
+      durations.observe(seconds);
+    };
+  }
+
+  private httpSeries(method: string, path: string, code: number): HttpSeries {
     const key = `${method} ${path} ${code}`;
     let series = this.http.get(key);
     if (!series) {
       series = { labels: { method, path, code: String(code) }, durations: new Durations(HTTP_BUCKETS) };
       this.http.set(key, series);
     }
-    series.durations.observe(seconds);
+    return series;
   }
 
   private register(metric: ScrapedMetric): void {

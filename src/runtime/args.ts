@@ -51,7 +51,10 @@ export function normalizeArgs(raw: unknown): FunctionArgs {
   const values: string[] = new Array<string>(keys.length);
   for (let i = 0; i < keys.length; i++) values[i] = valueText((raw as Record<string, unknown>)[keys[i]!], keys[i]!);
   // Built by hand rather than with JSON.stringify of a new object: assigning a key such as
-  // "__proto__" to a fresh object would not create an own property and would drop it.
-  const json = `{${keys.map((key, i) => `${JSON.stringify(key)}:${JSON.stringify(values[i])}`).join(',')}}`;
+  // "__proto__" to a fresh object would not create an own property and would drop it. A loop
+  // rather than map and join: no closure or array per call.
+  let json = '{';
+  for (let i = 0; i < keys.length; i++) json += `${i === 0 ? '' : ','}${JSON.stringify(keys[i])}:${JSON.stringify(values[i])}`;
+  json += '}';
   return { json, positional: isPositionalKeys(keys) ? values : null, values };
 }

@@ -11,6 +11,7 @@ import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
 import { invokeRoute, isInvokeRequest } from '../invoke-route.js';
 import { gatePipelinedRequests } from '../pipeline-gate.js';
+import { alsoOnRequest } from '../request-listener.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
 import { proxyToMain } from './proxy.js';
 import { Reports } from './reports.js';
@@ -64,7 +65,7 @@ function serve(): Server {
   });
   gatePipelinedRequests(server);
   refuseRequestsWithoutHost(server);
-  server.on('request', () => reports.request());
+  alsoOnRequest(server, () => reports.request(), 'after');
   return server;
 }
 const servers = data.listen.map(serve);

@@ -18,6 +18,7 @@ import { toEngineError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { ClientGone } from '../invoke-route.js';
 import { INVOKE_ROUTE } from '../reply.js';
+import { alsoOnRequest } from '../request-listener.js';
 import { CONTROL_CELLS, CONTROL_CLOSING, CONTROL_EPOCH, type ServerSettings, type ThreadData, type ToMain, type ToThread } from './protocol.js';
 
 export interface HttpThreadsOptions {
@@ -133,9 +134,13 @@ export class HttpThreads {
   /** Starts the threads on every address and port the main thread listens on (`addresses`); resolves once every one listens. */
   async start(addresses: readonly { host: string; port: number }[]): Promise<void> {
     // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
-    this.options.app.server.prependListener('request', (req: { socket: Socket & { [PROXIED]?: boolean } }) => {
-      if (req.socket[PROXIED] !== true) this.counted[0]! += 1;
-    });
+    alsoOnRequest(
+      this.options.app.server,
+      (req) => {
+        if ((req.socket as Socket & { [PROXIED]?: boolean })[PROXIED] !== true) this.counted[0]! += 1;
+      },
+      'before',
+    );
     if (!this.enabled) return;
     // Every address the host names (127.0.0.1 and ::1 for `localhost` where both exist): a thread
     // that bound only the name's first address would leave the connections to the others to the

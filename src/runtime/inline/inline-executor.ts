@@ -38,7 +38,7 @@ import { EngineError, toEngineError } from '../../errors.js';
 import type { SandboxCall } from '../abi/call.js';
 import { InstanceRunner } from '../instance-runner.js';
 import { PreemptClock, timeLimitError } from '../preempt/clock.js';
-import type { InvocationResult } from '../types.js';
+import type { Abi, InvocationResult } from '../types.js';
 import type { LoadedModule } from '../pool/module-cache.js';
 
 /** Default of --inline-budget-ms: the longest a call runs on the HTTP thread before it moves to the pool. */
@@ -55,6 +55,9 @@ export const HEAVY_SKIP = 63;
 export const HEAVY_GRACE = 512;
 /** Calls in a row whose shortest enters the heavy rule's average (see the header). */
 export const HEAVY_WINDOW = 4;
+/** An entry's key: its module's id times ABI_KEYS plus its ABI's number. */
+const ABI_KEY: Readonly<Record<Abi, number>> = { numeric: 0, string: 1, wasi: 2 };
+const ABI_KEYS = 3;
 /** Guest memory kept in idle instances on this thread (as a worker's default). */
 const DEFAULT_INSTANCE_BYTES = 64 * 1024 * 1024;
 /** Calls between checks of that bound (summing every runner's memory per call would cost more than small calls run). */
@@ -101,8 +104,10 @@ interface Entry {
 
 export class InlineExecutor {
   private readonly clock = new PreemptClock();
-  /** By `moduleId abi`, least recently used first. */
-  private readonly entries = new Map<string, Entry>();
+  /** By module id and ABI (a number: a string key would be built and hashed per call), least recently used first. */
+  private readonly entries = new Map<number, Entry>();
+  /** The entry last moved to the end of `entries`, while it is there. */
+  private newest: Entry | undefined;
   private readonly instanceBytes: number;
   private sinceTrim = 0;
   readonly stats: InlineStats = { ran: 0, abandoned: 0, stopped: 0 };
@@ -117,21 +122,26 @@ export class InlineExecutor {
    */
   invoke(loaded: InlineModule, call: SandboxCall, timeoutMs: number): Promise<InvocationResult> | undefined {
     if (loaded.notInline !== undefined || loaded.unloaded) return undefined;
-    const key = `${loaded.id} ${call.abi}`;
+    const key = loaded.id * ABI_KEYS + ABI_KEY[call.abi];
     let entry = this.entries.get(key);
     if (entry) {
       if (entry.skip > 0) {
         entry.skip--;
         return undefined;
       }
-      this.entries.delete(key);
+      // Moved to the end (most recently used) unless it is there already, as it is for a run of calls of one module.
+      if (entry !== this.newest) {
+        this.entries.delete(key);
+        this.entries.set(key, entry);
+      }
     } else {
       const noReuse = this.options.reuseInstances ? loaded.noReuse : 'instance reuse is off';
       const runner = new InstanceRunner(loaded.module, call.abi, loaded.state, noReuse, this.clock);
       entry = { loaded, runner, skip: 0, nextSkip: SKIP_FIRST, settlePending: false, averageMs: 0, grace: HEAVY_GRACE, windowMs: Infinity, windowCalls: 0 };
       this.sinceTrim = TRIM_EVERY;
+      this.entries.set(key, entry);
     }
-    this.entries.set(key, entry);
+    this.newest = entry;
 
     // The call's time limit counts from here, as in a worker. The budget counts from when guest
     // code starts: readying the instance (a restore, or an instantiation, which eligible modules
@@ -202,7 +212,7 @@ export class InlineExecutor {
     for (const [key, entry] of this.entries) {
       if (!entry.loaded.unloaded) continue;
       entry.runner.dispose();
-      this.entries.delete(key);
+      this.forget(key, entry);
     }
   }
 
@@ -210,6 +220,12 @@ export class InlineExecutor {
   dispose(): void {
     for (const entry of this.entries.values()) entry.runner.dispose();
     this.entries.clear();
+    this.newest = undefined;
+  }
+
+  private forget(key: number, entry: Entry): void {
+    this.entries.delete(key);
+    if (entry === this.newest) this.newest = undefined;
   }
 
   /**
@@ -240,14 +256,14 @@ export class InlineExecutor {
     for (const [key, entry] of this.entries) {
       if (entry.loaded.unloaded) {
         entry.runner.dispose();
-        this.entries.delete(key);
+        this.forget(key, entry);
       } else total += entry.runner.memoryBytes;
     }
     for (const [key, entry] of this.entries) {
       if (total <= this.instanceBytes) break;
       total -= entry.runner.memoryBytes;
       entry.runner.dispose();
-      this.entries.delete(key);
+      this.forget(key, entry);
     }
   }
 }

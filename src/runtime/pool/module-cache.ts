@@ -71,6 +71,11 @@ export class ModuleCache {
   private readonly evicted = new Set<string>();
   private heldBytes = 0;
   private evictions = 0;
+  /**
+   * The keys, made once per digest and limit: every call looks its module up, and a key built per
+   * call is a new string hashed anew (the digest's own hash is kept with it).
+   */
+  private readonly keys = new Map<string, Map<number, string>>();
 
   constructor(private readonly options: ModuleCacheOptions) {}
 
@@ -89,7 +94,7 @@ export class ModuleCache {
 
   /** `owned`: the bytes are the cache's to give away (to the preparation worker, without a copy). */
   load(digest: string, bytes: Uint8Array, memoryLimitMb: number, owned = false): Promise<LoadedModule> {
-    const key = keyOf(digest, memoryLimitMb);
+    const key = this.keyOf(digest, memoryLimitMb, true);
     const done = this.ready.get(key);
     if (done) return Promise.resolve(this.touch(done));
     let compiling = this.pending.get(key);
@@ -130,7 +135,7 @@ export class ModuleCache {
   ): Promise<AdmittedModule> {
     const admitted = await this.options.preparer.admit(bytes, memoryLimitMb, analyze, timeoutMs);
     const { digest } = admitted;
-    const key = keyOf(digest, memoryLimitMb);
+    const key = this.keyOf(digest, memoryLimitMb, true);
     // Compiled already (or being so) under this key: that one stays, this one is dropped.
     if (!this.ready.has(key) && !this.pending.has(key)) {
       this.evicted.delete(key);
@@ -146,7 +151,7 @@ export class ModuleCache {
    * or undefined when it was never loaded or was unloaded.
    */
   get(digest: string, memoryLimitMb: number): LoadedModule | Promise<LoadedModule> | undefined {
-    const key = keyOf(digest, memoryLimitMb);
+    const key = this.keyOf(digest, memoryLimitMb);
     const done = this.ready.get(key);
     if (done) return this.touch(done);
     const compiling = this.pending.get(key);
@@ -171,7 +176,7 @@ export class ModuleCache {
 
   /** The module if it is compiled and held now, without counting this as a use. */
   peek(digest: string, memoryLimitMb: number): LoadedModule | undefined {
-    return this.ready.get(keyOf(digest, memoryLimitMb));
+    return this.ready.get(this.keyOf(digest, memoryLimitMb));
   }
 
   /** Drops every compiled form of `digest` for good; returns the dropped ones. */
@@ -183,10 +188,27 @@ export class ModuleCache {
         removed.push(loaded);
       }
     }
+    this.keys.delete(digest);
     const prefix = `${digest}|`;
     for (const key of [...this.pending.keys()]) if (key.startsWith(prefix)) this.pending.delete(key);
     for (const key of [...this.evicted.keys()]) if (key.startsWith(prefix)) this.evicted.delete(key);
     return removed;
+  }
+
+  /** The key; `remember` (a module is loaded under it): kept until the digest is unloaded. */
+  private keyOf(digest: string, memoryLimitMb: number, remember = false): string {
+    let byLimit = this.keys.get(digest);
+    let key = byLimit?.get(memoryLimitMb);
+    if (key !== undefined) return key;
+    key = keyOf(digest, memoryLimitMb);
+    if (remember) {
+      if (byLimit === undefined) {
+        byLimit = new Map();
+        this.keys.set(digest, byLimit);
+      }
+      byLimit.set(memoryLimitMb, key);
+    }
+    return key;
   }
 
   /** A count rather than reordering the map: every call touches its module, eviction is rare. */

@@ -270,6 +270,10 @@ export class WorkerPoolRuntime implements FunctionRuntime {
   }
 
   /** Calls waiting for a worker: in the pool's queue, or held by a worker behind its running call. */
+  queued(): number {
+    return this.queuedCount();
+  }
+
   private queuedCount(): number {
     let n = this.scheduler.waiting;
     for (const slot of this.slots) n += held(slot);
