@@ -2,11 +2,12 @@
  * The engine's Prometheus metrics (prom-client text format), fed by the engine's events and by the
  * HTTP layer, and sampled from the worker pool at scrape time.
  *
- * The per-invocation series are kept in plain per-function records and turned into samples only
- * when scraped: an invocation then costs one Map lookup and a few additions, with no label hashing
- * or allocation. Deploys, pulls and HTTP requests are rarer or costlier anyway and use prom-client's
- * own Counter and Histogram. A deleted function's series are dropped, so label cardinality is
- * bounded by the functions deployed.
+ * The per-invocation and per-HTTP-request series are kept in plain records (per function; per
+ * method, route path and status) and turned into samples only when scraped: an invocation or an
+ * answer then costs a Map lookup or two and a few additions, with no label hashing or allocation.
+ * Deploys and pulls are rarer and costlier anyway and use prom-client's own Counter and Histogram.
+ * A deleted function's series are dropped, so label cardinality is bounded by the functions
+ * deployed (and the HTTP series by the routes).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
 import type { DeployOperation, EngineEvents, Outcome } from '../core/events.js';
