@@ -204,7 +204,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     warmingUp = true;
     try {
       const bound = app.server.address();
-      await warmUpHttp(app, engine, config.host, typeof bound === 'object' && bound ? bound.port : config.port);
+      await warmUpHttp(engine, config.host, typeof bound === 'object' && bound ? bound.port : config.port);
     } finally {
       warmingUp = false;
     }
