@@ -8,7 +8,7 @@ import { pino, type Logger as PinoLogger } from 'pino';
 import { NAMESPACE } from './api/openfaas/mapping.js';
 import { httpObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
-import { HttpThreads, servingThreads } from './api/threads/http-threads.js';
+import { HttpThreads, servingThreads, type HttpThreadsOptions } from './api/threads/http-threads.js';
 import { listenOnEveryAddress } from './api/listen.js';
 import { buildVersion } from './build-info.js';
 import { warmUpHttp } from './api/warm-up.js';
@@ -42,6 +42,8 @@ export interface StartOptions {
    * functions in the sandboxes is then cut short, so that the caller can stop the engine at once.
    */
   interrupted?: Promise<unknown>;
+  /** How an HTTP thread's worker is started (HttpThreadsOptions.startWorker): tests make one fail. */
+  startHttpThread?: HttpThreadsOptions['startWorker'];
 }
 
 export function createLogger(config: Pick<EngineConfig, 'logLevel'> & Partial<Pick<EngineConfig, 'nodeName'>>): PinoLogger {
@@ -190,6 +192,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     logger: logger.child({ component: 'http-threads' }),
     observeHttp: httpObserver({ metrics }),
     registry: metrics.registry,
+    ...(options.startHttpThread ? { startWorker: options.startHttpThread } : {}),
   });
   try {
     // The sandbox workers take tens of milliseconds to start: listen once they have, so that the
@@ -214,6 +217,9 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     await threads.start(addresses);
   } catch (err) {
     await threads.stop(Promise.resolve());
+    // It may already listen: left open, it would keep the process alive (and serving) after the
+    // failure to start is reported.
+    await app.close();
     await runtime.close();
     await store.close();
     throw err;
