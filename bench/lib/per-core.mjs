@@ -68,13 +68,20 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
 
     // Each case: a name, its server, its cores and how wrk runs against it.
     const cases = [
-      { key: 'engine1', url: engines.get(1).url, ...one, connections },
-      ...(peer ? [{ key: 'workerd', url: peer.url, ...one, connections }] : []),
-      { key: 'bare', url: bare.url, ...one, connections },
-      { key: 'raw', url: raw.url, ...one, connections },
-      ...counts.slice(1).map((cores) => ({ key: `engine${cores}`, url: engines.get(cores).url, ...split(cores), connections: cores * connections })),
+      { key: 'engine1', url: engines.get(1).url, pid: engines.get(1).child.pid, ...one, connections },
+      ...(peer ? [{ key: 'workerd', url: peer.url, pid: peer.child.pid, ...one, connections }] : []),
+      { key: 'bare', url: bare.url, pid: bare.child.pid, ...one, connections },
+      { key: 'raw', url: raw.url, pid: raw.child.pid, ...one, connections },
+      ...counts.slice(1).map((cores) => ({ key: `engine${cores}`, url: engines.get(cores).url, pid: engines.get(cores).child.pid, ...split(cores), connections: cores * connections })),
     ];
-    const measure = (c, fn, secs) => wrk(c.url, { fn, connections: c.connections, seconds: secs, threads: Math.min(c.loadThreads, c.connections), cpus: c.loadCpus });
+    // Each run also gives the server's CPU per answered request (user + system, all its threads,
+    // from /proc): the same work compared without wrk's own ceiling or a noisy neighbour's share.
+    const measure = async (c, fn, secs) => {
+      const before = processCpuSeconds(c.pid);
+      const result = await wrk(c.url, { fn, connections: c.connections, seconds: secs, threads: Math.min(c.loadThreads, c.connections), cpus: c.loadCpus });
+      const answered = result.rps * secs;
+      return { ...result, cpuUs: answered > 0 ? ((processCpuSeconds(c.pid) - before) * 1e6) / answered : NaN };
+    };
 
     const perCoreRows = [];
     const scalingRows = [];
@@ -120,10 +127,21 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
 function summarize(list) {
   const med = (key) => median(list.map((r) => r[key]));
   const sum = (key) => list.reduce((total, r) => total + r[key], 0);
-  return { rps: med('rps'), p50: med('p50'), p99: med('p99'), non2xx: sum('non2xx'), socketErrors: sum('socketErrors') };
+  return { rps: med('rps'), p50: med('p50'), p99: med('p99'), cpuUs: med('cpuUs'), non2xx: sum('non2xx'), socketErrors: sum('socketErrors') };
 }
 
+/** CPU seconds (user + system, every thread) process `pid` has used: /proc/PID/stat's utime and stime. */
+function processCpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) / CLOCK_TICKS;
+}
+
+/** USER_HZ: 100 on every Linux this bench runs on (the kernel's ABI fixes it for /proc). */
+const CLOCK_TICKS = 100;
+
 const TARGET_VS_WORKERD = { gcd: 1.3, authentication: 3 };
+const fmtUs = (us) => (Number.isFinite(us) ? `${us.toFixed(1)}` : 'n/a');
 
 /** perCore()'s result as rows of the bench table: [section, measure, engine, peer, ratio, target, met, notes]. */
 export function perCoreTableRows({ perCore: perCoreRows, scaling }, { fmtRate, fmtMs, times, yes }) {
@@ -139,6 +157,7 @@ export function perCoreTableRows({ perCore: perCoreRows, scaling }, { fmtRate, f
     const notes = [
       `trials (vs workerd / vs bare): ${r.trials.map((t) => `${t.workerd === undefined ? '-' : times(t.workerd)} / ${times(t.bare)}`).join(', ')}`,
       `engine ${latency(r.engine)}${r.workerd ? `, workerd ${latency(r.workerd)}` : ''}, bare ${latency(r.bare)}`,
+      `CPU µs per request (the server process, user + system): engine ${fmtUs(r.engine.cpuUs)}${r.workerd ? `, workerd ${fmtUs(r.workerd.cpuUs)}` : ''}, bare ${fmtUs(r.bare.cpuUs)}, bare without node:http ${fmtUs(r.raw.cpuUs)}`,
       `bare Node on the socket, without node:http (a floor, not a peer): ${fmtRate(r.raw.rps)}; of that, bare on node:http serves ${times(r.bare.rps / r.raw.rps)}, the engine ${times(r.engine.rps / r.raw.rps)}`,
       ...errors('engine', r.engine),
       ...errors('workerd', r.workerd),
