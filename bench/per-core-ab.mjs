@@ -1,0 +1,78 @@
+// Two builds of the engine side by side, per core: each restricted to the same ONE CPU with taskset,
+// wrk on another, the two measured one after the other, round after round, so both see the same
+// moments of a shared, noisy machine. For each: requests per second, and the process's CPU per
+// answered request (user and system, all its threads, from /proc). A change that only shows on real
+// sockets (say, what earlier code left in V8's inline caches) shows here and not in the in-memory
+// bench/hot-path.mjs. Nothing here asserts a timing.
+//
+//   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)]
+//
+// DIR is another checkout, built (`npm run build`), with node_modules; this one must be built too.
+import { readFileSync, rmSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { parseArgs } from 'node:util';
+import { wrk } from './lib/http.mjs';
+import { allowedCpus } from './lib/per-core.mjs';
+import { EXAMPLES_WASM, ROOT, deploy, kill, startEngine, tempDir } from './lib/processes.mjs';
+import { median } from './lib/stats.mjs';
+
+const { values } = parseArgs({
+  options: {
+    base: { type: 'string' },
+    fn: { type: 'string', default: 'gcd' },
+    rounds: { type: 'string', default: '7' },
+    seconds: { type: 'string', default: '3' },
+    conns: { type: 'string', default: '32' },
+  },
+});
+if (values.base === undefined) throw new Error('usage: node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N] [--seconds N] [--conns N]');
+const cpus = allowedCpus();
+if (cpus.length < 2) throw new Error('needs two CPUs: one for the engines, one for wrk');
+const [engineCpu, loadCpu] = [String(cpus[0]), String(cpus[1])];
+const { fn } = values;
+const [rounds, seconds, connections] = [Number(values.rounds), Number(values.seconds), Number(values.conns)];
+
+/** CPU seconds (user, system) process `pid` has used, from /proc/PID/stat (USER_HZ is 100 on Linux). */
+function cpuSeconds(pid) {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return [Number(fields[11]) / 100, Number(fields[12]) / 100];
+}
+
+const builds = [
+  { label: 'this', root: ROOT },
+  { label: 'base', root: resolve(values.base) },
+];
+try {
+  for (const build of builds) {
+    build.dataDir = tempDir('we-bench-ab-');
+    // --http-threads 1: the one-core configuration, the main thread serving every request.
+    build.engine = await startEngine(build.dataDir, ['--http-threads', '1'], { cpus: engineCpu, root: build.root });
+    await deploy(build.engine.url, fn, `file:${join(EXAMPLES_WASM, `${fn}.wasm`)}`);
+    build.runs = [];
+  }
+  for (const build of builds) await wrk(build.engine.url, { fn, connections, seconds: 2, threads: 1, cpus: loadCpu });
+  for (let round = 0; round < rounds; round++) {
+    for (const build of builds) {
+      const [user0, system0] = cpuSeconds(build.engine.child.pid);
+      const result = await wrk(build.engine.url, { fn, connections, seconds, threads: 1, cpus: loadCpu });
+      const [user1, system1] = cpuSeconds(build.engine.child.pid);
+      const answered = result.rps * seconds;
+      build.runs.push({ rps: result.rps, user: ((user1 - user0) * 1e6) / answered, system: ((system1 - system0) * 1e6) / answered });
+    }
+    process.stderr.write(`[per-core-ab] ${fn} round ${round + 1}/${rounds}: ${builds.map((b) => `${b.label} ${Math.round(b.runs.at(-1).rps)}/s`).join(', ')}\n`);
+  }
+  console.log(`${fn}, ${connections} conns, ${rounds} rounds × ${seconds} s alternating, engines on CPU ${engineCpu}, wrk on ${loadCpu}; medians`);
+  console.log('| build | req/s | CPU µs/request (user + system) | trials req/s |\n|---|---|---|---|');
+  for (const b of builds) {
+    const med = (key) => median(b.runs.map((r) => r[key]));
+    console.log(`| ${b.label} (${b.root}) | ${Math.round(med('rps')).toLocaleString('en-US')} | ${med('user').toFixed(1)} + ${med('system').toFixed(1)} | ${b.runs.map((r) => Math.round(r.rps)).join(', ')} |`);
+  }
+  const [self, base] = builds;
+  console.log(`this/base: req/s ${median(self.runs.map((r, i) => r.rps / base.runs[i].rps)).toFixed(3)}× (median of the per-round ratios)`);
+} finally {
+  for (const build of builds) {
+    if (build.engine) await kill(build.engine.child);
+    if (build.dataDir) rmSync(build.dataDir, { recursive: true, force: true });
+  }
+}
