@@ -6,7 +6,7 @@ import { hostname } from 'node:os';
 import type { FastifyInstance } from 'fastify';
 import { pino, type Logger as PinoLogger } from 'pino';
 import { NAMESPACE } from './api/openfaas/mapping.js';
-import { httpObserver } from './api/platform.js';
+import { httpCountsObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
 import { HttpThreads, servingThreads, type HttpThreadsOptions } from './api/threads/http-threads.js';
 import { listenOnEveryAddress } from './api/listen.js';
@@ -190,7 +190,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     inlineBudgetMs: config.inlineBudgetMs,
     inlineHeavyUs: config.inlineHeavyUs,
     logger: logger.child({ component: 'http-threads' }),
-    observeHttp: httpObserver({ metrics }),
+    observeHttp: httpCountsObserver({ metrics }),
     registry: metrics.registry,
     ...(options.startHttpThread ? { startWorker: options.startHttpThread } : {}),
   });

@@ -10,6 +10,7 @@ import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { BasicCredentials } from '../config/credentials.js';
 import type { Engine } from '../core/engine.js';
+import type { DurationCounts } from '../core/events.js';
 import { EngineError } from '../errors.js';
 import type { FunctionLogs } from '../logs/function-logs.js';
 import type { EngineMetrics } from '../metrics/engine-metrics.js';
@@ -121,6 +122,15 @@ export function httpObserver(options: Pick<PlatformOptions, 'metrics' | 'warming
   return (method, route, status, seconds) => {
     if (warmingUp?.()) return;
     metrics.httpRequest(method, route, status, seconds);
+  };
+}
+
+/** httpObserver for many answers of one method, route and status at once, their durations binned (an HTTP thread's report). */
+export function httpCountsObserver(options: Pick<PlatformOptions, 'metrics' | 'warmingUp'>): (method: string, route: string, status: number, durations: DurationCounts) => void {
+  const { metrics, warmingUp } = options;
+  return (method, route, status, durations) => {
+    if (warmingUp?.()) return;
+    metrics.httpRequests(method, route, status, durations);
   };
 }
 

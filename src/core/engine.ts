@@ -11,7 +11,7 @@ import { sha256Digest } from '../store/index.js';
 import type { FunctionChange, FunctionLimitsOverride, FunctionRecord, FunctionStore } from '../store/index.js';
 import { noEvents, type DeployOperation, type EngineEvents, type Outcome } from './events.js';
 import { FunctionGate } from './function-gate.js';
-import type { InvocableFunction, ThreadInvocation } from './function-table.js';
+import type { InvocableFunction, ThreadInvocations, ThreadStderr } from './function-table.js';
 import { checkFunctionName } from './function-name.js';
 import { rawInput, type RawInvokeRequest } from './raw-input.js';
 
@@ -648,20 +648,23 @@ export class Engine {
   }
 
   /** Calls another thread ran (on invocableFunction's copy): counted and reported as run() does its own. */
-  recordInvocations(calls: readonly ThreadInvocation[]): void {
-    for (const call of calls) {
-      const state = this.functions.get(call.name);
+  recordInvocations(calls: readonly ThreadInvocations[], stderr: readonly ThreadStderr[]): void {
+    for (const batch of calls) {
+      const state = this.functions.get(batch.name);
       if (state === undefined || state.removed) continue;
-      state.invocations += 1;
-      // Its version's first run anywhere is the cold one (a version replaced meanwhile: not counted so).
-      const use = this.store.get(call.name)?.digest === call.digest ? this.useOf(call.digest) : undefined;
+      state.invocations += batch.durations.count;
+      // Its version's first run anywhere is the cold one (a version replaced meanwhile: not counted
+      // so): of a batch, at most its first.
+      const use = this.store.get(batch.name)?.digest === batch.digest ? this.useOf(batch.digest) : undefined;
       const cold = use !== undefined && !use.warm;
       if (use) use.warm = true;
-      this.events.invocation(call.name, call.outcome, call.seconds, cold);
-      if (call.stderr !== '') {
-        this.events.functionStderr(call.name, call.stderr);
-        this.logger.debug({ function: call.name, stderr: call.stderr }, 'function stderr');
-      }
+      this.events.invocations(batch.name, batch.outcome, batch.durations, cold ? 1 : 0);
+    }
+    for (const [name, text] of stderr) {
+      const state = this.functions.get(name);
+      if (state === undefined || state.removed) continue;
+      this.events.functionStderr(name, text);
+      this.logger.debug({ function: name, stderr: text }, 'function stderr');
     }
   }
 

@@ -9,9 +9,22 @@ export type Outcome = 'success' | ErrorCode;
 
 export type DeployOperation = 'deploy' | 'update';
 
+/**
+ * Durations already binned into a histogram's buckets (the metrics' own bounds, which the binning
+ * side shares): counts per bucket, not cumulative, the last for anything past the last bound;
+ * their sum and how many.
+ */
+export interface DurationCounts {
+  buckets: ArrayLike<number>;
+  sum: number;
+  count: number;
+}
+
 export interface EngineEvents {
   /** An invocation of a deployed function ended; `coldStart` when it was its version's first run. */
   invocation(fn: string, outcome: Outcome, seconds: number, coldStart: boolean): void;
+  /** Many invocations of one function with one outcome, run and binned on an HTTP thread; `coldStarts` of them were cold. */
+  invocations(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void;
   /** A function wrote to stderr (one invocation's whole text). */
   functionStderr(fn: string, text: string): void;
   deploy(operation: DeployOperation, outcome: Outcome, seconds: number): void;
@@ -25,6 +38,7 @@ const noop = (): void => {};
 
 export const noEvents: EngineEvents = {
   invocation: noop,
+  invocations: noop,
   functionStderr: noop,
   deploy: noop,
   pull: noop,
@@ -37,6 +51,9 @@ export function fanOut(...sinks: EngineEvents[]): EngineEvents {
   return {
     invocation: (fn, outcome, seconds, cold) => {
       for (const s of sinks) s.invocation(fn, outcome, seconds, cold);
+    },
+    invocations: (fn, outcome, durations, coldStarts) => {
+      for (const s of sinks) s.invocations(fn, outcome, durations, coldStarts);
     },
     functionStderr: (fn, text) => {
       for (const s of sinks) s.functionStderr(fn, text);

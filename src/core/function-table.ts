@@ -4,7 +4,7 @@
  * ran. The engine stays the one owner of functions; these are its copies and its reports.
  */
 import type { InvocationLimits, ModuleAnalysis, PortableModule } from '../runtime/index.js';
-import type { Outcome } from './events.js';
+import type { DurationCounts, Outcome } from './events.js';
 
 /** A deployed function whose calls may run on another thread: everything such a call needs. */
 export interface InvocableFunction {
@@ -19,12 +19,17 @@ export interface InvocableFunction {
   module: PortableModule;
 }
 
-/** One call another thread ran, reported to the engine (Engine.recordInvocations). */
-export interface ThreadInvocation {
+/**
+ * The calls another thread ran of one function version that ended one way, reported together to
+ * the engine (Engine.recordInvocations): one entry per report, however many calls.
+ */
+export interface ThreadInvocations {
   name: string;
   digest: string;
   outcome: Outcome;
-  seconds: number;
-  /** Its stderr, '' when none. */
-  stderr: string;
+  /** Their durations, binned with the metrics' invocation buckets (metrics/durations.ts). */
+  durations: DurationCounts;
 }
+
+/** What one of those calls wrote to stderr: [function, text], in the order the calls ended. */
+export type ThreadStderr = [name: string, text: string];

@@ -197,6 +197,7 @@ export class FunctionLogs implements EngineEvents {
   }
 
   invocation(): void {}
+  invocations(): void {}
   deploy(): void {}
   pull(): void {}
 

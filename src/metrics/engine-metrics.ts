@@ -10,7 +10,8 @@
  * deployed (and the HTTP series by the routes).
  */
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics, type Metric } from 'prom-client';
-import type { DeployOperation, EngineEvents, Outcome } from '../core/events.js';
+import type { DeployOperation, DurationCounts, EngineEvents, Outcome } from '../core/events.js';
+import { Durations, HTTP_BUCKETS, INVOCATION_BUCKETS, type DurationSample } from './durations.js';
 
 export interface PoolStats {
   workers: number;
@@ -37,42 +38,7 @@ export interface MetricsSources {
   inlineInstanceBytes?: () => number;
 }
 
-/** Invocation latency buckets: sub-millisecond cold starts up to the default 10 s time limit. */
-export const INVOCATION_BUCKETS = [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30];
 const DEPLOY_BUCKETS = [0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60];
-const HTTP_BUCKETS = [0.001, 0.005, 0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10];
-
-/** A histogram's state for one label set, turned into samples when scraped. */
-class Durations {
-  /** Non-cumulative counts per bucket; the last slot is +Inf. */
-  readonly buckets: Float64Array;
-  sum = 0;
-  count = 0;
-
-  constructor(private readonly bounds: readonly number[]) {
-    this.buckets = new Float64Array(bounds.length + 1);
-  }
-
-  observe(seconds: number): void {
-    let i = 0;
-    while (i < this.bounds.length && seconds > this.bounds[i]!) i += 1;
-    this.buckets[i]! += 1;
-    this.sum += seconds;
-    this.count += 1;
-  }
-
-  /** The histogram's samples for these labels, as prom-client writes them. */
-  samples(name: string, labels: Record<string, string>, into: Sample[]): void {
-    let cumulative = 0;
-    for (let i = 0; i <= this.bounds.length; i += 1) {
-      cumulative += this.buckets[i]!;
-      const le = i < this.bounds.length ? this.bounds[i]! : '+Inf';
-      into.push({ metricName: `${name}_bucket`, labels: { le, ...labels }, value: cumulative });
-    }
-    into.push({ metricName: `${name}_sum`, labels, value: this.sum });
-    into.push({ metricName: `${name}_count`, labels, value: this.count });
-  }
-}
 
 /** One function's invocation series. */
 class FunctionSeries {
@@ -88,11 +54,7 @@ interface HttpSeries {
   durations: Durations;
 }
 
-interface Sample {
-  labels: Record<string, string | number>;
-  value: number;
-  metricName?: string;
-}
+type Sample = DurationSample;
 
 /**
  * A metric whose samples are computed when scraped. prom-client's registry reads any object with
@@ -276,6 +238,18 @@ export class EngineMetrics implements EngineEvents {
     s.durations.observe(seconds);
   }
 
+  invocations(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void {
+    let s = this.series.get(fn);
+    if (!s) {
+      s = new FunctionSeries();
+      this.series.set(fn, s);
+    }
+    if (outcome === 'success') s.success += durations.count;
+    else s.failures.set(outcome, (s.failures.get(outcome) ?? 0) + durations.count);
+    s.coldStarts += coldStarts;
+    s.durations.add(durations);
+  }
+
   functionStderr(): void {}
 
   deploy(operation: DeployOperation, outcome: Outcome, seconds: number): void {
@@ -315,6 +289,11 @@ export class EngineMetrics implements EngineEvents {
       byCode.set(code, durations);
     }
     durations.observe(seconds);
+  }
+
+  /** Many answers of one method, route path and status, their durations binned with HTTP_BUCKETS (an HTTP thread's). */
+  httpRequests(method: string, path: string, code: number, durations: DurationCounts): void {
+    this.httpSeries(method, path, code).durations.add(durations);
   }
 
   /**

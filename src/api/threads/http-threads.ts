@@ -13,6 +13,7 @@ import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
 import type { Engine } from '../../core/engine.js';
+import type { DurationCounts } from '../../core/events.js';
 import type { InvocableFunction } from '../../core/function-table.js';
 import { toEngineError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
@@ -33,7 +34,7 @@ export interface HttpThreadsOptions {
   inlineHeavyUs: number;
   logger: Logger;
   /** Where threads' answers to direct invocations are counted (the HTTP metrics). */
-  observeHttp: (method: string, route: string, status: number, seconds: number) => void;
+  observeHttp: (method: string, route: string, status: number, durations: DurationCounts) => void;
   registry: Registry;
   /** Starts a thread's worker; by default the thread itself (http-thread.js). Tests wrap it to make one fail. */
   startWorker?: (data: ThreadData, transferList: MessagePort[]) => Worker;
@@ -337,8 +338,8 @@ export class HttpThreads {
         this.options.engine.slotReleased(message.name);
         return;
       case 'report':
-        this.options.engine.recordInvocations(message.calls);
-        for (const [status, seconds] of message.http) this.options.observeHttp('POST', INVOKE_ROUTE, status, seconds);
+        this.options.engine.recordInvocations(message.calls, message.stderr);
+        for (const [status, durations] of message.http) this.options.observeHttp('POST', INVOKE_ROUTE, status, durations);
         this.counted[thread.index] = (this.counted[thread.index] ?? 0) + message.requests;
         this.inline.ran += message.inlineRan;
         this.inline.abandoned += message.inlineAbandoned;

@@ -7,7 +7,8 @@
  */
 import type { MessagePort } from 'node:worker_threads';
 import type { ErrorCode } from '../../errors.js';
-import type { InvocableFunction, ThreadInvocation } from '../../core/function-table.js';
+import type { DurationCounts } from '../../core/events.js';
+import type { InvocableFunction, ThreadInvocations, ThreadStderr } from '../../core/function-table.js';
 
 /** Cells of the control array shared with every thread. */
 /** Function table changes posted so far (one message to every thread per change). */
@@ -53,8 +54,8 @@ export interface TableMessage {
   fn: InvocableFunction | undefined;
 }
 
-/** An HTTP answer this thread gave to a direct invocation, for the HTTP metrics. */
-export type HttpObservation = [status: number, seconds: number];
+/** The HTTP answers with one status this thread gave to direct invocations, for the HTTP metrics: durations binned with HTTP_BUCKETS. */
+export type HttpAnswers = [status: number, durations: DurationCounts];
 
 export type ToMain =
   | { type: 'listening' }
@@ -63,7 +64,17 @@ export type ToMain =
   /** A slot given back while the main thread had calls waiting for one. */
   | { type: 'wake'; name: string }
   /** Counts since the last report; inlineInstanceBytes as it is now. */
-  | { type: 'report'; calls: ThreadInvocation[]; http: HttpObservation[]; requests: number; inlineRan: number; inlineAbandoned: number; inlineStopped: number; inlineInstanceBytes: number }
+  | {
+      type: 'report';
+      calls: ThreadInvocations[];
+      stderr: ThreadStderr[];
+      http: HttpAnswers[];
+      requests: number;
+      inlineRan: number;
+      inlineAbandoned: number;
+      inlineStopped: number;
+      inlineInstanceBytes: number;
+    }
   | { type: 'flushed'; seq: number }
   | { type: 'log'; level: 'error' | 'warn'; err: string; msg: string }
   | { type: 'closed' };

@@ -1,19 +1,34 @@
 /**
  * What an HTTP thread tells the main thread of the work it did itself: the calls it ran (counts,
  * outcomes, durations, stderr), its direct invocations' HTTP answers, the requests it read and its
- * inline executor's counts and the memory its idle instances hold. Gathered here and sent as one message at most every REPORT_MS, or at
- * once when the main thread asks (before it answers a read of them: http-threads.ts flush).
+ * inline executor's counts and the memory its idle instances hold. Gathered here and sent as one
+ * message at most every REPORT_MS, or at once when the main thread asks (before it answers a read
+ * of them: http-threads.ts flush). Calls and answers are gathered per series — per function
+ * version and outcome, per status — with their durations binned as the metrics bin them, so that
+ * what a report costs the main thread grows with the series it touches, not with the calls: no
+ * thread is one every call passes through.
  */
-import type { ThreadInvocation } from '../../core/function-table.js';
+import type { Outcome } from '../../core/events.js';
+import type { ThreadInvocations, ThreadStderr } from '../../core/function-table.js';
+import { Durations, HTTP_BUCKETS, INVOCATION_BUCKETS } from '../../metrics/durations.js';
 import type { InlineStats } from '../../runtime/inline/inline-executor.js';
-import type { HttpObservation, ToMain } from './protocol.js';
+import type { HttpAnswers, ToMain } from './protocol.js';
 
 /** How long a thread's counts may lag behind in the main thread's own view (never in an answer: see flush). */
 export const REPORT_MS = 50;
 
+/** The calls of one function version with one outcome since the last report. */
+interface CallSeries {
+  digest: string;
+  outcome: Outcome;
+  durations: Durations;
+}
+
 export class Reports {
-  private calls: ThreadInvocation[] = [];
-  private http: HttpObservation[] = [];
+  /** By function name; a list, as a function has one version and one or two outcomes at a time. */
+  private calls = new Map<string, CallSeries[]>();
+  private stderr: ThreadStderr[] = [];
+  private http = new Map<number, Durations>();
   private requests = 0;
   private sentRan = 0;
   private sentAbandoned = 0;
@@ -28,13 +43,36 @@ export class Reports {
     private readonly instanceBytes: () => number,
   ) {}
 
-  invocation(call: ThreadInvocation): void {
-    this.calls.push(call);
+  /** A call this thread ran ended; `stderr` is what it wrote there ('' when nothing). */
+  invocation(name: string, digest: string, outcome: Outcome, seconds: number, stderr: string): void {
+    let list = this.calls.get(name);
+    if (list === undefined) {
+      list = [];
+      this.calls.set(name, list);
+    }
+    let series: CallSeries | undefined;
+    for (const candidate of list) {
+      if (candidate.digest === digest && candidate.outcome === outcome) {
+        series = candidate;
+        break;
+      }
+    }
+    if (series === undefined) {
+      series = { digest, outcome, durations: new Durations(INVOCATION_BUCKETS) };
+      list.push(series);
+    }
+    series.durations.observe(seconds);
+    if (stderr !== '') this.stderr.push([name, stderr]);
     this.arm();
   }
 
   answered(status: number, seconds: number): void {
-    this.http.push([status, seconds]);
+    let durations = this.http.get(status);
+    if (durations === undefined) {
+      durations = new Durations(HTTP_BUCKETS);
+      this.http.set(status, durations);
+    }
+    durations.observe(seconds);
     this.arm();
   }
 
@@ -50,8 +88,8 @@ export class Reports {
     const { ran, abandoned, stopped } = this.inline;
     const instanceBytes = this.instanceBytes();
     if (
-      this.calls.length === 0 &&
-      this.http.length === 0 &&
+      this.calls.size === 0 &&
+      this.http.size === 0 &&
       this.requests === 0 &&
       ran === this.sentRan &&
       abandoned === this.sentAbandoned &&
@@ -60,18 +98,26 @@ export class Reports {
     ) {
       return;
     }
+    const calls: ThreadInvocations[] = [];
+    for (const [name, list] of this.calls) {
+      for (const { digest, outcome, durations } of list) calls.push({ name, digest, outcome, durations: { buckets: durations.buckets, sum: durations.sum, count: durations.count } });
+    }
+    const http: HttpAnswers[] = [];
+    for (const [status, durations] of this.http) http.push([status, { buckets: durations.buckets, sum: durations.sum, count: durations.count }]);
     this.post({
       type: 'report',
-      calls: this.calls,
-      http: this.http,
+      calls,
+      stderr: this.stderr,
+      http,
       requests: this.requests,
       inlineRan: ran - this.sentRan,
       inlineAbandoned: abandoned - this.sentAbandoned,
       inlineStopped: stopped - this.sentStopped,
       inlineInstanceBytes: instanceBytes,
     });
-    this.calls = [];
-    this.http = [];
+    this.calls = new Map();
+    this.stderr = [];
+    this.http = new Map();
     this.requests = 0;
     this.sentRan = ran;
     this.sentAbandoned = abandoned;

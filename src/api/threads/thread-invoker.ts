@@ -166,12 +166,12 @@ export class ThreadInvoker {
     const { reports } = this.options;
     return ran.then(
       (result) => {
-        reports.invocation({ name: fn.name, digest: fn.digest, outcome: 'success', seconds, stderr: result.stderr });
+        reports.invocation(fn.name, fn.digest, 'success', seconds, result.stderr);
         return result;
       },
       (err: unknown) => {
         const error = toEngineError(err);
-        reports.invocation({ name: fn.name, digest: fn.digest, outcome: error.code, seconds, stderr: stderrOf(error) });
+        reports.invocation(fn.name, fn.digest, error.code, seconds, stderrOf(error));
         throw error;
       },
     );
