@@ -658,7 +658,7 @@ export class Engine {
       const use = this.store.get(batch.name)?.digest === batch.digest ? this.useOf(batch.digest) : undefined;
       const cold = use !== undefined && !use.warm;
       if (use) use.warm = true;
-      this.events.invocations(batch.name, batch.outcome, batch.durations, cold ? 1 : 0);
+      this.events.invocationBatch(batch.name, batch.outcome, batch.durations, cold ? 1 : 0);
     }
     for (const [name, text] of stderr) {
       const state = this.functions.get(name);

@@ -24,7 +24,7 @@ export interface EngineEvents {
   /** An invocation of a deployed function ended; `coldStart` when it was its version's first run. */
   invocation(fn: string, outcome: Outcome, seconds: number, coldStart: boolean): void;
   /** Many invocations of one function with one outcome, run and binned on an HTTP thread; `coldStarts` of them were cold. */
-  invocations(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void;
+  invocationBatch(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void;
   /** A function wrote to stderr (one invocation's whole text). */
   functionStderr(fn: string, text: string): void;
   deploy(operation: DeployOperation, outcome: Outcome, seconds: number): void;
@@ -38,7 +38,7 @@ const noop = (): void => {};
 
 export const noEvents: EngineEvents = {
   invocation: noop,
-  invocations: noop,
+  invocationBatch: noop,
   functionStderr: noop,
   deploy: noop,
   pull: noop,
@@ -52,8 +52,8 @@ export function fanOut(...sinks: EngineEvents[]): EngineEvents {
     invocation: (fn, outcome, seconds, cold) => {
       for (const s of sinks) s.invocation(fn, outcome, seconds, cold);
     },
-    invocations: (fn, outcome, durations, coldStarts) => {
-      for (const s of sinks) s.invocations(fn, outcome, durations, coldStarts);
+    invocationBatch: (fn, outcome, durations, coldStarts) => {
+      for (const s of sinks) s.invocationBatch(fn, outcome, durations, coldStarts);
     },
     functionStderr: (fn, text) => {
       for (const s of sinks) s.functionStderr(fn, text);

@@ -197,7 +197,7 @@ export class FunctionLogs implements EngineEvents {
   }
 
   invocation(): void {}
-  invocations(): void {}
+  invocationBatch(): void {}
   deploy(): void {}
   pull(): void {}
 

@@ -238,7 +238,7 @@ export class EngineMetrics implements EngineEvents {
     s.durations.observe(seconds);
   }
 
-  invocations(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void {
+  invocationBatch(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void {
     let s = this.series.get(fn);
     if (!s) {
       s = new FunctionSeries();

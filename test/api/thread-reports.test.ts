@@ -25,7 +25,7 @@ interface Call {
 function calls(): Call[] {
   const list: Call[] = [];
   const durations = [0.0001, 0.0005, 0.00050001, 0.001, 0.003, 0.01, 0.2, 0.5, 1, 7, 10, 29.9, 30, 45];
-  const outcomes: Outcome[] = ['success', 'FUNCTION_TIMEOUT', 'FUNCTION_TRAPPED'];
+  const outcomes: Outcome[] = ['success', 'FUNCTION_TIMEOUT', 'FUNCTION_FAILED'];
   let i = 0;
   for (const seconds of durations) {
     for (const outcome of outcomes) {
@@ -63,7 +63,7 @@ describe("an HTTP thread's reports", () => {
       // Structured-cloned, as a worker's message is.
       const { calls: batches, http, stderr: texts } = structuredClone(message);
       callSeries += batches.length;
-      for (const batch of batches) reported.invocations(batch.name, batch.outcome, batch.durations, 0);
+      for (const batch of batches) reported.invocationBatch(batch.name, batch.outcome, batch.durations, 0);
       for (const [status, durations] of http) reported.httpRequests('POST', '/function/invoke', status, durations);
       stderr.push(...texts);
     }

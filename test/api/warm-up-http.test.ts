@@ -8,7 +8,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { Server as HttpServer, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, startEngine, type RunningEngine } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config-file.js';
 import { call } from '../support/http.js';
@@ -35,16 +35,18 @@ describe('the HTTP warm-up', () => {
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'we-warm-up-'));
     // Every request any HTTP server of this process is handed, as it is handed it.
-    const emit = EventEmitter.prototype.emit;
-    const spy = vi.spyOn(EventEmitter.prototype, 'emit').mockImplementation(function (this: EventEmitter, event: string | symbol, ...args: unknown[]) {
-      if (event === 'request' && this instanceof HttpServer) served.push(`${(args[0] as IncomingMessage).method} ${(args[0] as IncomingMessage).url}`);
+    const prototype = EventEmitter.prototype as { emit: (event: string | symbol, ...args: unknown[]) => boolean };
+    const emit = prototype.emit;
+    prototype.emit = function (this: EventEmitter, event: string | symbol, ...args: unknown[]): boolean {
+      const request = args[0] as IncomingMessage | undefined;
+      if (event === 'request' && this instanceof HttpServer && request !== undefined) served.push(`${request.method} ${request.url}`);
       return emit.call(this, event, ...args);
-    });
+    };
     try {
       const config = loadConfig({ port: '0', host: '127.0.0.1', 'data-dir': dataDir, 'log-level': 'silent', 'http-threads': '1', workers: '1' }, {});
       running = await startEngine(config, createLogger(config));
     } finally {
-      spy.mockRestore();
+      prototype.emit = emit;
     }
   });
   afterAll(async () => {

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { Engine, WARM_UP_NAME } from '../../src/core/engine.js';
-import type { EngineEvents, Outcome } from '../../src/core/events.js';
+import type { DurationCounts, EngineEvents, Outcome } from '../../src/core/events.js';
 import { EngineError } from '../../src/errors.js';
 import { silentLogger } from '../../src/logger.js';
 import type { FetchedModule, ImageFetcher } from '../../src/registry/types.js';
@@ -63,6 +63,9 @@ class RecordedEvents implements EngineEvents {
   removed: string[] = [];
   invocation(fn: string, outcome: Outcome, _seconds: number, cold: boolean): void {
     this.invocations.push([fn, outcome, cold]);
+  }
+  invocationBatch(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void {
+    for (let i = 0; i < durations.count; i += 1) this.invocations.push([fn, outcome, i < coldStarts]);
   }
   functionStderr(fn: string, text: string): void {
     this.stderr.push([fn, text]);
