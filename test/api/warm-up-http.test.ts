@@ -13,18 +13,10 @@ import { createLogger, startEngine, type RunningEngine } from '../../src/app.js'
 import { loadConfig } from '../../src/config/config-file.js';
 import { call } from '../support/http.js';
 import { parsePrometheus } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 function openConnections(running: RunningEngine): Promise<number> {
   return new Promise<number>((resolve, reject) => running.app.server.getConnections((err, count) => (err ? reject(err) : resolve(count))));
-}
-
-/** Polls `check` every 20 ms, at most `tries` times; the test fails when it never holds. */
-async function eventually(check: () => Promise<boolean>, what: string, tries = 250): Promise<void> {
-  for (let i = 0; i < tries; i += 1) {
-    if (await check()) return;
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 describe('the HTTP warm-up', () => {
@@ -64,7 +56,7 @@ describe('the HTTP warm-up', () => {
   it('leaves no connection open, no request in the metrics and no function behind', async () => {
     // The warm-up's client ends come first; the server's ends follow as it reads them. A connection
     // left open would stay for the keep-alive timeout (72 s), far past this wait.
-    await eventually(async () => (await openConnections(running)) === 0, 'every warm-up connection closed on the server');
+    await eventually(async () => (await openConnections(running)) === 0, 'every warm-up connection closed on the server', 250);
     const metrics = await call(running.url, 'GET', '/metrics');
     expect(metrics.status).toBe(200);
     const counted = parsePrometheus(metrics.text).samples.filter((sample) => sample.name === 'provider_http_requests_total' && sample.value > 0);

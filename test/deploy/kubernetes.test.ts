@@ -18,6 +18,7 @@ import { cFixture } from '../support/fixtures.js';
 import { call } from '../support/http.js';
 import { renderKustomization, type KubeObject } from './support/kustomize.js';
 import { validateObject } from './support/validate-object.js';
+import { eventually } from '../support/eventually.js';
 
 const DEPLOY = join(REPO_ROOT, 'deploy', 'kubernetes');
 const ENGINE_CONTAINER = 'wasm-engine';
@@ -112,15 +113,6 @@ function readmeSecrets(): Obj[] {
     });
   }
   return secrets;
-}
-
-/** Polls `check` every 50 ms, at most `tries` times; fails when it never holds. */
-async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i += 1) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 function kubectlKustomizeVersion(): number | undefined {

@@ -9,6 +9,7 @@ import { watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 async function deploy(engine: EngineProcess, name: string, image: string, extra: Record<string, unknown> = {}): Promise<void> {
   const answer = await call(engine.url, 'POST', '/function/deploy', { function_name: name, function_image: image, ...extra });
@@ -22,14 +23,6 @@ async function metric(engine: EngineProcess, name: string): Promise<number | und
   const answer = await request(`${engine.url}/metrics`);
   const lines = (await answer.body.text()).split('\n').filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`));
   return sampleValue(parsePrometheus(lines.join('\n')), name, {});
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 const spinImage = (): string => `file:${watFixture('integration', 'spin')}`;

@@ -21,6 +21,7 @@ import { CLI, REPO_ROOT, makeDataDir, startEngineProcess, testStoreUrl, type Eng
 import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { call, type Answer } from '../support/http.js';
 import { freePort } from '../support/free-port.js';
+import { eventually } from '../support/eventually.js';
 
 const gcdImage = `oci:${join(EXAMPLES_OCI, 'gcd')}`;
 
@@ -42,14 +43,6 @@ async function deploy(engine: EngineProcess, name: string, image: string, extra:
 
 const invoke = (url: string, name: string, args?: unknown): Promise<Answer> =>
   call(url, 'POST', '/function/invoke', { function_name: name, ...(args === undefined ? {} : { args }) }, { json: true });
-
-async function eventually(check: () => boolean | Promise<boolean>, what: string, tries = 300): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
-}
 
 /**
  * Stores a function the way a deploy of an older engine did, without deploy's checks: the state a
@@ -148,10 +141,10 @@ describe('a stored function whose start function never returns', () => {
     await eventually(async () => {
       ready = await call(`http://127.0.0.1:${port}`, 'GET', '/readyz').catch(() => undefined);
       return ready !== undefined;
-    }, 'an answer from /readyz');
+    }, 'an answer from /readyz', 300);
     // Before: ready, while every worker was stuck in the start function.
     expect([ready!.status, ready!.text]).toEqual([503, expect.stringMatching(/not ready: readying restored functions/)]);
-    await eventually(() => lineIndex(engine.output, /readying 1 restored functions in the sandboxes/) >= 0, 'the readying of restored functions');
+    await eventually(() => lineIndex(engine.output, /readying 1 restored functions in the sandboxes/) >= 0, 'the readying of restored functions', 300);
     // Before: the signal came before the engine had its handler, and it exited 143 without draining.
     engine.child.kill('SIGTERM');
     expect(await engine.exited, engine.output.join('\n')).toBe(0);
@@ -177,6 +170,7 @@ describe('a start function run again after an answer', () => {
     await eventually(
       () => lineIndex(engine.output, /did not start a call by its deadline/) >= 0 && lineIndex(engine.output, /instances are now made inside its calls/) >= 0,
       'the log lines of the worker replaced and the module blamed',
+      300,
     );
     // From now on slow's start function runs inside its own calls: the worker is free after answering.
     const again = await invoke(engine.url, 'slow');

@@ -15,6 +15,7 @@ import { EXAMPLES_OCI, cFixture, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call } from '../support/http.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 const MiB = 1024 * 1024;
 const OUTPUT_CAP = 8 * MiB;
@@ -33,14 +34,6 @@ function rssBytes(engine: EngineProcess): number {
 }
 
 const pause = (ms: number): Promise<void> => new Promise((resolve) => setTimeout(resolve, ms));
-
-async function eventually(check: () => Promise<boolean> | boolean, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await pause(50);
-  }
-  throw new Error(`never happened: ${what}`);
-}
 
 async function invocations(engine: EngineProcess, fn: string): Promise<number> {
   const answer = await request(`${engine.url}/metrics`);

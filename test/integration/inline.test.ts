@@ -13,6 +13,7 @@ import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 async function deploy(engine: EngineProcess, name: string, image: string, extra: Record<string, unknown> = {}): Promise<void> {
   const answer = await call(engine.url, 'POST', '/function/deploy', { function_name: name, function_image: image, ...extra });
@@ -34,14 +35,6 @@ async function preemptions(engine: EngineProcess, where: 'worker' | 'inline'): P
   const name = 'wasm_engine_preemptions_total';
   const lines = (await answer.body.text()).split('\n').filter((line) => line.startsWith(`${name}{`));
   return sampleValue(parsePrometheus(lines.join('\n')), name, { where }) ?? 0;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 const fixture = (dir: string, name: string): string => `file:${watFixture(dir, name)}`;

@@ -13,6 +13,7 @@ import { EXAMPLES_OCI, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call, type Answer } from '../support/http.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 async function deploy(engine: EngineProcess, name: string, image: string, extra: Record<string, unknown> = {}): Promise<void> {
   const answer = await call(engine.url, 'POST', '/function/deploy', { function_name: name, function_image: image, ...extra });
@@ -27,14 +28,6 @@ async function metric(engine: EngineProcess, name: string, labels: Record<string
   const answer = await request(`${engine.url}/metrics`);
   const lines = (await answer.body.text()).split('\n').filter((line) => line.startsWith(`${name} `) || line.startsWith(`${name}{`));
   return sampleValue(parsePrometheus(lines.join('\n')), name, labels) ?? 0;
-}
-
-async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i++) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 const selfStopped = (engine: EngineProcess): Promise<number> => metric(engine, 'wasm_engine_preemptions_total', { where: 'worker' });

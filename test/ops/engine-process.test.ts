@@ -10,6 +10,7 @@ import { cFixture, watFixture } from '../support/fixtures.js';
 import { startEngineProcess, type EngineProcess } from '../support/engine-process.js';
 import { call } from '../support/http.js';
 import { parsePrometheus, sampleValue } from '../support/prometheus.js';
+import { eventually } from '../support/eventually.js';
 
 interface RawAnswer {
   status: number;
@@ -31,15 +32,6 @@ async function scrape(base: string) {
   const answer = await raw(base, 'GET', '/metrics');
   expect(answer.status).toBe(200);
   return parsePrometheus(answer.text);
-}
-
-/** Polls `check` every 50 ms, at most `tries` times; the test fails when it never holds. */
-async function eventually(check: () => Promise<boolean>, what: string, tries = 200): Promise<void> {
-  for (let i = 0; i < tries; i += 1) {
-    if (await check()) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`never happened: ${what}`);
 }
 
 describe('a running engine, as an operator sees it', () => {
