@@ -117,7 +117,7 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
 }
 
 /** Counts one answered request in the HTTP metrics, unless the engine is warming its own path up. */
-export function httpObserver(options: Pick<PlatformOptions, 'metrics' | 'warmingUp'>): (method: string, route: string, status: number, seconds: number) => void {
+function httpObserver(options: Pick<PlatformOptions, 'metrics' | 'warmingUp'>): (method: string, route: string, status: number, seconds: number) => void {
   const { metrics, warmingUp } = options;
   return (method, route, status, seconds) => {
     if (warmingUp?.()) return;

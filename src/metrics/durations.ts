@@ -34,6 +34,11 @@ export class Durations implements DurationCounts {
     this.count += 1;
   }
 
+  /** The counts as plain data, for a message to another thread. */
+  counts(): DurationCounts {
+    return { buckets: this.buckets, sum: this.sum, count: this.count };
+  }
+
   /** Adds counts binned with the same bounds (another thread's). */
   add(counts: DurationCounts): void {
     if (counts.buckets.length !== this.buckets.length) throw new Error(`duration counts over ${counts.buckets.length} buckets added to ${this.buckets.length}`);

@@ -100,10 +100,10 @@ export class Reports {
     }
     const calls: ThreadInvocations[] = [];
     for (const [name, list] of this.calls) {
-      for (const { digest, outcome, durations } of list) calls.push({ name, digest, outcome, durations: { buckets: durations.buckets, sum: durations.sum, count: durations.count } });
+      for (const { digest, outcome, durations } of list) calls.push({ name, digest, outcome, durations: durations.counts() });
     }
     const http: HttpAnswers[] = [];
-    for (const [status, durations] of this.http) http.push([status, { buckets: durations.buckets, sum: durations.sum, count: durations.count }]);
+    for (const [status, durations] of this.http) http.push([status, durations.counts()]);
     this.post({
       type: 'report',
       calls,
