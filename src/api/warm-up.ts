@@ -15,7 +15,7 @@ import type { Engine } from '../core/engine.js';
 const WARM_UP_ROUNDS = 10;
 const CONNECTED_WARM_UP_ROUNDS = 5;
 const KEPT_ALIVE_WARM_UP_CALLS = 20;
-/** How long one warm-up answer is waited for: past it the warm-up goes on without that connection. */
+/** How long a warm-up connection, then each answer on it, is waited for: past it the warm-up goes on without that connection. */
 const ANSWER_WAIT_MS = 1_000;
 /** No warm-up answer is larger; a longer one is not waited for. */
 const MAX_ANSWER_BYTES = 64 * 1024;
@@ -73,7 +73,8 @@ function exchange(host: string, port: number, requests: readonly WarmUpRequest[]
     const socket: Socket = connect({ host, port, noDelay: true });
     let next = 0;
     let received = Buffer.alloc(0);
-    let timer: NodeJS.Timeout | undefined;
+    // From the start: a connection that is never made must not hold the start-up either.
+    let timer = setTimeout(() => finish(), ANSWER_WAIT_MS);
     const finish = (): void => {
       clearTimeout(timer);
       socket.destroy();
@@ -93,11 +94,11 @@ function exchange(host: string, port: number, requests: readonly WarmUpRequest[]
     socket.on('data', (chunk: Buffer) => {
       received = Buffer.concat([received, chunk]);
       const length = answerLength(received);
-      if (length === undefined) {
-        if (received.length > MAX_ANSWER_BYTES) finish();
+      if ((length ?? received.length) > MAX_ANSWER_BYTES) {
+        finish();
         return;
       }
-      if (received.length < length) return;
+      if (length === undefined || received.length < length) return;
       received = received.subarray(length);
       send();
     });
@@ -124,8 +125,7 @@ function answerLength(received: Buffer): number | undefined {
   if (end < 0) return undefined;
   const head = received.toString('latin1', 0, end);
   const declared = /\r\ncontent-length:[ \t]*(\d+)/i.exec(head);
-  // Without one the answer's end cannot be told: never reached (the data handler then waits for
-  // the bound or the close).
-  if (declared === null) return Number.MAX_SAFE_INTEGER;
+  // Without one the answer's end cannot be told: longer than any answer waited for.
+  if (declared === null) return Infinity;
   return end + HEAD_END.length + Number(declared[1]);
 }

@@ -815,7 +815,7 @@ export class Engine {
   private refuseWhenQueueFull(): void {
     const max = this.scaling.maxWaitingTotal;
     if (max === undefined) return;
-    const queued = this.waiting + (this.runtime.queued ? this.runtime.queued() : this.runtime.stats().queued);
+    const queued = this.waiting + this.runtime.queued();
     if (queued >= max) {
       throw new EngineError('OVERLOADED', `too many invocations are waiting (${queued})`, { retryAfterSeconds: 1 });
     }

@@ -227,27 +227,24 @@ export class EngineMetrics implements EngineEvents {
   }
 
   invocation(fn: string, outcome: Outcome, seconds: number, coldStart: boolean): void {
-    let s = this.series.get(fn);
-    if (!s) {
-      s = new FunctionSeries();
-      this.series.set(fn, s);
-    }
-    if (outcome === 'success') s.success += 1;
-    else s.failures.set(outcome, (s.failures.get(outcome) ?? 0) + 1);
-    if (coldStart) s.coldStarts += 1;
-    s.durations.observe(seconds);
+    this.counted(fn, outcome, 1, coldStart ? 1 : 0).durations.observe(seconds);
   }
 
   invocationBatch(fn: string, outcome: Outcome, durations: DurationCounts, coldStarts: number): void {
+    this.counted(fn, outcome, durations.count, coldStarts).durations.add(durations);
+  }
+
+  /** Counts `calls` invocations of `fn` that ended with `outcome`; returns its series for their durations. */
+  private counted(fn: string, outcome: Outcome, calls: number, coldStarts: number): FunctionSeries {
     let s = this.series.get(fn);
     if (!s) {
       s = new FunctionSeries();
       this.series.set(fn, s);
     }
-    if (outcome === 'success') s.success += durations.count;
-    else s.failures.set(outcome, (s.failures.get(outcome) ?? 0) + durations.count);
+    if (outcome === 'success') s.success += calls;
+    else s.failures.set(outcome, (s.failures.get(outcome) ?? 0) + calls);
     s.coldStarts += coldStarts;
-    s.durations.add(durations);
+    return s;
   }
 
   functionStderr(): void {}

@@ -190,8 +190,8 @@ export interface FunctionRuntime {
    */
   portable?(digest: string, memoryLimitMb: number): PortableModule | undefined;
   stats(): RuntimeStats;
-  /** stats().queued alone, without building the rest (read per call while calls wait); stats() is read when absent. */
-  queued?(): number;
+  /** stats().queued alone, without building the rest (read per call while calls wait). */
+  queued(): number;
   /** Lets in-flight invocations finish (bounded), then stops the workers. */
   close(): Promise<void>;
 }

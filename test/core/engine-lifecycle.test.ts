@@ -50,7 +50,10 @@ class HeldRuntime implements FunctionRuntime {
     for (const r of all) r.finish();
   }
   stats() {
-    return { workers: 1, busy: this.running.length, queued: 0, loadedModules: 0 };
+    return { workers: 1, busy: this.running.length, queued: this.queued(), loadedModules: 0 };
+  }
+  queued(): number {
+    return 0;
   }
   async close(): Promise<void> {}
 }

@@ -36,7 +36,10 @@ class RecordingRuntime implements FunctionRuntime {
     this.unloads.push(digest);
   }
   stats() {
-    return { workers: 0, busy: 0, queued: 0, loadedModules: this.loads.length };
+    return { workers: 0, busy: 0, queued: this.queued(), loadedModules: this.loads.length };
+  }
+  queued(): number {
+    return 0;
   }
   async close(): Promise<void> {}
 }

@@ -271,10 +271,6 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   /** Calls waiting for a worker: in the pool's queue, or held by a worker behind its running call. */
   queued(): number {
-    return this.queuedCount();
-  }
-
-  private queuedCount(): number {
     let n = this.scheduler.waiting;
     for (const slot of this.slots) n += held(slot);
     return n;
@@ -282,15 +278,11 @@ export class WorkerPoolRuntime implements FunctionRuntime {
 
   stats(): RuntimeStats {
     let busy = 0;
-    let waitingInWorkers = 0;
-    for (const slot of this.slots) {
-      if (slot.running) busy++;
-      waitingInWorkers += held(slot);
-    }
+    for (const slot of this.slots) if (slot.running) busy++;
     return {
       workers: this.slots.size,
       busy,
-      queued: this.scheduler.waiting + waitingInWorkers,
+      queued: this.queued(),
       loadedModules: this.cache.size,
       loadedModuleBytes: this.cache.bytes,
       evictedModules: this.cache.evictedCount,
@@ -341,7 +333,7 @@ export class WorkerPoolRuntime implements FunctionRuntime {
     // Counted only when no worker is idle (the common case under load is a full pipeline, but an
     // idle worker answers the question at once and without allocating).
     let queued: number;
-    if (!this.anyIdle() && (queued = this.queuedCount()) >= this.maxQueue + this.countState('starting')) {
+    if (!this.anyIdle() && (queued = this.queued()) >= this.maxQueue + this.countState('starting')) {
       return Promise.reject(
         new EngineError('OVERLOADED', `too many invocations: all ${this.size} sandboxes are busy and ${queued} calls are queued`, {
           retryAfterSeconds: 1,
