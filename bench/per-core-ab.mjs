@@ -46,7 +46,7 @@ const builds = [
 try {
   for (const build of builds) {
     build.dataDir = tempDir('we-bench-ab-');
-    // --http-threads 1: the one-core configuration, the main thread serving every request.
+    // --http-threads 1: the one-core configuration, one HTTP thread reading every request.
     build.engine = await startEngine(build.dataDir, ['--http-threads', '1'], { cpus: engineCpu, root: build.root });
     await deploy(build.engine.url, fn, `file:${join(EXAMPLES_WASM, `${fn}.wasm`)}`);
     build.runs = [];

@@ -9,7 +9,7 @@ import { NAMESPACE } from './api/openfaas/mapping.js';
 import { httpCountsObserver } from './api/platform.js';
 import { buildServer } from './api/server.js';
 import { HttpThreads, servingThreads, type HttpThreadsOptions } from './api/threads/http-threads.js';
-import { listenOnEveryAddress } from './api/listen.js';
+import { hostAddresses, type ListenAddress } from './api/listen.js';
 import { buildVersion } from './build-info.js';
 import { warmUpHttp } from './api/warm-up.js';
 import { basicAuthCredentials } from './config/credentials.js';
@@ -190,31 +190,36 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     inlineBudgetMs: config.inlineBudgetMs,
     inlineHeavyUs: config.inlineHeavyUs,
     logger: logger.child({ component: 'http-threads' }),
-    observeHttp: httpCountsObserver({ metrics }),
+    observeHttp: httpCountsObserver({ metrics, warmingUp: () => warmingUp }),
     registry: metrics.registry,
     ...(options.startHttpThread ? { startWorker: options.startHttpThread } : {}),
   });
+  let listening: ListenAddress[] = [];
   try {
     // The sandbox workers take tens of milliseconds to start: listen once they have, so that the
     // first invocation does not wait for them (it never hangs: a worker that fails counts too).
     await runtime.ready();
     await runtime.warmUp();
-    // reusePort: the HTTP threads listen on the same port, and the kernel spreads connections.
-    const addresses = await listenOnEveryAddress(app, config.host, config.port, threads.enabled, logger);
+    // The main thread's server listens on no public address: the HTTP threads read every
+    // connection and pass it what is not theirs to answer (threads/proxy.ts).
+    await app.ready();
+    // From here every request the threads read is counted: the warm-up's are taken off below.
+    warmingUp = true;
+    listening = await threads.start(await hostAddresses(config.host), config.port);
     // Cold starts: the first request through Fastify compiles its route, hooks and serialisers;
     // do that now on cheap requests, and let restored functions finish compiling and reach the
     // workers (preloadRestored), before saying the engine listens. /readyz answers meanwhile.
-    warmingUp = true;
     try {
-      const bound = app.server.address();
-      await warmUpHttp(engine, config.host, typeof bound === 'object' && bound ? bound.port : config.port);
+      await warmUpHttp(engine, config.host, listening[0]?.port ?? config.port);
+      // The threads' reports of the warm-up's requests come in while they are not counted.
+      await threads.flush();
+      threads.forgetRequestsSoFar();
     } finally {
       warmingUp = false;
     }
     const preloaded = engine.preloadRestored();
     await (options.interrupted ? Promise.race([preloaded, options.interrupted]) : preloaded);
     preloading = false;
-    await threads.start(addresses);
   } catch (err) {
     await threads.stop(Promise.resolve());
     // It may already listen: left open, it would keep the process alive (and serving) after the
@@ -224,8 +229,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     await store.close();
     throw err;
   }
-  const address = app.server.address();
-  const port = typeof address === 'object' && address ? address.port : config.port;
+  const port = listening[0]?.port ?? config.port;
   const host = config.host.includes(':') ? `[${config.host}]` : config.host;
   const url = `http://${host}:${port}`;
   logger.info({ url }, `WasmEngine listening on ${url}, waiting for requests...`);

@@ -1,9 +1,9 @@
 /**
  * `POST /function/invoke`, the hot route: its one implementation, on Node's request and response.
- * server.ts hands it every such request straight from Node's `request` event, so that an
- * invocation skips Fastify's per-request machinery (routing, hooks, request and reply objects,
- * content-type parser, ajv), and from Fastify's route when a request must pass Fastify first
- * (Basic auth on invocations, app.inject). Everything a client observes is what SPEC §2 and the
+ * An HTTP thread (threads/http-thread.ts) hands it every such request straight from Node's
+ * `request` event, so that an invocation skips Fastify's per-request machinery (routing, hooks,
+ * request and reply objects, content-type parser, ajv); the main thread's Fastify route
+ * (server.ts) hands it those that must pass Fastify first (Basic auth on invocations). Everything a client observes is what SPEC §2 and the
  * historical Fastify route give: the body read as JSON whatever its Content-Type, the body limit
  * (413 PAYLOAD_TOO_LARGE, then lingering, linger.ts), invalid JSON (400 INVALID_REQUEST and
  * `connection: close`, as Fastify after a body it could not parse), the body's shape checked with

@@ -1,72 +1,88 @@
 /**
- * Listens on every address the configured host names, with ONE HTTP server. Fastify, given a name
- * such as `localhost` that resolves to 127.0.0.1 and ::1, binds the second address with a plain
- * server of its own, which calls its router directly: the request listeners this layer puts in
- * front of the main server (the pipeline gate, the refusal of requests without Host, the direct
- * invocation route, the per-thread counts) would not see the connections to it. So Fastify is
- * given the first address, and each further address hands the connections it accepts to that same
- * server (Node's documented way to give a server a connection), which then serves them with every
- * listener and setting it has, and tracks them for its close.
+ * Listens on every address the configured host names with ONE HTTP server. A name such as
+ * `localhost` may resolve to 127.0.0.1 and ::1: the server listens on the first address, and each
+ * further one hands the connections it accepts to that same server (Node's documented way to give
+ * a server a connection), which then serves them with every listener and setting it has (the
+ * pipeline gate, the refusal of requests without Host, the invocation route, the counts), and
+ * tracks them for its close. (Fastify's own way for a name, a plain server of its own per further
+ * address, calls its router directly and would skip all of that.)
+ *
+ * The names are resolved once, on the main thread (hostAddresses); the HTTP threads are given the
+ * addresses and listen with listenOnEveryAddress.
  */
 import dns from 'node:dns';
+import type { Server as HttpServer } from 'node:http';
 import { createServer, isIP, type Server as NetServer } from 'node:net';
-import type { FastifyInstance } from 'fastify';
-import type { Logger } from '../logger.js';
 
 export interface ListenAddress {
   host: string;
   port: number;
 }
 
-/**
- * Starts `app` listening on `host` (every address it resolves to) and `port` (0: a free one, then
- * the same for every address). Resolves with the addresses listened on, the first being Fastify's.
- * An address after the first that cannot be bound (::1 where IPv6 is off) is logged and skipped,
- * as Fastify does.
- */
-export async function listenOnEveryAddress(app: FastifyInstance, host: string, port: number, reusePort: boolean, logger: Logger): Promise<ListenAddress[]> {
-  const addresses = isIP(host) !== 0 ? [host] : await resolveAll(host);
-  const extra: NetServer[] = [];
-  // They stop accepting when Fastify's server does: at the start of its close. (Hooks are added
-  // before Fastify listens.)
-  app.addHook('preClose', async () => {
-    for (const server of extra) server.close();
-  });
-  await app.listen({ port, host: addresses[0] ?? host, ...(reusePort ? { reusePort: true } : {}) });
-  const bound = app.server.address();
-  const boundPort = typeof bound === 'object' && bound ? bound.port : port;
-  const listening: ListenAddress[] = [{ host: addresses[0] ?? host, port: boundPort }];
-  for (const address of addresses.slice(1)) {
-    const server = createServer({ noDelay: true }, (socket) => app.server.emit('connection', socket));
-    const ok = await new Promise<boolean>((resolve) => {
-      let listening = false;
-      // Past the bind, an error (a failed accept) is logged, as it must not end the process.
-      server.on('error', (err) => {
-        if (listening) logger.warn({ address, err }, 'error on one of the addresses listened on');
-        else {
-          logger.warn({ address, err }, 'could not listen on one of the addresses of the host; serving the others');
-          resolve(false);
-        }
-      });
-      server.listen({ host: address, port: boundPort, ...(reusePort ? { reusePort: true } : {}) }, () => {
-        listening = true;
-        resolve(true);
-      });
-    });
-    if (!ok) continue;
-    extra.push(server);
-    listening.push({ host: address, port: boundPort });
-  }
-  return listening;
+export interface Listening {
+  /** The addresses listened on, the first being the server's own. */
+  addresses: ListenAddress[];
+  /** The servers of the further addresses: to close (stop accepting) with the HTTP server. */
+  further: NetServer[];
 }
 
-/** Every address `host` resolves to, in the resolver's order, each once. */
-function resolveAll(host: string): Promise<string[]> {
+/** Every address `host` names: itself when it is one, else every address it resolves to, in the resolver's order, each once. */
+export function hostAddresses(host: string): Promise<string[]> {
+  if (isIP(host) !== 0) return Promise.resolve([host]);
   return new Promise((resolve, reject) => {
-    // Read from the module at call time (not imported by name), as Fastify reads it.
+    // Read from the module at call time (not imported by name), so a resolver double can stand in.
     dns.lookup(host, { all: true }, (err, found) => {
       if (err) reject(err);
       else resolve([...new Set(found.map((a) => a.address))]);
     });
   });
+}
+
+/**
+ * Starts `server` listening on `addresses[0]` and `port` (0: a free one, then the same for every
+ * address), and every further address handing its connections to it. Rejects when the first
+ * cannot be bound; a further one that cannot (::1 where IPv6 is off) is passed to `warn` and
+ * skipped.
+ */
+export async function listenOnEveryAddress(
+  server: HttpServer,
+  addresses: readonly string[],
+  port: number,
+  reusePort: boolean,
+  warn: (address: string, err: Error, msg: string) => void,
+): Promise<Listening> {
+  const [first, ...rest] = addresses;
+  if (first === undefined) throw new Error('no address to listen on');
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen({ host: first, port, ...(reusePort ? { reusePort: true } : {}) }, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const bound = server.address();
+  const boundPort = typeof bound === 'object' && bound ? bound.port : port;
+  const listening: Listening = { addresses: [{ host: first, port: boundPort }], further: [] };
+  for (const address of rest) {
+    const extra = createServer({ noDelay: true }, (socket) => server.emit('connection', socket));
+    const ok = await new Promise<boolean>((resolve) => {
+      let up = false;
+      // Past the bind, an error (a failed accept) is passed on, as it must not end the process.
+      extra.on('error', (err) => {
+        if (up) warn(address, err, 'error on one of the addresses listened on');
+        else {
+          warn(address, err, 'could not listen on one of the addresses of the host; serving the others');
+          resolve(false);
+        }
+      });
+      extra.listen({ host: address, port: boundPort, ...(reusePort ? { reusePort: true } : {}) }, () => {
+        up = true;
+        resolve(true);
+      });
+    });
+    if (!ok) continue;
+    listening.further.push(extra);
+    listening.addresses.push({ host: address, port: boundPort });
+  }
+  return listening;
 }

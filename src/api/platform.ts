@@ -134,16 +134,6 @@ export function httpCountsObserver(options: Pick<PlatformOptions, 'metrics' | 'w
   };
 }
 
-/** httpObserver for the answers of one method and route (the invocation route's, per answer). */
-export function httpRouteObserver(options: Pick<PlatformOptions, 'metrics' | 'warmingUp'>, method: string, route: string): (status: number, seconds: number) => void {
-  const { metrics, warmingUp } = options;
-  const observe = metrics.httpRoute(method, route);
-  return (status, seconds) => {
-    if (warmingUp?.()) return;
-    observe(status, seconds);
-  };
-}
-
 /** Adds summary, tags and answers to a historical route; true when it is one worth documenting. */
 function documentHistorical(route: RouteOptions): boolean {
   const doc = HISTORICAL[route.url];

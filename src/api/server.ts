@@ -2,15 +2,14 @@
  * The HTTP layer: routes of SPEC §2 translated to calls of the core Engine, and every failure
  * translated to the status and code name of §2. No engine logic lives here.
  */
-import type { IncomingMessage, ServerResponse } from 'node:http';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyError, type FastifyInstance } from 'fastify';
 import type { Engine } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import { onClientError, onFrameworkError, refuseRequestsWithoutHost } from './client-errors.js';
 import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
-import { invokeRoute, isInvokeRequest } from './invoke-route.js';
-import { httpRouteObserver, registerPlatform, type PlatformOptions } from './platform.js';
+import { invokeRoute } from './invoke-route.js';
+import { registerPlatform, type PlatformOptions } from './platform.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
@@ -104,17 +103,16 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return sendSuccess(request, reply, queryText(record, path), { function: entryJson(record, path) });
   });
 
-  // One implementation of the invocation route (invoke-route.ts), reached two ways: straight from
-  // Node's request event below, and through Fastify when a request must pass Fastify's hooks first
-  // (Basic auth on invocations, app.inject). There it takes the request over before Fastify reads
-  // the body, so the handler below is never run; the route's schema stays for the OpenAPI document.
+  // The invocation route's one implementation (invoke-route.ts). The HTTP threads answer
+  // invocations themselves and pass on here only those that Basic auth guards; so here the route
+  // takes the request over after Fastify's hooks and before Fastify reads the body, and the
+  // handler below is never run; the route's schema stays for the OpenAPI document.
   const logError = (err: unknown): void => app.log.error({ err }, 'unexpected error');
   let closing = false;
   app.addHook('preClose', async () => {
     closing = true;
   });
-  const routeOptions = { engine, bodyLimitBytes: options.bodyLimitBytes, logError, closing: () => closing };
-  const throughFastify = invokeRoute(routeOptions);
+  const throughFastify = invokeRoute({ engine, bodyLimitBytes: options.bodyLimitBytes, logError, closing: () => closing });
   app.post<{ Body: InvokeBody }>(
     INVOKE_ROUTE,
     {
@@ -132,26 +130,6 @@ export function buildServer(options: ServerOptions): FastifyInstance {
 
   registerMethodNotAllowed(app, { '/function/deploy': 'POST', '/function/delete': 'POST', '/function/list': 'GET', '/function/query': 'POST', [INVOKE_ROUTE]: 'POST' });
 
-  // Fastify's per-request machinery costs the HTTP thread about as much as the rest of a small
-  // invocation (docs/runtime.md), so invocations skip it when no hook of Fastify's must see them.
-  const guarded = options.platform?.credentials !== undefined && options.platform.authInvoke;
-  if (!guarded) {
-    const observe = options.platform ? httpRouteObserver(options.platform, 'POST', INVOKE_ROUTE) : undefined;
-    const direct = invokeRoute({ ...routeOptions, ...(observe ? { observe } : {}) });
-    // The server Fastify made, with its settings (timeouts, keep-alive), and its own request
-    // listener kept for every other request.
-    const server = app.server;
-    const fastifyListeners = server.listeners('request') as ((req: IncomingMessage, res: ServerResponse) => void)[];
-    const fastify = fastifyListeners[0];
-    if (fastifyListeners.length === 1 && fastify) {
-      server.removeListener('request', fastify);
-      // From close() on, requests go to Fastify, which answers them 503 as return503OnClosing says.
-      server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-        if (!closing && isInvokeRequest(req)) direct(req, res);
-        else fastify(req, res);
-      });
-    }
-  }
   gatePipelinedRequests(app.server);
   refuseRequestsWithoutHost(app.server);
   return app;

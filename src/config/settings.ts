@@ -197,7 +197,7 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     key: 'httpThreads',
     flag: 'http-threads',
     arg: 'N',
-    help: 'Threads that accept HTTP connections on the port and run calls themselves; 0: one per core; 1: the main thread only.',
+    help: 'Threads that accept HTTP connections on the port and run calls themselves (the main thread accepts none); 0: one per core.',
     env: ['WASM_ENGINE_HTTP_THREADS'],
     parse: integer(0, 64),
     default: () => 0,

@@ -293,22 +293,6 @@ export class EngineMetrics implements EngineEvents {
     this.httpSeries(method, path, code).durations.add(durations);
   }
 
-  /**
-   * httpRequest for one method and route, as a function of the status: what a hot route calls per
-   * answer, which then neither builds nor hashes a key string (its series are kept by status).
-   */
-  httpRoute(method: string, path: string): (code: number, seconds: number) => void {
-    const byCode = new Map<number, Durations>();
-    return (code, seconds) => {
-      let durations = byCode.get(code);
-      if (durations === undefined) {
-        durations = this.httpSeries(method, path, code).durations;
-        byCode.set(code, durations);
-      }
-      durations.observe(seconds);
-    };
-  }
-
   private httpSeries(method: string, path: string, code: number): HttpSeries {
     const key = `${method} ${path} ${code}`;
     let series = this.http.get(key);

@@ -1,7 +1,8 @@
 /**
- * POST /function/invoke (src/api/invoke-route.ts), one request per connection: every answer of
- * SPEC §1–§2 the route gives — successes, argument and body errors, limits — byte for byte but the
- * Date header. The snapshots were recorded from the historical Fastify route (the one that read
+ * POST /function/invoke (src/api/invoke-route.ts), one request per connection, as the engine
+ * serves it: read by a real HTTP thread (HttpThreads in this process, the compiled thread) in
+ * front of the main thread's server. Every answer of SPEC §1–§2 the route gives — successes,
+ * argument and body errors, limits — byte for byte but the Date header. The snapshots were recorded from the historical Fastify route (the one that read
  * the body through Fastify's parser and ajv) before the route had a single implementation, so a
  * change of any byte shows. test/api/invoke-conversations.test.ts holds keep-alive and pipelining.
  */
@@ -10,7 +11,9 @@ import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ClientGone, checkInvokeBody, parseBody } from '../../src/api/invoke-route.js';
+import { httpCountsObserver } from '../../src/api/platform.js';
 import { buildServer } from '../../src/api/server.js';
+import { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { EngineError } from '../../src/errors.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
@@ -45,6 +48,7 @@ function post(body: string | undefined, headers: string[] = ['Content-Type: appl
 describe('POST /function/invoke', () => {
   let inProcess: InProcessEngine;
   let app: FastifyInstance;
+  let threads: HttpThreads;
   let port: number;
   /** POST /function/invoke requests that reached Fastify. */
   let fastifyInvokes = 0;
@@ -57,7 +61,7 @@ describe('POST /function/invoke', () => {
   };
 
   beforeAll(async () => {
-    inProcess = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 0 });
+    inProcess = await startInProcess({ concurrencyPerReplica: 1, maxWaiting: 0, inlineBudgetMs: 2 });
     const { engine, metrics, logs } = inProcess;
     await engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
     await engine.deploy({ name: 'authentication', image: `file:${join(EXAMPLES_WASM, 'authentication.wasm')}` });
@@ -68,10 +72,26 @@ describe('POST /function/invoke', () => {
     app.addHook('onRequest', async (request) => {
       if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes++;
     });
-    port = await listen(app);
+    const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silent };
+    threads = new HttpThreads({
+      threads: 1,
+      engine,
+      app,
+      bodyLimitBytes: LIMIT,
+      proxyInvocations: false,
+      inlineBudgetMs: 2,
+      inlineHeavyUs: 0,
+      logger: silent,
+      observeHttp: httpCountsObserver({ metrics }),
+      registry: metrics.registry,
+    });
+    await app.ready();
+    const [listening] = await threads.start(['127.0.0.1'], 0);
+    port = listening!.port;
   });
 
   afterAll(async () => {
+    await threads?.stop(new Promise((resolve) => setTimeout(resolve, 5_000).unref()));
     await app?.close();
     await inProcess?.close();
   });
@@ -136,7 +156,7 @@ describe('POST /function/invoke', () => {
     await answer(request);
   });
 
-  it('POST /function/invoke, whatever its framing, never reaches Fastify; other requests do', async () => {
+  it('POST /function/invoke, whatever its framing, is answered on the thread and never reaches Fastify; other requests do', async () => {
     fastifyInvokes = 0;
     await answer(post('{"function_name":"gcd","args":["2","4"]}'));
     const body = '{"function_name":"gcd","args":["2","4"]}';
@@ -189,6 +209,7 @@ describe('POST /function/invoke', () => {
     await exchange(port, post('{"function_name":"gcd","args":["2","4"]}'));
     await exchange(port, post('{"function_name":"nope"}'));
     await exchange(port, post('{', ['Content-Type: application/json']));
+    await threads.flush();
     const after = await inProcess.metrics.text();
     expect(count(after, 200) - count(before, 200)).toBe(1);
     expect(count(after, 404) - count(before, 404)).toBe(1);

@@ -1,15 +1,14 @@
 /**
- * The engine listens on every address its host names with one HTTP server (src/api/listen.ts):
- * Fastify on the first, each further address handing its connections to that same server, so
- * whatever stands in front of it answers on every address. The resolver is a stand-in here (this
- * machine's `localhost` has one address): dns.lookup, which listen.ts reads at call time.
+ * Each HTTP thread listens on every address the engine's host names with one HTTP server
+ * (src/api/listen.ts): the server on the first, each further address handing its connections to
+ * that same server, so whatever stands in front of it answers on every address. The resolver is a
+ * stand-in here (this machine's `localhost` has one address): dns.lookup, which listen.ts reads at
+ * call time.
  */
 import dns from 'node:dns';
-import { request } from 'node:http';
-import Fastify, { type FastifyInstance } from 'fastify';
+import { createServer, request, type Server } from 'node:http';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { listenOnEveryAddress } from '../../src/api/listen.js';
-import type { Logger } from '../../src/logger.js';
+import { hostAddresses, listenOnEveryAddress, type Listening } from '../../src/api/listen.js';
 import { listenable } from '../support/free-port.js';
 
 const LOOPBACK_IPV6 = await listenable('::1');
@@ -36,29 +35,35 @@ function get(host: string, port: number): Promise<string> {
   });
 }
 
-let app: FastifyInstance | undefined;
+let server: Server | undefined;
+let listening: Listening | undefined;
 afterEach(async () => {
   vi.restoreAllMocks();
-  await app?.close();
-  app = undefined;
+  for (const extra of listening?.further ?? []) extra.close();
+  server?.closeAllConnections();
+  await new Promise((resolve) => (server?.listening ? server.close(resolve) : resolve(undefined)));
+  server = undefined;
+  listening = undefined;
 });
 
-/** A Fastify app whose server answers through a request listener of its own, as the engine's guards stand in front of Fastify's. */
-async function guardedApp(): Promise<FastifyInstance> {
-  app = Fastify();
-  app.server.removeAllListeners('request');
-  app.server.on('request', (_req, res) => res.end('guarded'));
-  return app;
+/** A server whose one request listener answers, as the engine's guards stand in front of its route. */
+function guardedServer(): Server {
+  server = createServer((_req, res) => res.end('guarded'));
+  return server;
+}
+
+async function listenOn(host: string, warn: (address: string, err: Error, msg: string) => void = () => {}): Promise<Listening> {
+  listening = await listenOnEveryAddress(guardedServer(), await hostAddresses(host), 0, false, warn);
+  return listening;
 }
 
 describe('listening on every address a host names', () => {
   it.skipIf(!LOOPBACK_IPV6)('serves each address with the one server and its listeners (skipped where ::1 cannot be bound)', async () => {
     resolveAs('both-families.test', ['127.0.0.1', '::1']);
-    const server = await guardedApp();
-    const listening = await listenOnEveryAddress(server, 'both-families.test', 0, false, silent());
-    expect(listening.map((a) => a.host)).toEqual(['127.0.0.1', '::1']);
-    const port = listening[0]!.port;
-    expect(listening[1]!.port).toBe(port);
+    const { addresses } = await listenOn('both-families.test');
+    expect(addresses.map((a) => a.host)).toEqual(['127.0.0.1', '::1']);
+    const port = addresses[0]!.port;
+    expect(addresses[1]!.port).toBe(port);
     expect(await get('127.0.0.1', port)).toBe('200 guarded');
     expect(await get('::1', port)).toBe('200 guarded');
   });
@@ -67,23 +72,15 @@ describe('listening on every address a host names', () => {
     // 192.0.2.1 (TEST-NET-1) is no address of this machine's: binding it fails.
     resolveAs('one-unbindable.test', ['127.0.0.1', '192.0.2.1']);
     const warnings: string[] = [];
-    const logger = { ...silent(), warn: (_obj: object, msg?: string) => void warnings.push(msg ?? '') };
-    const server = await guardedApp();
-    const listening = await listenOnEveryAddress(server, 'one-unbindable.test', 0, false, logger);
-    expect(listening.map((a) => a.host)).toEqual(['127.0.0.1']);
-    expect(warnings).toEqual(['could not listen on one of the addresses of the host; serving the others']);
-    expect(await get('127.0.0.1', listening[0]!.port)).toBe('200 guarded');
+    const { addresses } = await listenOn('one-unbindable.test', (address, _err, msg) => void warnings.push(`${address}: ${msg}`));
+    expect(addresses.map((a) => a.host)).toEqual(['127.0.0.1']);
+    expect(warnings).toEqual(['192.0.2.1: could not listen on one of the addresses of the host; serving the others']);
+    expect(await get('127.0.0.1', addresses[0]!.port)).toBe('200 guarded');
   });
 
   it('an address given as such is the only one listened on', async () => {
-    const server = await guardedApp();
-    const listening = await listenOnEveryAddress(server, '127.0.0.1', 0, false, silent());
-    expect(listening.map((a) => a.host)).toEqual(['127.0.0.1']);
-    expect(await get('127.0.0.1', listening[0]!.port)).toBe('200 guarded');
+    const { addresses } = await listenOn('127.0.0.1');
+    expect(addresses.map((a) => a.host)).toEqual(['127.0.0.1']);
+    expect(await get('127.0.0.1', addresses[0]!.port)).toBe('200 guarded');
   });
 });
-
-function silent(): Logger {
-  const logger: Logger = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => logger };
-  return logger;
-}

@@ -1,13 +1,16 @@
 /**
  * The engine's HTTP warm-up (src/api/warm-up.ts), seen from a started engine: its requests are
- * served by the engine's own server over real connections (the path every later request takes),
- * and it leaves nothing behind — no open connection, nothing in the metrics, no function.
+ * served by the engine's own servers over real connections (the path every later request takes:
+ * an HTTP thread's server, and the main thread's for what the thread passes on), and it leaves
+ * nothing behind — no open connection, nothing in the metrics, no function. The HTTP thread is the
+ * real one, wrapped to tell what its server was handed (test/support/http-thread-that-records.mjs).
  */
 import { EventEmitter } from 'node:events';
 import { mkdtempSync, rmSync } from 'node:fs';
 import { Server as HttpServer, type IncomingMessage } from 'node:http';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createLogger, startEngine, type RunningEngine } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config-file.js';
@@ -15,18 +18,28 @@ import { call } from '../support/http.js';
 import { parsePrometheus } from '../support/prometheus.js';
 import { eventually } from '../support/eventually.js';
 
-function openConnections(running: RunningEngine): Promise<number> {
-  return new Promise<number>((resolve, reject) => running.app.server.getConnections((err, count) => (err ? reject(err) : resolve(count))));
-}
-
 describe('the HTTP warm-up', () => {
   let running: RunningEngine;
   let dataDir: string;
   const served: string[] = [];
+  let thread: Worker | undefined;
+
+  /** What the HTTP thread's server was handed, and its connections open now. */
+  function threadState(): Promise<{ served: string[]; open: number }> {
+    return new Promise((resolve) => {
+      const onMessage = (message: { type?: string; served?: string[]; open?: number }): void => {
+        if (message.type !== 'test: served') return;
+        thread!.off('message', onMessage);
+        resolve({ served: message.served ?? [], open: message.open ?? -1 });
+      };
+      thread!.on('message', onMessage);
+      thread!.postMessage({ type: 'test: served?' });
+    });
+  }
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'we-warm-up-'));
-    // Every request any HTTP server of this process is handed, as it is handed it.
+    // Every request any HTTP server of the main thread is handed, as it is handed it.
     const prototype = EventEmitter.prototype as { emit: (event: string | symbol, ...args: unknown[]) => boolean };
     const emit = prototype.emit;
     prototype.emit = function (this: EventEmitter, event: string | symbol, ...args: unknown[]): boolean {
@@ -36,7 +49,12 @@ describe('the HTTP warm-up', () => {
     };
     try {
       const config = loadConfig({ port: '0', host: '127.0.0.1', 'data-dir': dataDir, 'log-level': 'silent', 'http-threads': '1', workers: '1' }, {});
-      running = await startEngine(config, createLogger(config));
+      running = await startEngine(config, createLogger(config), {
+        startHttpThread: (data, transferList) => {
+          thread = new Worker(new URL('../support/http-thread-that-records.mjs', import.meta.url), { workerData: data, transferList });
+          return thread;
+        },
+      });
     } finally {
       prototype.emit = emit;
     }
@@ -46,8 +64,11 @@ describe('the HTTP warm-up', () => {
     rmSync(dataDir, { recursive: true, force: true });
   });
 
-  it("is served by the engine's own server, on every route family, the way a client's requests are", () => {
-    expect(served).toContain('POST /function/invoke');
+  it("is served by the engine's own servers, on every route family, the way a client's requests are", async () => {
+    const byThread = (await threadState()).served;
+    // The thread reads every one, answers invocations itself and passes the rest on.
+    for (const request of ['POST /function/invoke', 'POST /function/_wasm-engine-missing', 'POST /function/query', 'GET /healthz']) expect(byThread).toContain(request);
+    expect(served).not.toContain('POST /function/invoke');
     expect(served).toContain('POST /function/_wasm-engine-missing');
     expect(served).toContain('POST /function/query');
     expect(served).toContain('GET /healthz');
@@ -56,7 +77,7 @@ describe('the HTTP warm-up', () => {
   it('leaves no connection open, no request in the metrics and no function behind', async () => {
     // The warm-up's client ends come first; the server's ends follow as it reads them. A connection
     // left open would stay for the keep-alive timeout (72 s), far past this wait.
-    await eventually(async () => (await openConnections(running)) === 0, 'every warm-up connection closed on the server', 250);
+    await eventually(async () => (await threadState()).open === 0, 'every warm-up connection closed on the server', 250);
     const metrics = await call(running.url, 'GET', '/metrics');
     expect(metrics.status).toBe(200);
     const counted = parsePrometheus(metrics.text).samples.filter((sample) => sample.name === 'provider_http_requests_total' && sample.value > 0);

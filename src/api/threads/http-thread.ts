@@ -1,15 +1,18 @@
 /**
- * An HTTP thread (a worker_thread started by http-threads.ts): a node:http server on each address
- * the engine listens on (reusePort: the kernel spreads connections over every thread that listens), with
- * the main thread's server settings and the same connection guards. `POST /function/invoke` is
- * answered by the one invocation route (invoke-route.ts) over this thread's invoker
- * (thread-invoker.ts); every other request goes to the main thread's server (proxy.ts).
+ * An HTTP thread (a worker_thread started by http-threads.ts): one node:http server on every
+ * address the engine listens on (with reusePort when there are several threads: the kernel spreads
+ * connections over them), with the engine's server settings and connection guards. The main
+ * thread listens on no public address: every connection is read by a thread like this one.
+ * `POST /function/invoke` is answered here by the one invocation route (invoke-route.ts) over this
+ * thread's invoker (thread-invoker.ts); every other request goes to the main thread's server
+ * (proxy.ts).
  */
 import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
 import { invokeRoute, isInvokeRequest } from '../invoke-route.js';
+import { listenOnEveryAddress } from '../listen.js';
 import { gatePipelinedRequests } from '../pipeline-gate.js';
 import { alsoOnRequest } from '../request-listener.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
@@ -48,7 +51,7 @@ const direct = invokeRoute({
 const agent = new Agent({ keepAlive: true, timeout: 30_000 });
 const proxy = proxyToMain({ agent, socketPath: data.upstreamPath, bodyLimitBytes: data.bodyLimitBytes, closing: () => closing, logError });
 
-/** One server per address the main thread listens on, each with its settings and guards. */
+/** The server of every address, with the engine's settings and guards. */
 function serve(): Server {
   const server = createServer();
   const settings = data.server;
@@ -68,7 +71,8 @@ function serve(): Server {
   alsoOnRequest(server, () => reports.request(), 'after');
   return server;
 }
-const servers = data.listen.map(serve);
+const server = serve();
+let further: { close(): void }[] = [];
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {
@@ -90,22 +94,24 @@ port.on('message', (message: ToThread) => {
 function close(): void {
   if (closing) return;
   closing = true;
-  let open = servers.length;
-  for (const server of servers) {
-    server.close(() => {
-      if (--open > 0) return;
-      reports.flush();
-      invoker.dispose();
-      agent.destroy();
-      post({ type: 'closed' });
-    });
-    server.closeIdleConnections();
-  }
+  for (const extra of further) extra.close();
+  const ended = (): void => {
+    reports.flush();
+    invoker.dispose();
+    agent.destroy();
+    post({ type: 'closed' });
+  };
+  if (server.listening) server.close(ended);
+  else ended();
+  server.closeIdleConnections();
 }
 
-let listening = 0;
-data.listen.forEach(({ host, port: at }, i) =>
-  servers[i]!.listen({ host, port: at, reusePort: true }, () => {
-    if (++listening === servers.length) post({ type: 'listening' });
-  }),
+listenOnEveryAddress(server, data.addresses, data.port, data.reusePort, (address, err, msg) =>
+  post({ type: 'log', level: 'warn', err: `${address}: ${describe(err)}`, msg }),
+).then(
+  (listening) => {
+    further = listening.further;
+    post({ type: 'listening', addresses: listening.addresses });
+  },
+  (err: unknown) => post({ type: 'listen-failed', err: describe(err) }),
 );

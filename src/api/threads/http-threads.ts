@@ -1,5 +1,6 @@
 /**
- * The main thread's side of the HTTP threads: starts N−1 of them on the addresses it listens on, keeps
+ * The main thread's side of the HTTP threads: starts the N threads that listen on the engine's
+ * addresses and read every connection (the main thread listens on no public address), keeps
  * each one's copy of the function table exact (a change is posted to every thread, and the shared
  * epoch moved, before the engine's caller answers: Engine.watchFunctions), runs the calls they
  * forward, takes their reports (counted as the engine's own calls), serves the requests they pass
@@ -19,11 +20,11 @@ import { toEngineError } from '../../errors.js';
 import type { Logger } from '../../logger.js';
 import { ClientGone } from '../invoke-route.js';
 import { INVOKE_ROUTE } from '../reply.js';
-import { alsoOnRequest } from '../request-listener.js';
+import type { ListenAddress } from '../listen.js';
 import { CONTROL_CELLS, CONTROL_CLOSING, CONTROL_EPOCH, type ServerSettings, type ThreadData, type ToMain, type ToThread } from './protocol.js';
 
 export interface HttpThreadsOptions {
-  /** Threads in all, the main one included (servingThreads: 1 where reusePort is not spread): N−1 are started. */
+  /** Threads that serve HTTP (servingThreads: 1 where reusePort is not spread). */
   threads: number;
   engine: Engine;
   app: FastifyInstance;
@@ -52,7 +53,6 @@ const startThread = (data: ThreadData, transferList: MessagePort[]): Worker => n
 const FLUSH_BOUND_MS = 2_000;
 const RESPAWN_FIRST_MS = 100;
 const RESPAWN_MAX_MS = 10_000;
-const PROXIED = Symbol('passed on by an HTTP thread');
 
 interface Thread {
   index: number;
@@ -67,7 +67,7 @@ interface Thread {
 /** The most threads one setting of 0 gives (as many as --http-threads accepts). */
 const MAX_HTTP_THREADS = 64;
 
-/** `--http-threads` (0: one per CPU this process may use) as the number of threads that will serve HTTP, the main one included. */
+/** `--http-threads` (0: one per CPU this process may use) as the number of threads that will serve HTTP. */
 export function servingThreads(setting: number): number {
   // Node refuses reusePort where the kernel does not spread connections over the listeners.
   if (process.platform !== 'linux') return 1;
@@ -77,13 +77,15 @@ export function servingThreads(setting: number): number {
 export class HttpThreads {
   private readonly control = new Int32Array(new SharedArrayBuffer(CONTROL_CELLS * Int32Array.BYTES_PER_ELEMENT));
   private readonly threads: (Thread | undefined)[] = [];
-  /** Requests read per thread, by index (0: the main thread). */
-  private readonly counted: number[] = [0];
+  /** Requests read per thread, by index (1…N). */
+  private readonly counted: number[] = [];
   private readonly flushWaiters = new Map<number, { left: Set<number>; done: () => void }>();
   private nextFlush = 1;
   private upstream: NetServer | undefined;
   private upstreamPath = '';
-  private readonly listen: { host: string; port: number }[] = [];
+  /** Where every thread listens: the addresses, and the port (0 until the first thread has bound one). */
+  private addresses: string[] = [];
+  private port = 0;
   private stopping = false;
   private respawnDelay = RESPAWN_FIRST_MS;
   private readonly respawnTimers = new Set<NodeJS.Timeout>();
@@ -97,27 +99,25 @@ export class HttpThreads {
     const reported: number[] = [];
     new Counter({
       name: 'wasm_engine_http_thread_requests_total',
-      help: 'HTTP requests read, by the thread whose connection they came on (0: the main thread).',
+      help: 'HTTP requests read, by the HTTP thread whose connection they came on (1…N).',
       labelNames: ['thread'],
       registers: [options.registry],
-      // Counted as plain numbers (the main thread's on its hot path), brought in when scraped.
+      // Counted as plain numbers from the threads' reports, brought in when scraped.
       collect() {
-        for (let i = 0; i < counted.length; i++) {
-          const delta = (counted[i] ?? 0) - (reported[i] ?? 0);
+        counted.forEach((count, i) => {
+          const delta = count - (reported[i] ?? 0);
           if (delta > 0 || reported[i] === undefined) this.inc({ thread: String(i) }, delta);
-          reported[i] = counted[i] ?? 0;
-        }
+          reported[i] = count;
+        });
       },
     });
     const { app, engine } = options;
     engine.watchFunctions((name) => this.publish(name));
     // Reads of what the threads count wait for their reports: an invocation answered before the
     // read was sent is in its answer.
-    if (this.enabled) {
-      app.addHook('onRequest', async (request) => {
-        if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
-      });
-    }
+    app.addHook('onRequest', async (request) => {
+      if (request.method === 'GET' || request.method === 'HEAD' || request.url.startsWith('/function/query')) await this.flush();
+    });
   }
 
   /** Bytes of guest memory the threads keep in idle inline instances (as reported: a read of /metrics has them report first). */
@@ -127,30 +127,26 @@ export class HttpThreads {
     return total;
   }
 
-  /** Whether there are threads besides the main one (and the main thread listens with reusePort). */
-  get enabled(): boolean {
-    return this.options.threads > 1;
+  /**
+   * Starts the threads on every one of `addresses` and `port` (0: the first thread picks a free
+   * one, the others take the same); resolves with what they listen on once every one does, and
+   * rejects when the first cannot listen (the port is taken, say).
+   */
+  async start(addresses: readonly string[], port: number): Promise<ListenAddress[]> {
+    this.addresses = [...addresses];
+    this.port = port;
+    await this.listenUpstream();
+    const listening = await this.spawn(1);
+    this.port = listening[0]?.port ?? port;
+    const started: Promise<unknown>[] = [];
+    for (let index = 2; index <= this.options.threads; index++) started.push(this.spawn(index));
+    await Promise.all(started);
+    return listening;
   }
 
-  /** Starts the threads on every address and port the main thread listens on (`addresses`); resolves once every one listens. */
-  async start(addresses: readonly { host: string; port: number }[]): Promise<void> {
-    // Counted from here: the engine's own warm-up requests are not. First, so that a scrape counts itself.
-    alsoOnRequest(
-      this.options.app.server,
-      (req) => {
-        if ((req.socket as Socket & { [PROXIED]?: boolean })[PROXIED] !== true) this.counted[0]! += 1;
-      },
-      'before',
-    );
-    if (!this.enabled) return;
-    // Every address the host names (127.0.0.1 and ::1 for `localhost` where both exist): a thread
-    // that bound only the name's first address would leave the connections to the others to the
-    // main thread alone.
-    this.listen.push(...addresses);
-    await this.listenUpstream();
-    const started: Promise<void>[] = [];
-    for (let index = 1; index < this.options.threads; index++) started.push(this.spawn(index));
-    await Promise.all(started);
+  /** The requests read so far (the engine's own warm-up) are not counted: call after a flush. */
+  forgetRequestsSoFar(): void {
+    this.counted.forEach((_count, i) => (this.counted[i] = 0));
   }
 
   /** From now on threads run no call themselves: the engine answers (503 while it drains). */
@@ -227,8 +223,7 @@ export class HttpThreads {
     const path = `\0wasm-engine-http-threads-${process.pid}-${randomBytes(8).toString('hex')}`;
     // Half-open allowed, as on Node's own HTTP server: a client's end must not close a socket the
     // server still answers or lingers on (a 413 reads the rest of the body after its answer).
-    const server = createNetServer({ allowHalfOpen: true }, (socket: Socket & { [PROXIED]?: boolean }) => {
-      socket[PROXIED] = true;
+    const server = createNetServer({ allowHalfOpen: true }, (socket: Socket) => {
       this.options.app.server.emit('connection', socket);
     });
     await new Promise<void>((resolve, reject) => {
@@ -239,7 +234,8 @@ export class HttpThreads {
     this.upstreamPath = path;
   }
 
-  private spawn(index: number): Promise<void> {
+  /** Starts thread `index`; resolves with what it listens on, rejects when it cannot listen or ends first. */
+  private spawn(index: number): Promise<ListenAddress[]> {
     const { port1, port2 } = new MessageChannel();
     const app = this.options.app;
     const s = app.server;
@@ -253,7 +249,9 @@ export class HttpThreads {
     };
     const data: ThreadData = {
       index,
-      listen: this.listen,
+      addresses: this.addresses,
+      port: this.port,
+      reusePort: this.options.threads > 1,
       server,
       bodyLimitBytes: this.options.bodyLimitBytes,
       upstreamPath: this.upstreamPath,
@@ -271,19 +269,23 @@ export class HttpThreads {
     const thread: Thread = { index, worker, table: port1, calls: new Map(), listening: false, exited: false };
     this.threads[index] = thread;
     this.counted[index] ??= 0;
-    return new Promise<void>((resolve) => {
+    return new Promise<ListenAddress[]>((resolve, reject) => {
       let settled = false;
-      const settle = (): void => {
-        if (!settled) {
-          settled = true;
-          resolve();
-        }
+      const settle = (addresses: ListenAddress[] | Error): void => {
+        if (settled) return;
+        settled = true;
+        if (addresses instanceof Error) reject(addresses);
+        else resolve(addresses);
       };
       worker.on('message', (message: ToMain) => {
         if (message.type === 'listening') {
           thread.listening = true;
           this.respawnDelay = RESPAWN_FIRST_MS;
-          settle();
+          settle(message.addresses);
+        } else if (message.type === 'listen-failed') {
+          this.options.logger.error({ thread: index, err: message.err }, `HTTP thread ${index} could not listen`);
+          settle(new Error(`HTTP thread ${index} could not listen: ${message.err}`));
+          void worker.terminate();
         } else this.onMessage(thread, message);
       });
       worker.on('error', (err) => this.options.logger.error({ err, thread: index }, 'HTTP thread failed'));
@@ -294,12 +296,13 @@ export class HttpThreads {
         for (const gone of thread.calls.values()) gone.abort();
         thread.calls.clear();
         for (const [seq] of this.flushWaiters) this.flushed(index, seq);
-        settle();
+        settle(new Error(`HTTP thread ${index} ended (exit code ${code}) before it listened`));
         if (this.stopping) return;
         this.options.logger.error({ thread: index, code }, `HTTP thread ${index} ended (exit code ${code}): starting it again; its connections are lost`);
         const timer = setTimeout(() => {
           this.respawnTimers.delete(timer);
-          if (!this.stopping) void this.spawn(index);
+          // A thread started again that cannot listen ends, and is started again later.
+          if (!this.stopping) this.spawn(index).catch(() => {});
         }, this.respawnDelay);
         this.respawnTimers.add(timer);
         this.respawnDelay = Math.min(this.respawnDelay * 2, RESPAWN_MAX_MS);
@@ -356,6 +359,7 @@ export class HttpThreads {
         void thread.worker.terminate();
         return;
       case 'listening':
+      case 'listen-failed':
         return;
     }
   }

@@ -9,6 +9,7 @@ import type { MessagePort } from 'node:worker_threads';
 import type { ErrorCode } from '../../errors.js';
 import type { DurationCounts } from '../../core/events.js';
 import type { InvocableFunction, ThreadInvocations, ThreadStderr } from '../../core/function-table.js';
+import type { ListenAddress } from '../listen.js';
 
 /** Cells of the control array shared with every thread. */
 /** Function table changes posted so far (one message to every thread per change). */
@@ -17,7 +18,7 @@ export const CONTROL_EPOCH = 0;
 export const CONTROL_CLOSING = 1;
 export const CONTROL_CELLS = 2;
 
-/** The settings of the main thread's server that a thread's own copies (server.ts's Fastify server). */
+/** The settings of the engine's server (server.ts's Fastify server) that every thread's server has too. */
 export interface ServerSettings {
   keepAliveTimeout: number;
   requestTimeout: number;
@@ -28,10 +29,14 @@ export interface ServerSettings {
 }
 
 export interface ThreadData {
-  /** 1…N−1; the main thread is 0. */
+  /** 1…N. */
   index: number;
-  /** Every address the main thread's server listens on (`localhost` may be two): the thread listens on each. */
-  listen: { host: string; port: number }[];
+  /** Every address the engine's host names (`localhost` may be two): the thread listens on each. */
+  addresses: string[];
+  /** 0 for the first thread when the engine was given port 0: it picks one, and the others then listen on it. */
+  port: number;
+  /** Other threads listen on the same addresses and port (SO_REUSEPORT): the kernel spreads connections. */
+  reusePort: boolean;
   server: ServerSettings;
   bodyLimitBytes: number;
   /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
@@ -58,7 +63,10 @@ export interface TableMessage {
 export type HttpAnswers = [status: number, durations: DurationCounts];
 
 export type ToMain =
-  | { type: 'listening' }
+  /** Every address listened on, with the port. */
+  | { type: 'listening'; addresses: ListenAddress[] }
+  /** The first address could not be bound (the port is taken, say). */
+  | { type: 'listen-failed'; err: string }
   | { type: 'invoke'; id: number; name: string; args: unknown; inlineTried: boolean }
   | { type: 'cancel'; id: number }
   /** A slot given back while the main thread had calls waiting for one. */
