@@ -5,7 +5,13 @@
 // sockets (say, what earlier code left in V8's inline caches) shows here and not in the in-memory
 // bench/hot-path.mjs. Nothing here asserts a timing.
 //
-//   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)]
+// --together: both builds serve AT ONCE on the same CPU, each loaded by a wrk of its own (both on
+// the other CPU, half the connections each), so every round sees exactly the same moment of the
+// machine for both. Each then gets about half the CPU, so req/s mean little; CPU per request, and
+// its ratio, are the figures (on this shared host they spread several times less than when the
+// builds take turns).
+//
+//   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)] [--together]
 //
 // DIR is another checkout, built (`npm run build`), with node_modules; this one must be built too.
 import { readFileSync, rmSync } from 'node:fs';
@@ -23,6 +29,7 @@ const { values } = parseArgs({
     rounds: { type: 'string', default: '7' },
     seconds: { type: 'string', default: '3' },
     conns: { type: 'string', default: '32' },
+    together: { type: 'boolean', default: false },
   },
 });
 if (values.base === undefined) throw new Error('usage: node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N] [--seconds N] [--conns N]');
@@ -52,24 +59,31 @@ try {
     build.runs = [];
   }
   for (const build of builds) await wrk(build.engine.url, { fn, connections, seconds: 2, threads: 1, cpus: loadCpu });
-  for (let round = 0; round < rounds; round++) {
-    for (const build of builds) {
-      const [user0, system0] = cpuSeconds(build.engine.child.pid);
-      const result = await wrk(build.engine.url, { fn, connections, seconds, threads: 1, cpus: loadCpu });
+  /** One wrk run against `build` (or both at once when `together`), its CPU per request read from /proc around it. */
+  const measure = async (measured) => {
+    const before = measured.map((build) => cpuSeconds(build.engine.child.pid));
+    const conns = values.together ? Math.max(1, Math.round(connections / 2)) : connections;
+    const results = await Promise.all(measured.map((build) => wrk(build.engine.url, { fn, connections: conns, seconds, threads: 1, cpus: loadCpu })));
+    measured.forEach((build, i) => {
       const [user1, system1] = cpuSeconds(build.engine.child.pid);
-      const answered = result.rps * seconds;
-      build.runs.push({ rps: result.rps, user: ((user1 - user0) * 1e6) / answered, system: ((system1 - system0) * 1e6) / answered });
-    }
+      const answered = results[i].rps * seconds;
+      build.runs.push({ rps: results[i].rps, user: ((user1 - before[i][0]) * 1e6) / answered, system: ((system1 - before[i][1]) * 1e6) / answered });
+    });
+  };
+  for (let round = 0; round < rounds; round++) {
+    if (values.together) await measure(builds);
+    else for (const build of builds) await measure([build]);
     process.stderr.write(`[per-core-ab] ${fn} round ${round + 1}/${rounds}: ${builds.map((b) => `${b.label} ${Math.round(b.runs.at(-1).rps)}/s`).join(', ')}\n`);
   }
-  console.log(`${fn}, ${connections} conns, ${rounds} rounds × ${seconds} s alternating, engines on CPU ${engineCpu}, wrk on ${loadCpu}; medians`);
+  console.log(`${fn}, ${connections} conns, ${rounds} rounds × ${seconds} s ${values.together ? 'both at once (half the conns each)' : 'alternating'}, engines on CPU ${engineCpu}, wrk on ${loadCpu}; medians`);
   console.log('| build | req/s | CPU µs/request (user + system) | trials req/s |\n|---|---|---|---|');
   for (const b of builds) {
     const med = (key) => median(b.runs.map((r) => r[key]));
     console.log(`| ${b.label} (${b.root}) | ${Math.round(med('rps')).toLocaleString('en-US')} | ${med('user').toFixed(1)} + ${med('system').toFixed(1)} | ${b.runs.map((r) => Math.round(r.rps)).join(', ')} |`);
   }
   const [self, base] = builds;
-  console.log(`this/base: req/s ${median(self.runs.map((r, i) => r.rps / base.runs[i].rps)).toFixed(3)}× (median of the per-round ratios)`);
+  const cpu = (r) => r.user + r.system;
+  console.log(`this/base: req/s ${median(self.runs.map((r, i) => r.rps / base.runs[i].rps)).toFixed(3)}×, CPU per request ${median(self.runs.map((r, i) => cpu(r) / cpu(base.runs[i]))).toFixed(3)}× (medians of the per-round ratios)`);
 } finally {
   for (const build of builds) {
     if (build.engine) await kill(build.engine.child);

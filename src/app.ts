@@ -222,8 +222,8 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     preloading = false;
   } catch (err) {
     await threads.stop(Promise.resolve());
-    // It may already listen: left open, it would keep the process alive (and serving) after the
-    // failure to start is reported.
+    // Connections the threads opened to it may be open: left so, they would keep the process
+    // alive after the failure to start is reported.
     await app.close();
     await runtime.close();
     await store.close();
