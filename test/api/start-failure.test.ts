@@ -1,12 +1,14 @@
 /**
- * A start that fails after the engine's server already listens (here: an HTTP thread that cannot
- * be started) rejects, and leaves nothing listening: an open server would keep the process alive,
- * and serving, after `wasm-engine serve` has reported that it could not start.
+ * A start that fails after the engine already listens (here: the second HTTP thread cannot be
+ * started, the first listening) rejects, and leaves nothing listening: an open server would keep
+ * the process alive, and serving, after `wasm-engine serve` has reported that it could not start.
+ * A port another process holds fails the start too, with the reason.
  */
 import { mkdtempSync, rmSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import { afterAll, describe, expect, it } from 'vitest';
 import { createLogger, startEngine } from '../../src/app.js';
 import { loadConfig } from '../../src/config/config-file.js';
@@ -41,15 +43,32 @@ describe('a start that fails after listening', () => {
   it('rejects, and the port is closed again', async () => {
     const port = await freePort();
     const config = loadConfig({ port: String(port), host: '127.0.0.1', 'data-dir': dataDir, 'log-level': 'silent', 'http-threads': '2', workers: '1' }, {});
-    let startsAsked = 0;
+    let firstListened = false;
     const started = startEngine(config, createLogger(config), {
-      startHttpThread: () => {
-        startsAsked += 1;
-        throw new Error('no thread for you');
+      startHttpThread: (data, transferList) => {
+        if (data.index === 2) throw new Error('no thread for you');
+        const worker = new Worker(new URL('../../dist/api/threads/http-thread.js', import.meta.url), { workerData: data, transferList });
+        worker.on('message', (message: { type?: string }) => {
+          if (message.type === 'listening') firstListened = true;
+        });
+        return worker;
       },
     });
     await expect(started).rejects.toThrow('no thread for you');
-    expect(startsAsked).toBe(1);
+    expect(firstListened).toBe(true);
     expect(await tryConnect(port)).toBe('ECONNREFUSED');
+  });
+
+  it('on a port another process listens on: rejects with the reason', async () => {
+    const taken = createServer();
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = taken.address();
+    const port = typeof address === 'object' && address ? address.port : 0;
+    try {
+      const config = loadConfig({ port: String(port), host: '127.0.0.1', 'data-dir': dataDir, 'log-level': 'silent', 'http-threads': '1', workers: '1' }, {});
+      await expect(startEngine(config, createLogger(config))).rejects.toThrow(/could not listen: .*EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => taken.close(resolve));
+    }
   });
 });

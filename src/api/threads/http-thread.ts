@@ -113,5 +113,6 @@ listenOnEveryAddress(server, data.addresses, data.port, data.reusePort, (address
     further = listening.further;
     post({ type: 'listening', addresses: listening.addresses });
   },
-  (err: unknown) => post({ type: 'listen-failed', err: describe(err) }),
+  // The reason alone (the port is taken, say): the stack says nothing more to an operator.
+  (err: unknown) => post({ type: 'listen-failed', err: err instanceof Error ? err.message : String(err) }),
 );
