@@ -6,8 +6,9 @@
 // For gcd and authentication, in a fresh process each (pinned to CPU 0 with taskset when there is
 // one), two figures per build:
 //   invoke   µs per `await engine.invoke(...)`, one call at a time (startEngine from dist/app.js);
-//   http     CPU µs of the main thread per POST /function/invoke answered by the engine's own
-//            node:http server, fed by 32 in-memory connections (no socket, no kernel), each
+//   http     CPU µs of this thread per POST /function/invoke answered by the invocation route
+//            behind a node:http server with the guards an HTTP thread puts before it (over this
+//            thread's engine), fed by 32 in-memory connections (no socket, no kernel), each
 //            sending its next request once its answer is written;
 // and the http figure of a bare node:http server doing the same call (bench/bare-node). With
 // --base DIR (another checkout, built), that build is measured too, alternating with this one
@@ -115,7 +116,7 @@ async function child(root, fn) {
     try {
       await running.engine.deploy({ name: fn, image: `file:${join(root, 'examples/build/wasm', `${fn}.wasm`)}` });
       const invokeUs = await invokePerCall(running.engine, fn);
-      const httpUs = await httpCpuPerRequest(running.app.server, body);
+      const httpUs = await httpCpuPerRequest(await routeServer(root, running), body);
       return { invokeUs, httpUs };
     } finally {
       await running.stop();
@@ -123,6 +124,28 @@ async function child(root, fn) {
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * The server an HTTP thread puts in front of the invocation route (threads/http-thread.ts): the
+ * route and the connection guards, here over this thread's engine. Builds from before the main
+ * thread stopped accepting connections answered invocations on the main server itself; theirs is
+ * measured as it was.
+ */
+async function routeServer(root, running) {
+  const { invokeRoute, isInvokeRequest } = await import(join(root, 'dist/api/invoke-route.js'));
+  const { gatePipelinedRequests } = await import(join(root, 'dist/api/pipeline-gate.js'));
+  const { refuseRequestsWithoutHost } = await import(join(root, 'dist/api/client-errors.js'));
+  // hostAddresses came with the threads reading every connection.
+  if ((await import(join(root, 'dist/api/listen.js'))).hostAddresses === undefined) return running.app.server;
+  const route = invokeRoute({ engine: running.engine, bodyLimitBytes: 1024 * 1024, logError: () => {} });
+  const server = createServer((req, res) => {
+    if (isInvokeRequest(req)) route(req, res);
+    else res.writeHead(404).end();
+  });
+  gatePipelinedRequests(server);
+  refuseRequestsWithoutHost(server);
+  return server;
 }
 
 async function invokePerCall(engine, name) {
