@@ -420,12 +420,16 @@ describe('the pods', () => {
       const { requests, limits } = engineContainer(objects).resources;
       const c = engineConfigFile(objects).values as Record<string, number>;
       // Main thread and Node.js 384 (kept stderr lines included), per worker its heap (+16 V8
-      // grants past it), a call's guest memory and 64 of idle instances, compiled modules twice
+      // grants past it), a call's guest memory and 64 of idle instances, per HTTP thread 32 of
+      // heap, a call's guest memory and 64 of idle inline instances, compiled modules twice
       // (binaries and machine code).
-      const needed = 384 + c.workers! * (c['worker-heap-mb']! + 16 + c['memory-limit-mb']! + 64) + 2 * c['module-cache-mb']!;
+      const threads = c['http-threads']!;
+      expect(threads, `${name}: http-threads is set (its default counts the node's cores)`).toBeGreaterThanOrEqual(1);
+      const needed =
+        384 + c.workers! * (c['worker-heap-mb']! + 16 + c['memory-limit-mb']! + 64) + threads * (32 + c['memory-limit-mb']! + 64) + 2 * c['module-cache-mb']!;
       expect(mebibytes(limits.memory), name).toBeGreaterThanOrEqual(needed);
       expect(mebibytes(requests.memory), name).toBe(mebibytes(limits.memory));
-      expect(cores(limits.cpu), name).toBeGreaterThanOrEqual(c.workers! + 1);
+      expect(cores(limits.cpu), name).toBeGreaterThanOrEqual(c.workers! + threads);
       expect(cores(requests.cpu), name).toBeLessThanOrEqual(cores(limits.cpu));
     }
   });
