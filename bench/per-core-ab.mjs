@@ -14,12 +14,14 @@
 //   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)] [--together]
 //
 // DIR is another checkout, built (`npm run build`), with node_modules; this one must be built too.
+// `--base bare` puts the bare Node server of the per-core table (bench/bare-node/server.mjs) in its
+// place: with --together, the engine's CPU per request against the bare server's at the same moments.
 import { readFileSync, rmSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
 import { wrk } from './lib/http.mjs';
 import { allowedCpus } from './lib/per-core.mjs';
-import { EXAMPLES_WASM, ROOT, deploy, kill, startEngine, tempDir } from './lib/processes.mjs';
+import { EXAMPLES_WASM, ROOT, deploy, kill, startBareNode, startEngine, tempDir } from './lib/processes.mjs';
 import { median } from './lib/stats.mjs';
 
 const { values } = parseArgs({
@@ -48,15 +50,19 @@ function cpuSeconds(pid) {
 
 const builds = [
   { label: 'this', root: ROOT },
-  { label: 'base', root: resolve(values.base) },
+  values.base === 'bare' ? { label: 'bare', root: 'bench/bare-node/server.mjs' } : { label: 'base', root: resolve(values.base) },
 ];
 try {
   for (const build of builds) {
+    build.runs = [];
+    if (build.label === 'bare') {
+      build.engine = await startBareNode({ cpus: engineCpu });
+      continue;
+    }
     build.dataDir = tempDir('we-bench-ab-');
     // --http-threads 1: the one-core configuration, one HTTP thread reading every request.
     build.engine = await startEngine(build.dataDir, ['--http-threads', '1'], { cpus: engineCpu, root: build.root });
     await deploy(build.engine.url, fn, `file:${join(EXAMPLES_WASM, `${fn}.wasm`)}`);
-    build.runs = [];
   }
   for (const build of builds) await wrk(build.engine.url, { fn, connections, seconds: 2, threads: 1, cpus: loadCpu });
   /** One wrk run against `build` (or both at once when `together`), its CPU per request read from /proc around it. */
@@ -83,7 +89,7 @@ try {
   }
   const [self, base] = builds;
   const cpu = (r) => r.user + r.system;
-  console.log(`this/base: req/s ${median(self.runs.map((r, i) => r.rps / base.runs[i].rps)).toFixed(3)}×, CPU per request ${median(self.runs.map((r, i) => cpu(r) / cpu(base.runs[i]))).toFixed(3)}× (medians of the per-round ratios)`);
+  console.log(`this/${base.label}: req/s ${median(self.runs.map((r, i) => r.rps / base.runs[i].rps)).toFixed(3)}×, CPU per request ${median(self.runs.map((r, i) => cpu(r) / cpu(base.runs[i]))).toFixed(3)}× (medians of the per-round ratios)`);
 } finally {
   for (const build of builds) {
     if (build.engine) await kill(build.engine.child);
