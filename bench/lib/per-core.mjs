@@ -35,7 +35,7 @@ export function coreCounts(n) {
 
 /**
  * Measures both tables. `connections`: per core (the scaling rows use N × connections on N cores).
- * Returns { cpus, perCore: [{ fn, engine, workerd?, bare, raw, workerdRatio?, bareRatio?, trials }],
+ * Returns { cpus, perCore: [{ fn, engine, workerd?, bare, raw, workerdRatio?, bareRatio?, trials, cpuTogether: { ratio, trials } }],
  * scaling: [{ fn, cores, connections, engineCpus, loadCpus, shared, engine, scale, trials }] };
  * engine/workerd/bare/raw: medians { rps, p50, p99, non2xx, socketErrors }.
  */
@@ -83,6 +83,17 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
       return { ...result, cpuUs: answered > 0 ? ((processCpuSeconds(c.pid) - before) * 1e6) / answered : NaN };
     };
 
+    // The engine and the bare server served AT ONCE on the same core, each by a wrk of its own
+    // (half the connections each): both see the same moments of the machine, so the ratio of their
+    // CPU per request spreads far less than that of their turns' req/s on a shared host.
+    const together = async (a, b, fn, secs) => {
+      const before = [a, b].map((c) => processCpuSeconds(c.pid));
+      const half = Math.max(1, Math.round(connections / 2));
+      const results = await Promise.all([a, b].map((c) => wrk(c.url, { fn, connections: half, seconds: secs, threads: 1, cpus: c.loadCpus })));
+      const [cpuA, cpuB] = [a, b].map((c, i) => ((processCpuSeconds(c.pid) - before[i]) * 1e6) / (results[i].rps * secs));
+      return cpuA / cpuB;
+    };
+
     const perCoreRows = [];
     const scalingRows = [];
     for (const fn of fns) {
@@ -95,6 +106,11 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
         runs.push(trial);
         log(`${fn} #${t + 1}/${trials}: ${cases.map((c) => `${c.key} ${Math.round(trial[c.key].rps)}/s`).join(', ')}`);
       }
+      const engineCase = cases.find((c) => c.key === 'engine1');
+      const bareCase = cases.find((c) => c.key === 'bare');
+      const cpuRatios = [];
+      for (let t = 0; t < trials; t++) cpuRatios.push(await together(engineCase, bareCase, fn, seconds));
+      log(`${fn} together: engine/bare CPU per request ${cpuRatios.map((x) => x.toFixed(3)).join(', ')}`);
       const side = (key) => summarize(runs.map((r) => r[key]));
       const ratio = (a, b) => median(runs.map((r) => r[a].rps / r[b].rps));
       perCoreRows.push({
@@ -107,6 +123,7 @@ export async function perCore({ fns = ['gcd', 'authentication'], connections = 3
         workerdRatio: peer ? ratio('engine1', 'workerd') : undefined,
         bareRatio: ratio('engine1', 'bare'),
         trials: runs.map((r) => ({ workerd: peer ? r.engine1.rps / r.workerd.rps : undefined, bare: r.engine1.rps / r.bare.rps })),
+        cpuTogether: { ratio: median(cpuRatios), trials: cpuRatios },
       });
       for (const cores of counts) {
         const c = cases.find((x) => x.key === `engine${cores}`);
@@ -158,6 +175,7 @@ export function perCoreTableRows({ perCore: perCoreRows, scaling }, { fmtRate, f
       `trials (vs workerd / vs bare): ${r.trials.map((t) => `${t.workerd === undefined ? '-' : times(t.workerd)} / ${times(t.bare)}`).join(', ')}`,
       `engine ${latency(r.engine)}${r.workerd ? `, workerd ${latency(r.workerd)}` : ''}, bare ${latency(r.bare)}`,
       `CPU µs per request (the server process, user + system): engine ${fmtUs(r.engine.cpuUs)}${r.workerd ? `, workerd ${fmtUs(r.workerd.cpuUs)}` : ''}, bare ${fmtUs(r.bare.cpuUs)}, bare without node:http ${fmtUs(r.raw.cpuUs)}`,
+      `served together on the one core (same moments; wrk split), engine/bare CPU per request ${r.cpuTogether.ratio.toFixed(3)}× (trials ${r.cpuTogether.trials.map((x) => x.toFixed(3)).join(', ')}): per core about ${times(1 / r.cpuTogether.ratio)} bare`,
       `bare Node on the socket, without node:http (a floor, not a peer): ${fmtRate(r.raw.rps)}; of that, bare on node:http serves ${times(r.bare.rps / r.raw.rps)}, the engine ${times(r.engine.rps / r.raw.rps)}`,
       ...errors('engine', r.engine),
       ...errors('workerd', r.workerd),
