@@ -186,7 +186,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     engine,
     app,
     bodyLimitBytes: config.bodyLimitBytes,
-    proxyInvocations: credentials !== undefined && config.authInvoke,
+    ...(credentials !== undefined && config.authInvoke ? { invokeCredentials: credentials } : {}),
     inlineBudgetMs: config.inlineBudgetMs,
     inlineHeavyUs: config.inlineHeavyUs,
     logger: logger.child({ component: 'http-threads' }),

@@ -2,8 +2,8 @@
  * `POST /function/invoke`, the hot route: its one implementation, on Node's request and response.
  * An HTTP thread (threads/http-thread.ts) hands it every such request straight from Node's
  * `request` event, so that an invocation skips Fastify's per-request machinery (routing, hooks,
- * request and reply objects, content-type parser, ajv); the main thread's Fastify route
- * (server.ts) hands it those that must pass Fastify first (Basic auth on invocations). Everything a client observes is what SPEC §2 and the
+ * request and reply objects, content-type parser, ajv); Fastify's route (server.ts) hands it those
+ * of a server built alone (tests). Everything a client observes is what SPEC §2 and the
  * historical Fastify route give: the body read as JSON whatever its Content-Type, the body limit
  * (413 PAYLOAD_TOO_LARGE, then lingering, linger.ts), invalid JSON (400 INVALID_REQUEST and
  * `connection: close`, as Fastify after a body it could not parse), the body's shape checked with

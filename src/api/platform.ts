@@ -4,8 +4,7 @@
  * every route's schema. Registered by buildServer before the historical routes, so that the
  * OpenAPI and auth hooks see every route.
  */
-import { createHash, timingSafeEqual } from 'node:crypto';
-import type { FastifyInstance, FastifyRequest, RouteOptions } from 'fastify';
+import type { FastifyInstance, RouteOptions } from 'fastify';
 import swagger, { type SwaggerTransformObject } from '@fastify/swagger';
 import swaggerUi from '@fastify/swagger-ui';
 import type { BasicCredentials } from '../config/credentials.js';
@@ -20,6 +19,7 @@ import { DOCS_PREFIX, DOCUMENTATION_TAG, documentDocsRoute, openApiTransform, wi
 import type { ErrorTranslator } from './plain-reply.js';
 import { rawInvokeRoutes } from './raw-invoke.js';
 import { asyncInvokeRoutes } from './async-invoke.js';
+import { basicAuthChecker } from './basic-auth.js';
 
 export interface PlatformOptions {
   metrics: EngineMetrics;
@@ -94,12 +94,12 @@ export function registerPlatform(app: FastifyInstance, engine: Engine, options: 
   void app.register(swaggerUi, { routePrefix: DOCS_PREFIX });
 
   if (options.credentials) {
-    const check = credentialChecker(options.credentials);
+    const check = basicAuthChecker(options.credentials);
     app.addHook('onRequest', async (request, reply) => {
       const url = request.routeOptions.url;
       if (url === undefined) return;
       const guarded = url.startsWith('/system/') || MANAGEMENT.has(url) || (options.authInvoke && INVOCATION.has(url));
-      if (!guarded || check(request)) return;
+      if (!guarded || check(request.headers.authorization)) return;
       reply.header('www-authenticate', 'Basic realm="wasm-engine", charset="UTF-8"');
       throw new EngineError('UNAUTHORIZED', 'authentication required: wrong or missing Basic credentials');
     });
@@ -172,16 +172,4 @@ function withRoutes<D extends { paths?: unknown }>(document: D, routes: RouteOpt
     paths[route.url] = item;
   }
   return { ...document, paths };
-}
-
-/** Compares digests of fixed length in constant time: neither the password nor its length leaks. */
-function credentialChecker(credentials: BasicCredentials): (request: FastifyRequest) => boolean {
-  const digest = (text: string): Buffer => createHash('sha256').update(text).digest();
-  const expected = digest(`${credentials.user}:${credentials.password}`);
-  return (request) => {
-    const header = request.headers.authorization;
-    if (header === undefined || !/^basic /i.test(header)) return false;
-    const given = Buffer.from(header.slice(6).trim(), 'base64').toString('utf8');
-    return timingSafeEqual(digest(given), expected);
-  };
 }

@@ -103,10 +103,11 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     return sendSuccess(request, reply, queryText(record, path), { function: entryJson(record, path) });
   });
 
-  // The invocation route's one implementation (invoke-route.ts). The HTTP threads answer
-  // invocations themselves and pass on here only those that Basic auth guards; so here the route
-  // takes the request over after Fastify's hooks and before Fastify reads the body, and the
-  // handler below is never run; the route's schema stays for the OpenAPI document.
+  // The invocation route's one implementation (invoke-route.ts). In the engine the HTTP threads
+  // answer invocations themselves and pass on here only those Basic auth refuses, which its hook
+  // answers first; a server built alone (tests) serves them here. The route takes the request over
+  // after Fastify's hooks and before Fastify reads the body, so the handler below is never run;
+  // the route's schema stays for the OpenAPI document.
   const logError = (err: unknown): void => app.log.error({ err }, 'unexpected error');
   let closing = false;
   app.addHook('preClose', async () => {

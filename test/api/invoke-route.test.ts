@@ -78,7 +78,6 @@ describe('POST /function/invoke', () => {
       engine,
       app,
       bodyLimitBytes: LIMIT,
-      proxyInvocations: false,
       inlineBudgetMs: 2,
       inlineHeavyUs: 0,
       logger: silent,
@@ -234,6 +233,53 @@ describe('POST /function/invoke', () => {
         expect(withAuth).toBe(withoutDate(await exchange(port, post(body, [...headers]))));
       }
     } finally {
+      await guarded.close();
+    }
+  });
+
+  it('with Basic auth on invocations, an HTTP thread answers those with the credentials itself and passes on the others, which are refused', async () => {
+    const { engine, metrics, logs } = inProcess;
+    const credentials = { user: 'u', password: 'secret-password' };
+    const platform = { metrics, logs, credentials, authInvoke: true, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
+    const guarded = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
+    let reachedFastify = 0;
+    // Counted as answered (a refusal ends the onRequest hooks before any added here would run).
+    guarded.addHook('onResponse', async (request) => {
+      if (request.url.startsWith('/function/invoke')) reachedFastify++;
+    });
+    const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silent };
+    const guardedThreads = new HttpThreads({
+      threads: 1,
+      engine,
+      app: guarded,
+      bodyLimitBytes: LIMIT,
+      invokeCredentials: credentials,
+      inlineBudgetMs: 2,
+      inlineHeavyUs: 0,
+      logger: silent,
+      observeHttp: () => {},
+      registry: new (await import('prom-client')).Registry(),
+    });
+    try {
+      await guarded.ready();
+      const [listening] = await guardedThreads.start(['127.0.0.1'], 0);
+      const threadPort = listening!.port;
+      const authorization = `Authorization: Basic ${Buffer.from('u:secret-password').toString('base64')}`;
+      const wrong = `Authorization: Basic ${Buffer.from('u:wrong').toString('base64')}`;
+      for (const headers of [[], [wrong]]) {
+        expect(await exchange(threadPort, post('{"function_name":"gcd","args":["2","4"]}', ['Content-Type: application/json', ...headers]))).toMatch(/^HTTP\/1\.1 401 /);
+      }
+      expect(reachedFastify).toBe(2);
+      for (const [body, headers] of [
+        ['{"function_name":"gcd","args":{"a":"12","b":"18"}}', ['Content-Type: application/json']],
+        ['{"function_name":"gcd","extra":1}', json],
+      ] as const) {
+        const withAuth = withoutDate(await exchange(threadPort, post(body, [...headers, authorization])));
+        expect(withAuth).toBe(withoutDate(await exchange(port, post(body, [...headers]))));
+      }
+      expect(reachedFastify).toBe(2);
+    } finally {
+      await guardedThreads.stop(new Promise((resolve) => setTimeout(resolve, 5_000).unref()));
       await guarded.close();
     }
   });

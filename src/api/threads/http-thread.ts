@@ -10,6 +10,7 @@
 import { Agent, createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import { parentPort, workerData } from 'node:worker_threads';
 import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
+import { basicAuthChecker } from '../basic-auth.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
 import { invokeRoute, isInvokeRequest } from '../invoke-route.js';
 import { listenOnEveryAddress } from '../listen.js';
@@ -48,6 +49,9 @@ const direct = invokeRoute({
   closing: () => closing,
   observe: (status, seconds) => reports.answered(status, seconds),
 });
+// With Basic auth on invocations, one without the credentials goes on to the main thread's server,
+// whose hook gives the refusal (one implementation of it).
+const allowed = data.invokeCredentials ? basicAuthChecker(data.invokeCredentials) : undefined;
 const agent = new Agent({ keepAlive: true, timeout: 30_000 });
 const proxy = proxyToMain({ agent, socketPath: data.upstreamPath, bodyLimitBytes: data.bodyLimitBytes, closing: () => closing, logError });
 
@@ -63,7 +67,7 @@ function serve(): Server {
   server.maxHeadersCount = settings.maxHeadersCount;
   server.on('clientError', onClientError);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
-    if (!data.proxyInvocations && isInvokeRequest(req)) direct(req, res);
+    if (isInvokeRequest(req) && (allowed === undefined || allowed(req.headers.authorization))) direct(req, res);
     else proxy(req, res);
   });
   gatePipelinedRequests(server);

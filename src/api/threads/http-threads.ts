@@ -13,6 +13,7 @@ import { createServer as createNetServer, type Server as NetServer, type Socket 
 import { MessageChannel, Worker, type MessagePort } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { Counter, type Registry } from 'prom-client';
+import type { BasicCredentials } from '../../config/credentials.js';
 import type { Engine } from '../../core/engine.js';
 import type { DurationCounts } from '../../core/events.js';
 import type { InvocableFunction } from '../../core/function-table.js';
@@ -29,8 +30,8 @@ export interface HttpThreadsOptions {
   engine: Engine;
   app: FastifyInstance;
   bodyLimitBytes: number;
-  /** Invocations pass Basic auth on the main thread's server: threads send them there. */
-  proxyInvocations: boolean;
+  /** Set when Basic auth guards invocations: a thread answers those that carry them, and passes on the others to be refused. */
+  invokeCredentials?: BasicCredentials;
   inlineBudgetMs: number;
   inlineHeavyUs: number;
   logger: Logger;
@@ -255,7 +256,7 @@ export class HttpThreads {
       server,
       bodyLimitBytes: this.options.bodyLimitBytes,
       upstreamPath: this.upstreamPath,
-      proxyInvocations: this.options.proxyInvocations,
+      ...(this.options.invokeCredentials ? { invokeCredentials: this.options.invokeCredentials } : {}),
       inlineBudgetMs: this.options.inlineBudgetMs,
       inlineHeavyUs: this.options.inlineHeavyUs,
       reuseInstances: true,

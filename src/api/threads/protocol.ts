@@ -6,6 +6,7 @@
  * otherwise as its changes arrive (an idle thread lets go of a deleted module at once).
  */
 import type { MessagePort } from 'node:worker_threads';
+import type { BasicCredentials } from '../../config/credentials.js';
 import type { ErrorCode } from '../../errors.js';
 import type { DurationCounts } from '../../core/events.js';
 import type { InvocableFunction, ThreadInvocations, ThreadStderr } from '../../core/function-table.js';
@@ -41,8 +42,8 @@ export interface ThreadData {
   bodyLimitBytes: number;
   /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
   upstreamPath: string;
-  /** Invocations go to the main thread's server too (Basic auth guards them there). */
-  proxyInvocations: boolean;
+  /** Set when Basic auth guards invocations: one without them goes to the main thread's server, which refuses it. */
+  invokeCredentials?: BasicCredentials;
   inlineBudgetMs: number;
   inlineHeavyUs: number;
   reuseInstances: boolean;
