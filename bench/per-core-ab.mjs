@@ -11,7 +11,10 @@
 // its ratio, are the figures (on this shared host they spread several times less than when the
 // builds take turns).
 //
-//   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)] [--together]
+// --auth-invoke: both engines with Basic auth on the invocation routes, every call carrying the
+// credentials.
+//
+//   node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N (7)] [--seconds N (3)] [--conns N (32)] [--together] [--auth-invoke]
 //
 // DIR is another checkout, built (`npm run build`), with node_modules; this one must be built too.
 // `--base bare` puts the bare Node server of the per-core table (bench/bare-node/server.mjs) in its
@@ -32,6 +35,7 @@ const { values } = parseArgs({
     seconds: { type: 'string', default: '3' },
     conns: { type: 'string', default: '32' },
     together: { type: 'boolean', default: false },
+    'auth-invoke': { type: 'boolean', default: false },
   },
 });
 if (values.base === undefined) throw new Error('usage: node bench/per-core-ab.mjs --base DIR [--fn gcd|authentication] [--rounds N] [--seconds N] [--conns N]');
@@ -48,6 +52,9 @@ function cpuSeconds(pid) {
   return [Number(fields[11]) / 100, Number(fields[12]) / 100];
 }
 
+const AUTH = ['--basic-auth-user', 'bench', '--basic-auth-password', 'bench-password', '--auth-invoke', 'true'];
+const authorization = values['auth-invoke'] ? `Basic ${Buffer.from('bench:bench-password').toString('base64')}` : undefined;
+const wrkAuth = authorization ? { script: 'post-auth.lua', authorization } : {};
 const builds = [
   { label: 'this', root: ROOT },
   values.base === 'bare' ? { label: 'bare', root: 'bench/bare-node/server.mjs' } : { label: 'base', root: resolve(values.base) },
@@ -61,16 +68,17 @@ try {
     }
     build.dataDir = tempDir('we-bench-ab-');
     // --http-threads 1: the one-core configuration, one HTTP thread reading every request.
-    build.engine = await startEngine(build.dataDir, ['--http-threads', '1'], { cpus: engineCpu, root: build.root });
-    await deploy(build.engine.url, fn, `file:${join(EXAMPLES_WASM, `${fn}.wasm`)}`);
+    build.engine = await startEngine(build.dataDir, ['--http-threads', '1', ...(authorization ? AUTH : [])], { cpus: engineCpu, root: build.root });
+    await deploy(build.engine.url, fn, `file:${join(EXAMPLES_WASM, `${fn}.wasm`)}`, {}, authorization);
   }
-  for (const build of builds) await wrk(build.engine.url, { fn, connections, seconds: 2, threads: 1, cpus: loadCpu });
+  for (const build of builds) await wrk(build.engine.url, { fn, connections, seconds: 2, threads: 1, cpus: loadCpu, ...wrkAuth });
   /** One wrk run against `build` (or both at once when `together`), its CPU per request read from /proc around it. */
   const measure = async (measured) => {
     const before = measured.map((build) => cpuSeconds(build.engine.child.pid));
     const conns = values.together ? Math.max(1, Math.round(connections / 2)) : connections;
-    const results = await Promise.all(measured.map((build) => wrk(build.engine.url, { fn, connections: conns, seconds, threads: 1, cpus: loadCpu })));
+    const results = await Promise.all(measured.map((build) => wrk(build.engine.url, { fn, connections: conns, seconds, threads: 1, cpus: loadCpu, ...wrkAuth })));
     measured.forEach((build, i) => {
+      if (results[i].non2xx + results[i].socketErrors > 0) process.stderr.write(`[per-core-ab] ${build.label}: ${results[i].non2xx} non-2xx answers, ${results[i].socketErrors} socket errors\n`);
       const [user1, system1] = cpuSeconds(build.engine.child.pid);
       const answered = results[i].rps * seconds;
       build.runs.push({ rps: results[i].rps, user: ((user1 - before[i][0]) * 1e6) / answered, system: ((system1 - before[i][1]) * 1e6) / answered });

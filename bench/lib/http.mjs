@@ -52,10 +52,10 @@ export function parseWrk(out) {
 }
 
 /** Runs wrk against url's /function/invoke; `cpus`: a taskset CPU list wrk is restricted to. */
-export async function wrk(url, { fn, connections, seconds, threads = 2, script = 'post.lua', cpus }) {
+export async function wrk(url, { fn, connections, seconds, threads = 2, script = 'post.lua', cpus, authorization }) {
   const args = ['-t', String(threads), '-c', String(connections), '-d', `${seconds}s`, '--timeout', '10s', '--latency', '-s', join(ROOT, 'bench', 'lib', script), `${url}/function/invoke`];
   const [command, commandArgs] = pinned(cpus, 'wrk', args);
-  const { stdout } = await run(command, commandArgs, { env: { ...process.env, BODY: BODIES[fn] }, maxBuffer: 1 << 24 });
+  const { stdout } = await run(command, commandArgs, { env: { ...process.env, BODY: BODIES[fn], ...(authorization ? { AUTHORIZATION: authorization } : {}) }, maxBuffer: 1 << 24 });
   return { ...parseWrk(stdout), raw: stdout };
 }
 

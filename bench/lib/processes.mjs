@@ -68,14 +68,15 @@ export function kill(child, signal = 'SIGKILL') {
   });
 }
 
-export async function post(url, path, body) {
-  const answer = await request(`${url}${path}`, { method: 'POST', body: JSON.stringify(body) });
+/** POSTs `body` as JSON; `authorization`: an Authorization header to send. */
+export async function post(url, path, body, authorization) {
+  const answer = await request(`${url}${path}`, { method: 'POST', body: JSON.stringify(body), ...(authorization ? { headers: { authorization } } : {}) });
   const text = await answer.body.text();
   if (answer.statusCode !== 200) throw new Error(`${path}: ${answer.statusCode} ${text}`);
   return text;
 }
 
-export const deploy = (url, name, image, extra = {}) => post(url, '/function/deploy', { function_name: name, function_image: image, ...extra });
+export const deploy = (url, name, image, extra = {}, authorization = undefined) => post(url, '/function/deploy', { function_name: name, function_image: image, ...extra }, authorization);
 export const invoke = (url, name, args) => post(url, '/function/invoke', { function_name: name, args });
 
 /** Resident memory of a process (all its threads), from /proc/PID/status. */
