@@ -12,9 +12,9 @@
  * Engine calls.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { Engine } from '../core/engine.js';
+import type { InvokeRequest } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
-import type { CancelSignal } from '../runtime/index.js';
+import type { CancelSignal, InvocationResult } from '../runtime/index.js';
 import { ERROR_STATUS } from './error-status.js';
 import { lingerAfterAnswer } from './linger.js';
 import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
@@ -80,9 +80,13 @@ export class ClientGone implements CancelSignal {
   }
 }
 
+/** What runs a call: the Engine, or on an HTTP thread its invoker, which may answer at once (threads/thread-invoker.ts). */
+export interface Invoker {
+  invoke(request: InvokeRequest): InvocationResult | Promise<InvocationResult>;
+}
+
 export interface InvokeRouteOptions {
-  /** What runs the call: the Engine, or on an HTTP thread its invoker (threads/thread-invoker.ts). */
-  engine: Pick<Engine, 'invoke'>;
+  engine: Invoker;
   bodyLimitBytes: number;
   /** An answer was written: its status and the seconds since the request arrived (the HTTP metrics). */
   observe?: (status: number, seconds: number) => void;
@@ -210,11 +214,22 @@ class InvokeRoute {
       return;
     }
     const gone = new ClientGone();
+    let ran: InvocationResult | Promise<InvocationResult>;
+    try {
+      ran = this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone });
+    } catch (err) {
+      ran = Promise.reject(err);
+    }
+    // Answered at once (a call that ran inline): there was no time for the client to go.
+    if (!(ran instanceof Promise)) {
+      this.answer(req, res, started, undefined, ran.output, false);
+      return;
+    }
     // A shared hook (rather than a closure and `once`'s wrapper per request) finds the signal
     // on the response: 'close' comes once.
     (res as GoneAware)[GONE] = gone;
     whenClosed(res, onResponseClose);
-    this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone }).then(
+    ran.then(
       (result) => this.answer(req, res, started, undefined, result.output, false),
       (error: unknown) => {
         const err = toEngineError(error);

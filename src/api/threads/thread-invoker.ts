@@ -6,13 +6,14 @@
  * that runs here costs no message: the gate is a compare-and-swap on the engine's shared cells,
  * the table is read from memory (and brought up to date first, synchronously, when the shared
  * epoch says a change was posted; an idle thread applies changes as they arrive), and what is
- * reported of it is batched (reports.ts).
+ * reported of it is batched (reports.ts). Its answer is given at once, not as a promise: the route
+ * writes it in the same turn.
  */
 import { receiveMessageOnPort, type MessagePort } from 'node:worker_threads';
 import { releaseGateCell, tryTakeGateCell } from '../../core/function-gate.js';
 import { stderrOf, type InvokeRequest } from '../../core/engine.js';
 import type { InvocableFunction } from '../../core/function-table.js';
-import { EngineError, toEngineError } from '../../errors.js';
+import { EngineError } from '../../errors.js';
 import { normalizeArgs, toSandboxCall, type InvocationResult, type SandboxCall } from '../../runtime/index.js';
 import { InlineExecutor, type InlineModule } from '../../runtime/inline/inline-executor.js';
 import { CONTROL_CLOSING, CONTROL_EPOCH, type TableMessage, type ToMain, type ToThread } from './protocol.js';
@@ -64,7 +65,8 @@ export class ThreadInvoker {
     options.tablePort.unref();
   }
 
-  invoke(request: InvokeRequest): Promise<InvocationResult> {
+  /** The answer at once when the call ran here and succeeded; else a promise of it. */
+  invoke(request: InvokeRequest): InvocationResult | Promise<InvocationResult> {
     const { control } = this.options;
     if (Atomics.load(control, CONTROL_CLOSING) === 0) {
       if (Atomics.load(control, CONTROL_EPOCH) !== this.applied) this.catchUp();
@@ -144,7 +146,7 @@ export class ThreadInvoker {
    * The call's outcome when it ran here; DECLINED when the executor tried it or skipped it (the
    * workers' to run); undefined when it is the main thread's to run as any call.
    */
-  private runHere(entry: Entry, rawArgs: unknown): Promise<InvocationResult> | typeof DECLINED | undefined {
+  private runHere(entry: Entry, rawArgs: unknown): InvocationResult | Promise<InvocationResult> | typeof DECLINED | undefined {
     const { fn } = entry;
     let call: SandboxCall;
     try {
@@ -155,26 +157,20 @@ export class ThreadInvoker {
     }
     if (!tryTakeGateCell(fn.gate)) return undefined;
     const started = performance.now();
-    let ran: Promise<InvocationResult> | undefined;
+    let ran: InvocationResult | EngineError | undefined;
     try {
-      ran = this.options.executor.invoke(entry.loaded, call, fn.limits.timeoutMs);
+      ran = this.options.executor.run(entry.loaded, call, fn.limits.timeoutMs);
     } finally {
       if (releaseGateCell(fn.gate)) this.options.post({ type: 'wake', name: fn.name });
     }
     if (ran === undefined) return DECLINED;
     const seconds = (performance.now() - started) / 1000;
-    const { reports } = this.options;
-    return ran.then(
-      (result) => {
-        reports.invocation(fn.name, fn.digest, 'success', seconds, result.stderr);
-        return result;
-      },
-      (err: unknown) => {
-        const error = toEngineError(err);
-        reports.invocation(fn.name, fn.digest, error.code, seconds, stderrOf(error));
-        throw error;
-      },
-    );
+    if (ran instanceof EngineError) {
+      this.options.reports.invocation(fn.name, fn.digest, ran.code, seconds, stderrOf(ran));
+      return Promise.reject(ran);
+    }
+    this.options.reports.invocation(fn.name, fn.digest, 'success', seconds, ran.stderr);
+    return ran;
   }
 
   private forward(request: InvokeRequest, inlineTried: boolean): Promise<InvocationResult> {

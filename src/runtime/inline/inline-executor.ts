@@ -116,11 +116,20 @@ export class InlineExecutor {
     this.instanceBytes = options.instanceBytes ?? DEFAULT_INSTANCE_BYTES;
   }
 
+  /** As run, as a promise: what the pool asks. */
+  invoke(loaded: InlineModule, call: SandboxCall, timeoutMs: number): Promise<InvocationResult> | undefined {
+    const ran = this.run(loaded, call, timeoutMs);
+    if (ran === undefined) return undefined;
+    return ran instanceof EngineError ? Promise.reject(ran) : Promise.resolve(ran);
+  }
+
   /**
    * The call's outcome when it ended here (an answer, or the EngineError a worker would have
-   * given); undefined when it is the pool's to run (not eligible, skipped, or abandoned).
+   * given), at once; undefined when it is the pool's to run (not eligible, skipped, or abandoned).
+   * An HTTP thread answers from it in the same turn (no promise, and no watch for a client that
+   * goes away: the call is over before it could).
    */
-  invoke(loaded: InlineModule, call: SandboxCall, timeoutMs: number): Promise<InvocationResult> | undefined {
+  run(loaded: InlineModule, call: SandboxCall, timeoutMs: number): InvocationResult | EngineError | undefined {
     if (loaded.notInline !== undefined || loaded.unloaded) return undefined;
     const key = loaded.id * ABI_KEYS + ABI_KEY[call.abi];
     let entry = this.entries.get(key);
@@ -166,12 +175,12 @@ export class InlineExecutor {
       entry.nextSkip = SKIP_FIRST;
       this.stats.ran++;
       if (result !== undefined && this.options.heavyMs > 0) this.weigh(entry, performance.now() - started);
-      return failure === undefined ? Promise.resolve(result as InvocationResult) : Promise.reject(toEngineError(failure));
+      return failure === undefined ? (result as InvocationResult) : toEngineError(failure);
     }
     if (stopped === 'deadline' && limitAt <= budgetAt) {
       this.stats.ran++;
       this.stats.stopped++;
-      return Promise.reject(timeLimitError(timeoutMs));
+      return timeLimitError(timeoutMs);
     }
     this.stats.abandoned++;
     entry.skip = entry.nextSkip;
