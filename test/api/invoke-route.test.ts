@@ -9,12 +9,14 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
+import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ClientGone, checkInvokeBody, parseBody } from '../../src/api/invoke-route.js';
 import { httpCountsObserver } from '../../src/api/platform.js';
 import { buildServer } from '../../src/api/server.js';
-import { HttpThreads } from '../../src/api/threads/http-threads.js';
+import { HttpThreads, type HttpThreadsOptions } from '../../src/api/threads/http-threads.js';
 import { EngineError } from '../../src/errors.js';
+import { silentLogger } from '../../src/logger.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
 
@@ -45,6 +47,17 @@ function post(body: string | undefined, headers: string[] = ['Content-Type: appl
   return `${lines.join('\r\n')}\r\n\r\n${body ?? ''}`;
 }
 
+/** One real HTTP thread in front of `app` (made ready here), as the engine starts them; its port. */
+async function threadInFront(
+  app: FastifyInstance,
+  options: Pick<HttpThreadsOptions, 'engine' | 'observeHttp' | 'registry' | 'invokeCredentials'>,
+): Promise<{ threads: HttpThreads; port: number }> {
+  const threads = new HttpThreads({ threads: 1, app, bodyLimitBytes: LIMIT, inlineBudgetMs: 2, inlineHeavyUs: 0, logger: silentLogger, ...options });
+  await app.ready();
+  const [listening] = await threads.start(['127.0.0.1'], 0);
+  return { threads, port: listening!.port };
+}
+
 describe('POST /function/invoke', () => {
   let inProcess: InProcessEngine;
   let app: FastifyInstance;
@@ -72,21 +85,7 @@ describe('POST /function/invoke', () => {
     app.addHook('onRequest', async (request) => {
       if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes++;
     });
-    const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silent };
-    threads = new HttpThreads({
-      threads: 1,
-      engine,
-      app,
-      bodyLimitBytes: LIMIT,
-      inlineBudgetMs: 2,
-      inlineHeavyUs: 0,
-      logger: silent,
-      observeHttp: httpCountsObserver({ metrics }),
-      registry: metrics.registry,
-    });
-    await app.ready();
-    const [listening] = await threads.start(['127.0.0.1'], 0);
-    port = listening!.port;
+    ({ threads, port } = await threadInFront(app, { engine, observeHttp: httpCountsObserver({ metrics }), registry: metrics.registry }));
   });
 
   afterAll(async () => {
@@ -247,23 +246,13 @@ describe('POST /function/invoke', () => {
     guarded.addHook('onResponse', async (request) => {
       if (request.url.startsWith('/function/invoke')) reachedFastify++;
     });
-    const silent = { debug: () => {}, info: () => {}, warn: () => {}, error: () => {}, child: () => silent };
-    const guardedThreads = new HttpThreads({
-      threads: 1,
+    const { threads: guardedThreads, port: threadPort } = await threadInFront(guarded, {
       engine,
-      app: guarded,
-      bodyLimitBytes: LIMIT,
       invokeCredentials: credentials,
-      inlineBudgetMs: 2,
-      inlineHeavyUs: 0,
-      logger: silent,
       observeHttp: () => {},
-      registry: new (await import('prom-client')).Registry(),
+      registry: new Registry(),
     });
     try {
-      await guarded.ready();
-      const [listening] = await guardedThreads.start(['127.0.0.1'], 0);
-      const threadPort = listening!.port;
       const authorization = `Authorization: Basic ${Buffer.from('u:secret-password').toString('base64')}`;
       const wrong = `Authorization: Basic ${Buffer.from('u:wrong').toString('base64')}`;
       for (const headers of [[], [wrong]]) {

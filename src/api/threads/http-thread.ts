@@ -13,7 +13,7 @@ import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
 import { basicAuthChecker } from '../basic-auth.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
 import { invokeRoute, isInvokeRequest } from '../invoke-route.js';
-import { listenOnEveryAddress } from '../listen.js';
+import { listenOnEveryAddress, type Listening } from '../listen.js';
 import { gatePipelinedRequests } from '../pipeline-gate.js';
 import { alsoOnRequest } from '../request-listener.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
@@ -76,7 +76,7 @@ function serve(): Server {
   return server;
 }
 const server = serve();
-let further: { close(): void }[] = [];
+let further: Listening['further'] = [];
 
 port.on('message', (message: ToThread) => {
   switch (message.type) {
