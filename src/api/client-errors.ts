@@ -105,7 +105,26 @@ export function onClientError(error: Error, socket: Socket): void {
   // here. Nothing is written into an answer being written (it is cut, as Node's own handler cuts
   // it) nor after one that said `Connection: close` (Node's `_last`; it is written, then the
   // connection closes). After a whole answer that keeps the connection, the error answer follows.
-  const answering = (socket as { _httpMessage?: (ServerResponse & { _last?: boolean }) | null })._httpMessage;
+  const held = socket as HeldSocket;
+  if (held[WAITING] === true) return;
+  const answering = held._httpMessage;
+  // An answer on its way to a request before the failed bytes (one passed on to the main thread,
+  // or a route that answers later) that keeps the connection goes out first, as it would have had
+  // it come at once; then this is decided again. The socket is not read meanwhile. (After a
+  // request that asked to close, Node's 400 for the bytes that follow takes its answer's place.)
+  if (answering && !answering.headersSent && !answering.destroyed && answering.shouldKeepAlive) {
+    held[WAITING] = true;
+    socket.pause();
+    const decide = (): void => {
+      held[WAITING] = false;
+      onClientError(error, socket);
+    };
+    answering.once('finish', decide);
+    answering.once('close', () => {
+      if (!answering.writableFinished) socket.destroy();
+    });
+    return;
+  }
   if (answering?.headersSent) {
     if (!answering.writableEnded) {
       socket.destroy();
@@ -117,6 +136,14 @@ export function onClientError(error: Error, socket: Socket): void {
     }
   }
   endSocket(socket, rawErrorAnswer(clientErrorOf(err), askedJson(err)));
+}
+
+const WAITING = Symbol('parse error waits for an answer');
+
+interface HeldSocket extends Socket {
+  /** Node's server's response being written on this connection, if any. */
+  _httpMessage?: (ServerResponse & { _last?: boolean }) | null;
+  [WAITING]?: boolean;
 }
 
 /** Ends the connection after `last` and what is already written; closed once that has gone out. */

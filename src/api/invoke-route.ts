@@ -1,9 +1,11 @@
 /**
- * `POST /function/invoke`, the hot route: its one implementation, on Node's request and response.
- * An HTTP thread (threads/http-thread.ts) hands it every such request straight from Node's
- * `request` event, so that an invocation skips Fastify's per-request machinery (routing, hooks,
- * request and reply objects, content-type parser, ajv); Fastify's route (server.ts) hands it those
- * of a server built alone (tests). Everything a client observes is what SPEC §2 and the
+ * `POST /function/invoke`, the hot route. Its one implementation is InvokeCalls: the body checked,
+ * the call run, the answer built, written and observed. Two transports read requests into it. On
+ * an HTTP thread, most invocations are read by the connection reader (invoke-connection.ts); the
+ * rest, on connections it has handed to Node's server, come from Node's `request` event to the
+ * route below on Node's request and response (skipping Fastify's per-request machinery: routing,
+ * hooks, request and reply objects, content-type parser, ajv), as do those of a Fastify server
+ * built alone (server.ts's route; tests). Everything a client observes is what SPEC §2 and the
  * historical Fastify route give: the body read as JSON whatever its Content-Type, the body limit
  * (413 PAYLOAD_TOO_LARGE, then lingering, linger.ts), invalid JSON (400 INVALID_REQUEST and
  * `connection: close`, as Fastify after a body it could not parse), the body's shape checked with
@@ -15,9 +17,9 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { InvokeRequest } from '../core/engine.js';
 import { EngineError, toEngineError } from '../errors.js';
 import type { CancelSignal, InvocationResult } from '../runtime/index.js';
-import { ERROR_STATUS } from './error-status.js';
+import { invokeAnswer, type AnswerWriter, type InvokeAnswer } from './invoke-answer.js';
 import { lingerAfterAnswer } from './linger.js';
-import { INVOKE_ROUTE, JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
+import { INVOKE_ROUTE, acceptsJson } from './reply.js';
 import { whenClosed } from './response-close.js';
 
 const QUERY = 0x3f; // '?'
@@ -99,59 +101,99 @@ export interface InvokeRouteOptions {
   closing?: () => boolean;
 }
 
-/**
- * Outputs longer than this (in characters) are answered in pieces, each made when the one before
- * has gone out: building and writing a 16 MiB answer at once — up to 200 MB of JSON for NUL bytes,
- * which escape to six characters, twice (`message` and `output`) — held the HTTP thread for
- * seconds and its memory whatever the client read. Shorter ones keep the one-string answer.
- */
-export const STREAM_OUTPUT_CHARS = 256 * 1024;
-/** Characters of output escaped and written per piece. */
-const SLICE_CHARS = 64 * 1024;
-
-/** The body of a success answer in pieces: the same bytes as the one-string answer. */
-export function* answerChunks(json: boolean, output: string): Generator<string, void, undefined> {
-  if (!json) {
-    yield textLine(200, '', true);
-    yield* slices(output, false);
-    return;
-  }
-  yield '{"status":200,"message":"';
-  yield* slices(output, true);
-  yield '","output":"';
-  yield* slices(output, true);
-  yield '"}';
+/** Whether a request target is the invocation route (with or without a query string). */
+export function isInvokeTarget(url: string): boolean {
+  if (!url.startsWith(INVOKE_ROUTE)) return false;
+  return url.length === INVOKE_ROUTE.length || url.charCodeAt(INVOKE_ROUTE.length) === QUERY;
 }
 
-/** `text` in slices that never split a surrogate pair, JSON-escaped (without quotes) when `escape`. */
-function* slices(text: string, escape: boolean): Generator<string, void, undefined> {
-  for (let at = 0; at < text.length; ) {
-    let end = Math.min(text.length, at + SLICE_CHARS);
-    if (end < text.length && (text.charCodeAt(end - 1) & 0xfc00) === 0xd800) end -= 1;
-    const slice = text.slice(at, end);
-    yield escape ? JSON.stringify(slice).slice(1, -1) : slice;
-    at = end;
-  }
-}
-
-/** Whether a request is the invocation route (with or without a query string). */
+/** Whether a request is the invocation route. */
 export function isInvokeRequest(req: IncomingMessage): boolean {
   const url = req.url;
-  if (req.method !== 'POST' || url === undefined || !url.startsWith(INVOKE_ROUTE)) return false;
-  return url.length === INVOKE_ROUTE.length || url.charCodeAt(INVOKE_ROUTE.length) === QUERY;
+  return req.method === 'POST' && url !== undefined && isInvokeTarget(url);
+}
+
+/**
+ * What both transports share once a request's whole body is read: the body checked, the call run
+ * by the engine, its answer built (answers that cannot be built become 500 INTERNAL), written
+ * through the transport's writer and observed in the metrics.
+ */
+export class InvokeCalls {
+  constructor(private readonly options: Pick<InvokeRouteOptions, 'engine' | 'observe' | 'logError'>) {}
+
+  /**
+   * Runs the invocation a whole body (`undefined`: none was sent) asks for; true when it was
+   * answered at once (a check that failed, or a call that ran inline), before any client could go.
+   */
+  run(text: string | undefined, json: boolean, started: number, gone: ClientGone, write: AnswerWriter): boolean {
+    let fields: InvokeFields;
+    try {
+      fields = checkInvokeBody(parseBody(text));
+    } catch (err) {
+      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
+      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
+      this.send(write, json, toEngineError(err), '', close, started);
+      return true;
+    }
+    let ran: InvocationResult | Promise<InvocationResult>;
+    try {
+      ran = this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone });
+    } catch (err) {
+      ran = Promise.reject(err);
+    }
+    if (!(ran instanceof Promise)) {
+      this.send(write, json, undefined, ran.output, false, started);
+      return true;
+    }
+    ran.then(
+      (result) => this.send(write, json, undefined, result.output, false, started),
+      (error: unknown) => {
+        const err = toEngineError(error);
+        if (err.code === 'INTERNAL') this.options.logError(error);
+        this.send(write, json, err, '', false, started);
+      },
+    );
+    return false;
+  }
+
+  /** Answers a request refused before its body was read or parsed; the connection then ends. */
+  refuse(json: boolean, started: number, err: EngineError, write: AnswerWriter): void {
+    this.send(write, json, err, '', true, started);
+  }
+
+  /**
+   * Builds and writes one answer. Called from promise callbacks, where a throw would be an
+   * unhandled rejection (which ends the process): an answer that cannot be built (a string past
+   * V8's length limit, say) becomes 500 INTERNAL, and one that cannot be written is the writer's
+   * to drop with its socket.
+   */
+  private send(write: AnswerWriter, json: boolean, err: EngineError | undefined, output: string, close: boolean, started: number): void {
+    let answer: InvokeAnswer;
+    try {
+      answer = invokeAnswer(json, err, output, close);
+    } catch (buildError) {
+      this.options.logError(buildError);
+      answer = invokeAnswer(json, new EngineError('INTERNAL', 'the answer could not be built'), '', close);
+    }
+    if (write(answer)) this.options.observe?.(answer.status, (performance.now() - started) / 1000);
+  }
 }
 
 /** Answers one POST /function/invoke request. */
 export type InvokeHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
-export function invokeRoute(options: InvokeRouteOptions): InvokeHandler {
-  const route = new InvokeRoute(options);
+/** The route on Node's request and response; `calls`: the part shared with the connection reader. */
+export function invokeRoute(options: InvokeRouteOptions, calls = new InvokeCalls(options)): InvokeHandler {
+  const route = new InvokeRoute(options, calls);
   return (req, res) => route.handle(req, res);
 }
 
-/** One invocation: the body read within the limit, checked, run by the engine, answered. */
+/** One invocation on Node's request and response: the body read within the limit, then the shared part. */
 class InvokeRoute {
-  constructor(private readonly options: InvokeRouteOptions) {}
+  constructor(
+    private readonly options: InvokeRouteOptions,
+    private readonly calls: InvokeCalls,
+  ) {}
 
   handle(req: IncomingMessage, res: ServerResponse): void {
     const started = performance.now();
@@ -202,98 +244,38 @@ class InvokeRoute {
     req.on('error', onEnd);
   }
 
-  /** Runs the invocation a whole body (`undefined`: none was sent) asks for. */
   private invoke(req: IncomingMessage, res: ServerResponse, started: number, text: string | undefined): void {
-    let fields: InvokeFields;
-    try {
-      fields = checkInvokeBody(parseBody(text));
-    } catch (err) {
-      // A body that is not JSON ends the connection, a well-formed one of the wrong shape does not.
-      const close = err instanceof EngineError && err.message.startsWith(NOT_JSON);
-      this.answer(req, res, started, toEngineError(err), '', close);
-      return;
-    }
     const gone = new ClientGone();
-    let ran: InvocationResult | Promise<InvocationResult>;
-    try {
-      ran = this.options.engine.invoke({ name: fields.name, args: fields.args, signal: gone });
-    } catch (err) {
-      ran = Promise.reject(err);
-    }
-    // Answered at once (a call that ran inline): there was no time for the client to go.
-    if (!(ran instanceof Promise)) {
-      this.answer(req, res, started, undefined, ran.output, false);
-      return;
-    }
-    // A shared hook (rather than a closure and `once`'s wrapper per request) finds the signal
-    // on the response: 'close' comes once.
+    if (this.calls.run(text, acceptsJson(req.headers.accept), started, gone, this.writer(res))) return;
+    // A shared hook (rather than a closure and `once`'s wrapper per request) finds the signal on
+    // the response: 'close' comes once. Set after run: its promise settles in a later turn.
     (res as GoneAware)[GONE] = gone;
     whenClosed(res, onResponseClose);
-    ran.then(
-      (result) => this.answer(req, res, started, undefined, result.output, false),
-      (error: unknown) => {
-        const err = toEngineError(error);
-        if (err.code === 'INTERNAL') this.options.logError(error);
-        this.answer(req, res, started, err, '', false);
-      },
-    );
   }
 
   /** A request refused before its body was read or parsed: the connection then ends. */
   private refuse(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError): void {
-    this.answer(req, res, started, err, '', true);
+    this.calls.refuse(acceptsJson(req.headers.accept), started, err, this.writer(res));
     if (err.code === 'PAYLOAD_TOO_LARGE') lingerAfterAnswer(req, res, this.options.bodyLimitBytes);
   }
 
-  /**
-   * Writes the answer for `err`, or for a success with `output`. Called from promise callbacks,
-   * where a throw would be an unhandled rejection (which ends the process): an answer that cannot
-   * be built (a string past V8's length limit, say) becomes 500 INTERNAL, and one that cannot be
-   * written leaves nothing to tell this client: the socket goes.
-   */
-  private answer(req: IncomingMessage, res: ServerResponse, started: number, err: EngineError | undefined, output: string, close: boolean): void {
-    const { logError, observe, closing } = this.options;
-    const json = acceptsJson(req.headers.accept);
-    if (closing?.() === true) res.shouldKeepAlive = false;
-    let status: number;
-    try {
-      status = writeAnswer(res, json, err, output, close, logError);
-    } catch (buildError) {
-      logError(buildError);
+  /** Writes an answer on Node's response (false when that threw: the socket then goes). */
+  private writer(res: ServerResponse): AnswerWriter {
+    const { logError, closing } = this.options;
+    return (answer) => {
+      if (closing?.() === true) res.shouldKeepAlive = false;
       try {
-        status = writeAnswer(res, json, new EngineError('INTERNAL', 'the answer could not be built'), '', close, logError);
+        res.writeHead(answer.status, answer.headers);
+        if (answer.chunks !== undefined) pipeChunks(res, answer.chunks, logError);
+        else res.end(answer.body);
+        return true;
       } catch (writeError) {
         logError(writeError);
         res.destroy();
-        return;
+        return false;
       }
-    }
-    observe?.(status, (performance.now() - started) / 1000);
+    };
   }
-}
-
-/** Writes one answer in the format asked for; returns its status. */
-function writeAnswer(res: ServerResponse, json: boolean, err: EngineError | undefined, output: string, close: boolean, logError: (err: unknown) => void): number {
-  const headers: string[] = [];
-  if (close) headers.push('connection', 'close');
-  if (err === undefined && output.length > STREAM_OUTPUT_CHARS) {
-    headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'transfer-encoding', 'chunked');
-    res.writeHead(200, headers);
-    pipeChunks(res, answerChunks(json, output), logError);
-    return 200;
-  }
-  let status = 200;
-  let body: string;
-  if (err === undefined) body = json ? JSON.stringify({ status, message: output, output }) : textLine(status, output, true);
-  else {
-    status = ERROR_STATUS[err.code];
-    if (err.retryAfterSeconds !== undefined) headers.push('retry-after', String(err.retryAfterSeconds));
-    body = json ? JSON.stringify(errorObject(err)) : textLine(status, errorText(err), true);
-  }
-  headers.push('content-type', json ? JSON_TYPE : TEXT_TYPE, 'content-length', String(Buffer.byteLength(body)));
-  res.writeHead(status, headers);
-  res.end(body);
-  return status;
 }
 
 /**

@@ -1,18 +1,27 @@
 /**
  * POST /function/invoke over whole conversations on raw sockets: keep-alive, pipelining (answers
  * in order, reading paused while answers back up), other routes between invocations, requests
- * Node's parser refuses, a client that ends its side or goes away, shutdown. The bytes written
- * back (Date left out) and whether the server closed the connection must be the recorded ones: the
- * snapshots were recorded from the historical Fastify route before the route had a single
+ * Node's parser refuses, a client that ends its side or goes away, shutdown. Every conversation
+ * goes through a real HTTP thread in front of the main thread's Fastify server, as a deployed
+ * engine serves (test/support/thread-in-front.ts): the thread reads the connection, answers the
+ * invocations itself and passes every other request on to Fastify. The engines here run no call
+ * inline (their runtime's inline budget is 0, and so is the threads'): every call runs in the
+ * main thread's engine, in its workers. The bytes written back (Date left out) and whether the
+ * server closed the connection must be the recorded ones: the snapshots were recorded from the
+ * historical Fastify route, with nothing in front of it, before the route had a single
  * implementation (src/api/invoke-route.ts).
  */
 import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
+import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
+import { httpCountsObserver } from '../../src/api/platform.js';
 import { buildServer } from '../../src/api/server.js';
+import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+import { stopThreadInFront, threadInFront, type ThreadInFrontOptions } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
 
@@ -146,21 +155,34 @@ function request(body: string | undefined, headers: string[] = ['Content-Type: a
 const gcd = (a: number, b: number, headers?: string[]): string => request(`{"function_name":"gcd","args":["${a}","${b}"]}`, headers);
 const LIST = request(undefined, [], '/function/list', 'GET');
 
+/**
+ * The threads' settings here: the body limit, and no inline runs, as the engines' runtimes (an
+ * engine gives its threads its own budget). A call then always takes its time in the workers.
+ */
+const THREAD = { bodyLimitBytes: LIMIT, inlineBudgetMs: 0 } satisfies Partial<ThreadInFrontOptions>;
+
 describe('POST /function/invoke conversations', () => {
   let inProcess: InProcessEngine;
   let spinWasm: string;
   let app: FastifyInstance;
+  let threads: HttpThreads;
   let port: number;
-  /** Times a connection stopped reading. */
-  let pauses = 0;
+  /** The HTTP thread in front of `app`: the real one, wrapped to count its connections' pauses (test/support/http-thread-that-records.mjs). */
+  let thread: Worker | undefined;
   const clients: Client[] = [];
 
-  const listen = async (app: FastifyInstance): Promise<number> => {
-    await app.listen({ port: 0, host: '127.0.0.1' });
-    const address = app.server.address();
-    if (typeof address !== 'object' || address === null) throw new Error('no port');
-    return address.port;
-  };
+  /** Times a connection of the HTTP thread stopped reading, so far (asked of the thread). */
+  const pauses = (): Promise<number> =>
+    new Promise((resolve) => {
+      const worker = thread!;
+      const onMessage = (message: { type?: string; pauses?: number }): void => {
+        if (message.type !== 'test: served') return;
+        worker.off('message', onMessage);
+        resolve(message.pauses ?? -1);
+      };
+      worker.on('message', onMessage);
+      worker.postMessage({ type: 'test: served?' });
+    });
 
   const open = (port: number): Client => {
     const client = new Client(port);
@@ -179,13 +201,21 @@ describe('POST /function/invoke conversations', () => {
     await engine.deploy({ name: 'spin', image: `file:${spinWasm}`, limits: { timeout_ms: 300 } });
     const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
     app = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
-    app.server.on('connection', (socket: Socket) => socket.on('pause', () => pauses++));
-    port = await listen(app);
+    ({ threads, port } = await threadInFront(app, {
+      ...THREAD,
+      engine,
+      observeHttp: httpCountsObserver({ metrics }),
+      registry: metrics.registry,
+      startWorker: (data, transferList) => {
+        thread = new Worker(new URL('../support/http-thread-that-records.mjs', import.meta.url), { workerData: data, transferList });
+        return thread;
+      },
+    }));
   });
 
   afterAll(async () => {
     for (const client of clients) client.destroy();
-    await app?.close();
+    await stopThreadInFront(threads, app);
     await inProcess?.close();
   });
 
@@ -454,7 +484,7 @@ describe('POST /function/invoke conversations', () => {
     const pad = `X-Pad: ${'p'.repeat(3000)}`;
 
     it('invocations behind a slow one: reading pauses, then every one is answered in order', async () => {
-      const pausesBefore = pauses;
+      const pausesBefore = await pauses();
       const { text } = await converse(async (client) => {
         let all = request('{"function_name":"spin"}');
         for (let i = 1; i <= 30; i++) all += gcd(i, 30, ['Content-Type: application/json', pad]);
@@ -465,11 +495,11 @@ describe('POST /function/invoke conversations', () => {
       expect(answers).toHaveLength(31);
       expect(answers[0]).toMatch(/^HTTP\/1\.1 504 /);
       expect(answers[30]!.endsWith('message: 30')).toBe(true);
-      expect(pauses - pausesBefore).toBeGreaterThan(0);
+      expect((await pauses()) - pausesBefore).toBeGreaterThan(0);
     });
 
     it('other requests behind a slow invocation: reading pauses, then every one is answered in order', async () => {
-      const pausesBefore = pauses;
+      const pausesBefore = await pauses();
       const { text } = await converse(async (client) => {
         let all = request('{"function_name":"spin"}');
         for (let i = 0; i < 30; i++) all += request(undefined, [pad], '/healthz', 'GET');
@@ -478,20 +508,22 @@ describe('POST /function/invoke conversations', () => {
         await client.waitAnswers(32);
       });
       expect(splitAnswers(text, false)).toHaveLength(32);
-      expect(pauses - pausesBefore).toBeGreaterThan(0);
+      expect((await pauses()) - pausesBefore).toBeGreaterThan(0);
     });
   });
 
+  // Each with its own app and thread in front, stopped as the engine stops (app.ts): the thread
+  // (within a bound of 5 s, past which it would be ended), then close() of the app.
   describe('shutdown', () => {
     it('close() with an idle keep-alive connection ends it and resolves at once', async () => {
       const app = buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT });
-      const port = await listen(app);
+      const { threads, port } = await threadInFront(app, { ...THREAD, engine: inProcess.engine });
       const client = open(port);
       client.write(gcd(12, 18));
       expect(await client.waitAnswers(1)).toHaveLength(1);
       expect(client.text()).toMatch(/\r\nKeep-Alive: timeout=72\r\n/);
       const started = performance.now();
-      await app.close();
+      await stopThreadInFront(threads, app);
       // Well under the keep-alive timeout of 72 s.
       expect(performance.now() - started).toBeLessThan(500);
       expect(await client.closedWithin(500)).toBe(true);
@@ -499,15 +531,15 @@ describe('POST /function/invoke conversations', () => {
 
     it('a call in flight at close still gets its answer, then the connection ends', async () => {
       const app = buildServer({ engine: inProcess.engine, bodyLimitBytes: LIMIT });
-      const port = await listen(app);
+      const { threads, port } = await threadInFront(app, { ...THREAD, engine: inProcess.engine });
       const client = open(port);
       client.write(gcd(12, 18));
       await client.waitAnswers(1);
       client.write(request('{"function_name":"spin"}', ['Accept: application/json']));
       await vi.waitFor(() => expect(inProcess.engine.inflightInvocations).toBe(1));
       const started = performance.now();
-      await app.close();
-      // close() waited for the answer (spin's time limit is 300 ms), not for the keep-alive timeout.
+      await stopThreadInFront(threads, app);
+      // The stop waited for the answer (spin's time limit is 300 ms), not for the keep-alive timeout.
       expect(performance.now() - started).toBeLessThan(2_000);
       const answers = await client.waitAnswers(2);
       expect(answers).toHaveLength(2);
@@ -521,6 +553,7 @@ describe('POST /function/invoke conversations', () => {
   describe('a client that goes away', () => {
     let waiting: InProcessEngine;
     let app: FastifyInstance;
+    let threads: HttpThreads;
     let port: number;
 
     beforeAll(async () => {
@@ -531,11 +564,14 @@ describe('POST /function/invoke conversations', () => {
       // Ends on its own (300 ms): a call waiting for its slot starts within its time limit.
       await waiting.engine.deploy({ name: 'sleep', image: `file:${watFixture('wat', 'wasi-sleep')}` });
       app = buildServer({ engine: waiting.engine, bodyLimitBytes: LIMIT });
-      port = await listen(app);
+      // No call runs inline on the thread (nor could: this engine's runtime shares no function):
+      // every call is forwarded to `waiting.engine`, where inflightInvocations sees it, from the
+      // moment the thread reads it to the moment the engine answers or drops it.
+      ({ threads, port } = await threadInFront(app, { ...THREAD, engine: waiting.engine }));
     });
 
     afterAll(async () => {
-      await app?.close();
+      await stopThreadInFront(threads, app);
       await waiting?.close();
     });
 

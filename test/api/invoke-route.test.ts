@@ -9,16 +9,15 @@
 import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { FastifyInstance } from 'fastify';
-import { Registry } from 'prom-client';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { ClientGone, checkInvokeBody, parseBody } from '../../src/api/invoke-route.js';
 import { httpCountsObserver } from '../../src/api/platform.js';
 import { buildServer } from '../../src/api/server.js';
-import { HttpThreads, type HttpThreadsOptions } from '../../src/api/threads/http-threads.js';
+import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { EngineError } from '../../src/errors.js';
-import { silentLogger } from '../../src/logger.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+import { stopThreadInFront, threadInFront } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
 
@@ -45,17 +44,6 @@ function post(body: string | undefined, headers: string[] = ['Content-Type: appl
   const lines = [`${method} ${path} HTTP/1.1`, 'Host: 127.0.0.1', 'Connection: close', ...headers];
   if (body !== undefined) lines.push(`Content-Length: ${Buffer.byteLength(body)}`);
   return `${lines.join('\r\n')}\r\n\r\n${body ?? ''}`;
-}
-
-/** One real HTTP thread in front of `app` (made ready here), as the engine starts them; its port. */
-async function threadInFront(
-  app: FastifyInstance,
-  options: Pick<HttpThreadsOptions, 'engine' | 'observeHttp' | 'registry' | 'invokeCredentials'>,
-): Promise<{ threads: HttpThreads; port: number }> {
-  const threads = new HttpThreads({ threads: 1, app, bodyLimitBytes: LIMIT, inlineBudgetMs: 2, inlineHeavyUs: 0, logger: silentLogger, ...options });
-  await app.ready();
-  const [listening] = await threads.start(['127.0.0.1'], 0);
-  return { threads, port: listening!.port };
 }
 
 describe('POST /function/invoke', () => {
@@ -85,12 +73,11 @@ describe('POST /function/invoke', () => {
     app.addHook('onRequest', async (request) => {
       if (request.method === 'POST' && request.url.startsWith('/function/invoke')) fastifyInvokes++;
     });
-    ({ threads, port } = await threadInFront(app, { engine, observeHttp: httpCountsObserver({ metrics }), registry: metrics.registry }));
+    ({ threads, port } = await threadInFront(app, { engine, bodyLimitBytes: LIMIT, observeHttp: httpCountsObserver({ metrics }), registry: metrics.registry }));
   });
 
   afterAll(async () => {
-    await threads?.stop(new Promise((resolve) => setTimeout(resolve, 5_000).unref()));
-    await app?.close();
+    await stopThreadInFront(threads, app);
     await inProcess?.close();
   });
 
@@ -246,12 +233,7 @@ describe('POST /function/invoke', () => {
     guarded.addHook('onResponse', async (request) => {
       if (request.url.startsWith('/function/invoke')) reachedFastify++;
     });
-    const { threads: guardedThreads, port: threadPort } = await threadInFront(guarded, {
-      engine,
-      invokeCredentials: credentials,
-      observeHttp: () => {},
-      registry: new Registry(),
-    });
+    const { threads: guardedThreads, port: threadPort } = await threadInFront(guarded, { engine, bodyLimitBytes: LIMIT, invokeCredentials: credentials });
     try {
       const authorization = `Authorization: Basic ${Buffer.from('u:secret-password').toString('base64')}`;
       const wrong = `Authorization: Basic ${Buffer.from('u:wrong').toString('base64')}`;
@@ -268,8 +250,7 @@ describe('POST /function/invoke', () => {
       }
       expect(reachedFastify).toBe(2);
     } finally {
-      await guardedThreads.stop(new Promise((resolve) => setTimeout(resolve, 5_000).unref()));
-      await guarded.close();
+      await stopThreadInFront(guardedThreads, guarded);
     }
   });
 

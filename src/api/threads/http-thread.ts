@@ -12,7 +12,8 @@ import { parentPort, workerData } from 'node:worker_threads';
 import { InlineExecutor } from '../../runtime/inline/inline-executor.js';
 import { basicAuthChecker } from '../basic-auth.js';
 import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
-import { invokeRoute, isInvokeRequest } from '../invoke-route.js';
+import { InvokeConnections } from '../invoke-connection.js';
+import { InvokeCalls, invokeRoute, isInvokeRequest } from '../invoke-route.js';
 import { listenOnEveryAddress, type Listening } from '../listen.js';
 import { gatePipelinedRequests } from '../pipeline-gate.js';
 import { alsoOnRequest } from '../request-listener.js';
@@ -42,16 +43,12 @@ const invoker = new ThreadInvoker({
 });
 
 let closing = false;
-const direct = invokeRoute({
-  engine: invoker,
-  bodyLimitBytes: data.bodyLimitBytes,
-  logError,
-  closing: () => closing,
-  observe: (status, seconds) => reports.answered(status, seconds),
-});
+const calls = new InvokeCalls({ engine: invoker, logError, observe: (status, seconds) => reports.answered(status, seconds) });
+const direct = invokeRoute({ engine: invoker, bodyLimitBytes: data.bodyLimitBytes, logError, closing: () => closing }, calls);
 // With Basic auth on invocations, one without the credentials goes on to the main thread's server,
 // whose hook gives the refusal (one implementation of it).
 const allowed = data.invokeCredentials ? basicAuthChecker(data.invokeCredentials) : undefined;
+let connections: InvokeConnections | undefined;
 const agent = new Agent({ keepAlive: true, timeout: 30_000 });
 const proxy = proxyToMain({ agent, socketPath: data.upstreamPath, bodyLimitBytes: data.bodyLimitBytes, closing: () => closing, logError });
 
@@ -73,6 +70,17 @@ function serve(): Server {
   gatePipelinedRequests(server);
   refuseRequestsWithoutHost(server);
   alsoOnRequest(server, () => reports.request(), 'after');
+  // Installed last: it takes the connection listener the server has by now.
+  connections = new InvokeConnections({
+    server,
+    calls,
+    bodyLimitBytes: data.bodyLimitBytes,
+    active: () => !closing,
+    ...(allowed ? { allowed } : {}),
+    onRequest: () => reports.request(),
+    logError,
+  });
+  connections.install();
   return server;
 }
 const server = serve();
@@ -108,6 +116,7 @@ function close(): void {
   if (server.listening) server.close(ended);
   else ended();
   server.closeIdleConnections();
+  connections?.closeIdle();
 }
 
 listenOnEveryAddress(server, data.addresses, data.port, data.reusePort, (address, err, msg) =>

@@ -32,6 +32,9 @@ export function proxyToMain(options: ProxyOptions): ProxyHandler {
     const headers = withoutHopByHop(req.rawHeaders);
     // No length and not chunked: no body, which a POST sent on without a length would not say.
     if (req.headers['content-length'] === undefined && req.headers['transfer-encoding'] === undefined) headers.push('content-length', '0');
+    // A chunked body goes on chunked: without a framing header Node's client writes the body of a
+    // HEAD or GET bare, and the main thread would read it as the next request.
+    else if (req.headers['transfer-encoding'] !== undefined) headers.push('transfer-encoding', 'chunked');
     // An HTTP/1.0 request may come without Host (a health check, say); it goes on as HTTP/1.1,
     // which must have one, or the main thread would refuse it as it refuses a 1.1 request without.
     if (req.headers.host === undefined) {

@@ -1,11 +1,18 @@
 /**
- * Random and mutated HTTP conversations with the engine's HTTP server over one engine: requests
- * valid and not (bad framing, two lengths, length and chunked, bare LF, bad versions, bodies too
- * large, pipelined several to a write), split at random points. Whatever it is sent, the server
- * writes only whole HTTP answers, never a 500 (an unexpected error on a request path), and still
- * answers afterwards.
+ * Random and mutated HTTP conversations, held byte for byte with three servers over one engine:
+ * the engine's HTTP thread in front of its Fastify server, as the engine serves (its connection
+ * reader, src/api/invoke-connection.ts, reads POST /function/invoke); the same thread with the
+ * reader left out, where Node's own parser reads everything; and the Fastify server on its own.
+ * Requests valid and not (bad framing, two lengths, length and chunked, bare LF, bad versions,
+ * bodies too large, pipelined several to a write), split at random points. The thread with the
+ * reader must write what the one without writes, and that what the Fastify server writes (the
+ * Date header left out), but for the differences README allows (see runHttpParserFuzz), leave the
+ * connection in the same state, never answer 500 (an unexpected error on a request path), and
+ * still answer afterwards.
  */
 import { connect } from 'node:net';
+import { Worker } from 'node:worker_threads';
+import { Registry } from 'prom-client';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync, mkdirSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -23,11 +30,11 @@ class FileFetcher {
   }
 }
 
-/** The engine in this process, with its server. */
-export async function startServer() {
-  const [{ buildServer }, { Engine }, { fanOut }, { silentLogger }, { FunctionLogs }, { EngineMetrics }, { WorkerPoolRuntime }, { FileFunctionStore }] = await Promise.all([
+/** The engine in this process, with its two servers. */
+export async function startServers() {
+  const [{ buildServer }, { Engine }, { fanOut }, { silentLogger }, { FunctionLogs }, { EngineMetrics }, { WorkerPoolRuntime }, { FileFunctionStore }, { HttpThreads }] = await Promise.all([
     dist('api/server.js'), dist('core/engine.js'), dist('core/events.js'), dist('logger.js'), dist('logs/function-logs.js'),
-    dist('metrics/engine-metrics.js'), dist('runtime/index.js'), dist('store/index.js'),
+    dist('metrics/engine-metrics.js'), dist('runtime/index.js'), dist('store/index.js'), dist('api/threads/http-threads.js'),
   ]);
   const dir = mkdtempSync(join(tmpdir(), 'we-fuzz-http-'));
   const store = new FileFunctionStore(dir, silentLogger);
@@ -54,10 +61,23 @@ export async function startServer() {
   await engine.deploy({ name: 'hello', image: `file:${join(WASM, 'hello.wasm')}` });
   const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 'fuzz', sha: 'fuzz' } };
   const app = buildServer({ engine, bodyLimitBytes: BODY_LIMIT, platform });
+  const threadOptions = {
+    threads: 1, engine, app, bodyLimitBytes: BODY_LIMIT, inlineBudgetMs: 2, inlineHeavyUs: 0, logger: silentLogger,
+    observeHttp: () => {}, registry: metrics.registry,
+  };
+  const withReader = new HttpThreads(threadOptions);
+  const withoutReader = new HttpThreads({
+    ...threadOptions,
+    registry: new Registry(),
+    startWorker: (data, transferList) => new Worker(new URL('../../support/http-thread-without-reader.mjs', import.meta.url), { workerData: data, transferList }),
+  });
   await app.listen({ port: 0, host: '127.0.0.1' });
+  const [reader] = await withReader.start(['127.0.0.1'], 0);
+  const [plain] = await withoutReader.start(['127.0.0.1'], 0);
   return {
-    port: app.server.address().port,
+    ports: { reader: reader.port, plain: plain.port, fastify: app.server.address().port },
     async close() {
+      for (const threads of [withReader, withoutReader]) await threads.stop(new Promise((resolve) => setTimeout(resolve, 5_000).unref()));
       await app.close();
       await runtime.close();
       await store.close();
@@ -181,6 +201,45 @@ function converse(port, conversation, quietMs) {
 }
 
 /**
+ * The answer src/api/client-errors.ts writes when Node's parser refuses bytes (its headers in this
+ * order and case, no Date), at the end of what a server wrote.
+ */
+const PARSE_ERROR_AT_END = /HTTP\/1\.1 (?:400|408|413|431) [^\r\n]*\r\nContent-Type: [^\r\n]*\r\nContent-Length: (\d+)\r\nConnection: close\r\n\r\n/g;
+const ANSWER_HEAD = /HTTP\/1\.[01] \d{3} [^\r\n]*\r\n(?:[^\r\n]+\r\n)*\r\n/g;
+
+/** The parse-error answer that ends `text`, or undefined. */
+function parseErrorAtEnd(text) {
+  for (const match of text.matchAll(PARSE_ERROR_AT_END)) {
+    const end = match.index + match[0].length + Number(match[1]);
+    if (end === text.length) return text.slice(match.index);
+  }
+  return undefined;
+}
+
+/**
+ * The one difference the two servers may show (README, "Decisions where the spec is silent",
+ * "Pipelined requests before bytes Node's parser refuses"): Node's parser, failing on bytes of the
+ * same read as requests before them, drops the answers of those still pending and writes only its
+ * parse-error answer, where the connection reader answers them in order, then either the same
+ * parse error or nothing more after an answer that closed the connection. Which requests were
+ * still pending depends on how the bytes were cut into reads, so either server may be the one
+ * that dropped answers: `short` is whatever came before its parse-error answer, a strict start of
+ * `long`, which goes on with whole answers.
+ */
+export function droppedBeforeParseError(short, long) {
+  const error = parseErrorAtEnd(short);
+  if (error === undefined) return false;
+  const before = short.slice(0, short.length - error.length);
+  if (!long.startsWith(before) || long.length <= before.length) return false;
+  const rest = long.slice(before.length);
+  if (!rest.startsWith('HTTP/1.')) return false;
+  const restError = parseErrorAtEnd(rest);
+  if (restError !== undefined) return restError === error && rest !== error;
+  const heads = [...rest.matchAll(ANSWER_HEAD)];
+  return heads.length > 0 && /\r\nconnection: close\r\n/i.test(heads[heads.length - 1][0]);
+}
+
+/**
  * What is wrong with what the server wrote: bytes that do not start an answer, or an answer of an
  * unexpected error (500). Answers are not split by length here: those to HEAD requests announce a
  * body they do not carry.
@@ -193,13 +252,18 @@ export function answerProblems(text) {
 }
 
 /**
+ * Every difference between the servers fails but two families, which both the bounded and the
+ * long run count: `droppedBeforeParseError`, and answers still pending when the client ended its
+ * side of the connection, which are dropped (README, "A client that ends its side"), so that one
+ * side wrote a strict start of what the other wrote (`droppedAtClientEnd`).
+ *
  * @param {{ seeds: Iterable<number>, outDir: string, until?: number, skip?: Set<number>,
  *           log?: (line: string) => void }} options
  */
 export async function runHttpParserFuzz(options) {
   const { outDir, until = Infinity, skip = new Set(), log = () => {} } = options;
-  const stats = { conversations: 0, pipelined: 0, requests: 0, bytes: 0, failures: [] };
-  const server = await startServer();
+  const stats = { conversations: 0, pipelined: 0, requests: 0, bytes: 0, droppedBeforeParseError: [], droppedAtClientEnd: [], failures: [] };
+  const servers = await startServers();
   try {
     for (const seed of options.seeds) {
       if (Date.now() >= until) break;
@@ -207,13 +271,25 @@ export async function runHttpParserFuzz(options) {
       const conversation = makeConversation(seed);
       stats.conversations++;
       stats.bytes += conversation.writes.reduce((n, w) => n + w.length, 0);
-      const answered = await converse(server.port, conversation, 120);
-      stats.requests += (answered.text.match(/^HTTP\/1\.[01] \d{3}/gm) ?? []).length;
+      const [reader, plain, fastify] = await Promise.all(Object.values(servers.ports).map((port) => converse(port, conversation, 120)));
+      stats.requests += (reader.text.match(/^HTTP\/1\.[01] \d{3}/gm) ?? []).length;
       if (conversation.requests > 1) stats.pipelined++;
-      const problems = answerProblems(answered.text);
+      const problems = [...answerProblems(reader.text), ...answerProblems(plain.text)];
+      const compare = (a, b, names) => {
+        if (a.text !== b.text) {
+          if (droppedBeforeParseError(b.text, a.text) || droppedBeforeParseError(a.text, b.text)) stats.droppedBeforeParseError.push(seed);
+          else if (conversation.end && (a.text.startsWith(b.text) || b.text.startsWith(a.text))) stats.droppedAtClientEnd.push(seed);
+          else problems.push(`${names} wrote different bytes`);
+        }
+        if (a.closed !== b.closed) problems.push(`${names}: one closed the connection, the other kept it`);
+      };
+      compare(reader, plain, 'the threads with and without the reader');
+      compare(plain, fastify, 'the thread without the reader and the Fastify server');
       if (stats.conversations % 10 === 0 || problems.length > 0) {
-        const health = await converse(server.port, { writes: [Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')], end: false }, 2000);
-        if (!/^HTTP\/1\.1 200 /.test(health.text)) problems.push('the server does not answer /healthz any more');
+        for (const [name, port] of Object.entries(servers.ports)) {
+          const health = await converse(port, { writes: [Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')], end: false }, 2000);
+          if (!/^HTTP\/1\.1 200 /.test(health.text)) problems.push(`the ${name} server does not answer /healthz any more`);
+        }
       }
       if (problems.length > 0) {
         mkdirSync(outDir, { recursive: true });
@@ -223,7 +299,7 @@ export async function runHttpParserFuzz(options) {
           seed, problems,
           writes: conversation.writes.map((w) => w.toString('latin1')),
           end: conversation.end,
-          answered,
+          reader, plain, fastify,
           replay: `npm run fuzz -- --only http --case ${seed}`,
         }, null, 2));
         stats.failures.push({ seed, problems, files: [`${base}.bin`, `${base}.json`] });
@@ -231,7 +307,7 @@ export async function runHttpParserFuzz(options) {
       }
     }
   } finally {
-    await server.close();
+    await servers.close();
   }
   return stats;
 }
