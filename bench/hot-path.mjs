@@ -128,23 +128,30 @@ async function child(root, fn) {
 
 /**
  * The server an HTTP thread puts in front of the invocation route (threads/http-thread.ts): the
- * route and the connection guards, here over this thread's engine. Builds from before the main
- * thread stopped accepting connections answered invocations on the main server itself; theirs is
- * measured as it was.
+ * route, the connection guards and, in builds that have it, the connection reader in front of
+ * them all, here over this thread's engine. Builds from before the main thread stopped accepting
+ * connections answered invocations on the main server itself; theirs is measured as it was.
  */
 async function routeServer(root, running) {
-  const { invokeRoute, isInvokeRequest } = await import(join(root, 'dist/api/invoke-route.js'));
+  const { invokeRoute, isInvokeRequest, InvokeCalls } = await import(join(root, 'dist/api/invoke-route.js'));
   const { gatePipelinedRequests } = await import(join(root, 'dist/api/pipeline-gate.js'));
   const { refuseRequestsWithoutHost } = await import(join(root, 'dist/api/client-errors.js'));
   // hostAddresses came with the threads reading every connection.
   if ((await import(join(root, 'dist/api/listen.js'))).hostAddresses === undefined) return running.app.server;
-  const route = invokeRoute({ engine: running.engine, bodyLimitBytes: 1024 * 1024, logError: () => {} });
+  const options = { engine: running.engine, bodyLimitBytes: 1024 * 1024, logError: () => {} };
+  // InvokeCalls came with the connection reader on the threads.
+  const calls = InvokeCalls === undefined ? undefined : new InvokeCalls(options);
+  const route = invokeRoute(options, calls);
   const server = createServer((req, res) => {
     if (isInvokeRequest(req)) route(req, res);
     else res.writeHead(404).end();
   });
   gatePipelinedRequests(server);
   refuseRequestsWithoutHost(server);
+  if (calls !== undefined) {
+    const { InvokeConnections } = await import(join(root, 'dist/api/invoke-connection.js'));
+    new InvokeConnections({ server, calls, bodyLimitBytes: options.bodyLimitBytes, active: () => true, logError: () => {} }).install();
+  }
   return server;
 }
 

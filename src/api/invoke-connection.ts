@@ -321,25 +321,37 @@ class InvokeConnection {
 
   /** Takes the whole invocation requests at the head of `pending`; the first other one waits for a hand-over. */
   private take(): void {
-    while (this.pending !== undefined && !this.handOverWhenDone && !this.lastTaken) {
+    // Waiting for the answers before anything more is read: the connection is not read meanwhile.
+    // Were it read, each byte a client dribbles in would cost a copy and a scan of all it sent
+    // before (up to MAX_PENDING_BYTES each: quadratic), on the thread that serves every client.
+    let waiting = this.handOverWhenDone || this.lastTaken;
+    while (this.pending !== undefined && !waiting) {
       if (this.exchanges.length >= MAX_PIPELINED || this.socket.writableLength > MAX_UNSENT_BYTES) break;
       const buf = this.pending;
       const request = this.owner.read(buf);
-      // The rest of a pipelined request is on its way while earlier ones run: wait for it. With
-      // none running, Node's server takes the connection, with its timeouts for slow requests.
-      if (request === INCOMPLETE && this.exchanges.length > 0) break;
+      // The rest of a pipelined request is on its way while earlier ones run: read on once they
+      // are answered. With none running, Node's server takes the connection, with its timeouts
+      // for slow requests.
+      if (request === INCOMPLETE && this.exchanges.length > 0) {
+        waiting = true;
+        break;
+      }
       // Bytes after a request with `Connection: close` are an error to Node's parser (llhttp's
       // "Data after `Connection: close`"; line ends aside), which Fastify answers 400 in place of
       // the answer: such a request goes to Node's server with them, to be answered as it answers.
       if (request === undefined || request === INCOMPLETE || (request.close && request.bodyEnd < buf.length)) {
         this.handOverWhenDone = true;
+        waiting = true;
         break;
       }
       const started = performance.now();
       this.pending = request.bodyEnd === buf.length ? undefined : buf.subarray(request.bodyEnd);
       const exchange: Exchange = { gone: new ClientGone(), close: request.close, bytes: undefined, last: false, chunks: undefined };
       this.exchanges.push(exchange);
-      if (request.close) this.lastTaken = true;
+      if (request.close) {
+        this.lastTaken = true;
+        waiting = true;
+      }
       const text = request.bodyEnd === request.bodyStart ? undefined : buf.toString('utf8', request.bodyStart, request.bodyEnd);
       this.owner.run(text, request.accept, started, exchange.gone, (answer) => this.answer(exchange, answer));
     }
@@ -350,7 +362,10 @@ class InvokeConnection {
     // Reading pauses while many requests or many bytes wait, as Node's server stops reading when
     // its answers back up.
     const full =
-      this.exchanges.length >= MAX_PIPELINED || (this.pending?.length ?? 0) > MAX_PENDING_BYTES || this.socket.writableLength > MAX_UNSENT_BYTES;
+      waiting ||
+      this.exchanges.length >= MAX_PIPELINED ||
+      (this.pending?.length ?? 0) > MAX_PENDING_BYTES ||
+      this.socket.writableLength > MAX_UNSENT_BYTES;
     if (full !== this.paused) {
       this.paused = full;
       if (full) this.socket.pause();
