@@ -5,9 +5,8 @@
  * does not take, and ends idle connections as Node would. What it writes is held to Node's own
  * answers by invoke-route.test.ts, invoke-conversations.test.ts and the HTTP fuzzing.
  */
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
-import { Worker } from 'node:worker_threads';
+import type { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INCOMPLETE, readInvokeRequest } from '../../src/api/invoke-connection.js';
@@ -17,6 +16,8 @@ import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { eventually } from '../support/eventually.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+import { Client } from '../support/raw-client.js';
+import { askThread, recordingThread } from '../support/recording-thread.js';
 import { stopThreadInFront, threadInFront } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
@@ -148,53 +149,6 @@ describe('readInvokeRequest', () => {
   });
 });
 
-/** A raw connection: what the server wrote, as latin1 text, and whether it closed. */
-class Client {
-  readonly socket: Socket;
-  text = '';
-  closed = false;
-  private waiters: (() => void)[] = [];
-
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('data', (chunk: Buffer) => {
-      this.text += chunk.toString('latin1');
-      this.wake();
-    });
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  /** Resolves once `done` holds, or after `ms`: whether it holds. */
-  until(done: () => boolean, ms = 5_000): Promise<boolean> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(() => resolve(done()), ms);
-      const check = (): void => {
-        if (!done()) {
-          this.waiters.push(check);
-          return;
-        }
-        clearTimeout(timer);
-        resolve(true);
-      };
-      check();
-    });
-  }
-
-  answers(): number {
-    return (this.text.match(/HTTP\/1\.1 \d{3} /g) ?? []).length;
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter();
-  }
-}
-
 describe('the connection reader on an HTTP thread', () => {
   let inProcess: InProcessEngine;
   let app: FastifyInstance;
@@ -203,18 +157,7 @@ describe('the connection reader on an HTTP thread', () => {
   let thread: Worker | undefined;
   const clients: Client[] = [];
 
-  /** What the thread tells: the requests its Node server was handed so far, and the times a connection stopped reading. */
-  const threadState = (): Promise<{ served: string[]; pauses: number }> =>
-    new Promise((resolve) => {
-      const onMessage = (message: { type?: string; served?: string[]; pauses?: number }): void => {
-        if (message.type !== 'test: served') return;
-        thread!.off('message', onMessage);
-        resolve({ served: message.served ?? [], pauses: message.pauses ?? -1 });
-      };
-      thread!.on('message', onMessage);
-      thread!.postMessage({ type: 'test: served?' });
-    });
-  const servedByNode = async (): Promise<string[]> => (await threadState()).served;
+  const servedByNode = async (): Promise<string[]> => (await askThread(thread!)).served;
 
   const open = (): Client => {
     const client = new Client(port);
@@ -243,15 +186,12 @@ describe('the connection reader on an HTTP thread', () => {
       bodyLimitBytes: LIMIT,
       observeHttp: httpCountsObserver({ metrics }),
       registry: metrics.registry,
-      startWorker: (data, transferList) => {
-        thread = new Worker(new URL('../support/http-thread-that-records.mjs', import.meta.url), { workerData: data, transferList });
-        return thread;
-      },
+      startWorker: recordingThread((started) => (thread = started)),
     }));
   });
 
   afterAll(async () => {
-    for (const client of clients) client.socket.destroy();
+    for (const client of clients) client.destroy();
     await stopThreadInFront(threads, app);
     await inProcess?.close();
   });
@@ -259,11 +199,11 @@ describe('the connection reader on an HTTP thread', () => {
   it("answers invocations on a kept-alive connection without Node's server, and counts them in the HTTP metrics", async () => {
     const before = { served: (await servedByNode()).length, ok: await counted(200), missing: await counted(404), bad: await counted(400) };
     const client = open();
-    client.socket.write(gcd(12, 18) + request('{"function_name":"nope"}'));
-    expect(await client.until(() => client.answers() === 2)).toBe(true);
-    client.socket.write(gcd(7, 21, ['Accept: application/json']) + request('{', ['Connection: close']));
-    expect(await client.until(() => client.closed)).toBe(true);
-    expect(client.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*message: 6HTTP\/1\.1 404 Not Found\r\n[^]*HTTP\/1\.1 200 OK\r\n[^]*"output":"7"\}HTTP\/1\.1 400 Bad Request\r\n[^]*not valid JSON/);
+    client.write(gcd(12, 18) + request('{"function_name":"nope"}'));
+    expect(await client.waitAnswers(2)).toHaveLength(2);
+    client.write(gcd(7, 21, ['Accept: application/json']) + request('{', ['Connection: close']));
+    expect(await client.closedWithin(5_000)).toBe(true);
+    expect(client.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*message: 6HTTP\/1\.1 404 Not Found\r\n[^]*HTTP\/1\.1 200 OK\r\n[^]*"output":"7"\}HTTP\/1\.1 400 Bad Request\r\n[^]*not valid JSON/);
     expect((await servedByNode()).length).toBe(before.served);
     // The thread reports its counts a moment later.
     await eventually(async () => (await counted(400)) - before.bad === 1, 'the 400 counted');
@@ -274,36 +214,36 @@ describe('the connection reader on an HTTP thread', () => {
   it("hands the connection to Node's server at the first request it does not take, with every byte after it", async () => {
     const before = (await servedByNode()).length;
     const client = open();
-    client.socket.write(gcd(12, 18) + request(undefined, [], '/healthz', 'GET') + gcd(7, 21));
-    expect(await client.until(() => client.answers() === 3)).toBe(true);
-    expect(client.text).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*message: 6HTTP\/1\.1 200 OK\r\n[^]*OK\nHTTP\/1\.1 200 OK\r\n[^]*message: 7$/);
+    client.write(gcd(12, 18) + request(undefined, [], '/healthz', 'GET') + gcd(7, 21));
+    expect(await client.waitAnswers(3)).toHaveLength(3);
+    expect(client.text()).toMatch(/^HTTP\/1\.1 200 OK\r\n[^]*message: 6HTTP\/1\.1 200 OK\r\n[^]*OK\nHTTP\/1\.1 200 OK\r\n[^]*message: 7$/);
     // The invocation after the hand-over is Node's server's to read, on the route it serves.
     expect((await servedByNode()).slice(before)).toEqual(['GET /healthz', 'POST /function/invoke']);
   });
 
   it('does not read the rest of a request that comes in pieces behind a running call until that call is answered', async () => {
-    const before = (await threadState()).pauses;
+    const before = (await askThread(thread!)).pauses;
     const client = open();
     const next = gcd(12, 18);
     // The first piece of the next request comes with the slow one: the reader stops reading at once.
-    client.socket.write(request('{"function_name":"spin"}') + next.slice(0, 20));
-    await eventually(async () => (await threadState()).pauses > before, 'the connection paused');
-    client.socket.write(next.slice(20));
-    expect(await client.until(() => client.answers() === 2)).toBe(true);
-    expect(client.text).toMatch(/^HTTP\/1\.1 504 Gateway Timeout\r\n[^]*HTTP\/1\.1 200 OK\r\n[^]*message: 6$/);
+    client.write(request('{"function_name":"spin"}') + next.slice(0, 20));
+    await eventually(async () => (await askThread(thread!)).pauses > before, 'the connection paused');
+    client.write(next.slice(20));
+    expect(await client.waitAnswers(2)).toHaveLength(2);
+    expect(client.text()).toMatch(/^HTTP\/1\.1 504 Gateway Timeout\r\n[^]*HTTP\/1\.1 200 OK\r\n[^]*message: 6$/);
   });
 
   it('ends a connection left idle after an answer, as Node would, after the keep-alive timeout it announced', async () => {
     const client = open();
-    client.socket.write(gcd(12, 18));
-    expect(await client.until(() => client.answers() === 1)).toBe(true);
-    expect(client.text).toMatch(/\r\nConnection: keep-alive\r\nKeep-Alive: timeout=1\r\n/);
-    expect(await client.until(() => client.closed, 10_000)).toBe(true);
+    client.write(gcd(12, 18));
+    expect(await client.waitAnswers(1)).toHaveLength(1);
+    expect(client.text()).toMatch(/\r\nConnection: keep-alive\r\nKeep-Alive: timeout=1\r\n/);
+    expect(await client.closedWithin(10_000)).toBe(true);
   });
 
   it('ends a connection that never sends a byte', async () => {
     const client = open();
-    expect(await client.until(() => client.closed, 10_000)).toBe(true);
-    expect(client.text).toBe('');
+    expect(await client.closedWithin(10_000)).toBe(true);
+    expect(client.text()).toBe('');
   });
 });

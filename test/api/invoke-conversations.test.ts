@@ -11,7 +11,6 @@
  * historical Fastify route, with nothing in front of it, before the route had a single
  * implementation (src/api/invoke-route.ts).
  */
-import { connect, type Socket } from 'node:net';
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
@@ -21,121 +20,11 @@ import { buildServer } from '../../src/api/server.js';
 import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
+import { Client, splitAnswers } from '../support/raw-client.js';
+import { askThread, recordingThread } from '../support/recording-thread.js';
 import { stopThreadInFront, threadInFront, type ThreadInFrontOptions } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
-
-/** A raw client connection; everything is kept as latin1 text, one character a byte. */
-class Client {
-  readonly socket: Socket;
-  closed = false;
-  private received = '';
-  private waiters: (() => void)[] = [];
-
-  constructor(port: number) {
-    this.socket = connect(port, '127.0.0.1');
-    this.socket.on('data', (chunk: Buffer) => {
-      this.received += chunk.toString('latin1');
-      this.wake();
-    });
-    // A server that answers before reading a body may reset the connection.
-    this.socket.on('error', () => {});
-    this.socket.on('close', () => {
-      this.closed = true;
-      this.wake();
-    });
-  }
-
-  write(data: string | Buffer): void {
-    this.socket.write(data);
-  }
-
-  /** What the server wrote, Date headers left out. */
-  text(): string {
-    return withoutDate(this.received);
-  }
-
-  /** The whole answers received so far. */
-  answers(): string[] {
-    return splitAnswers(this.received, this.closed).map(withoutDate);
-  }
-
-  /** Resolves once `count` whole answers (interim 1xx included) have come, or the connection closed. */
-  async waitAnswers(count: number, timeoutMs = 5_000): Promise<string[]> {
-    await this.until(() => this.answers().length >= count || this.closed, timeoutMs);
-    return this.answers();
-  }
-
-  /** Resolves once the server closed the connection, or after `ms`: whether it is closed. */
-  async closedWithin(ms: number): Promise<boolean> {
-    await this.until(() => this.closed, ms);
-    return this.closed;
-  }
-
-  destroy(): void {
-    this.socket.destroy();
-  }
-
-  private wake(): void {
-    const waiters = this.waiters;
-    this.waiters = [];
-    for (const waiter of waiters) waiter();
-  }
-
-  private until(done: () => boolean, timeoutMs: number): Promise<void> {
-    return new Promise((resolve) => {
-      const timer = setTimeout(finish, timeoutMs);
-      const check = (): void => {
-        if (done()) finish();
-        else this.waiters.push(check);
-      };
-      function finish(): void {
-        clearTimeout(timer);
-        resolve();
-      }
-      check();
-    });
-  }
-}
-
-/**
- * Splits what a server wrote into its answers: 1xx without a body, then by Content-Length, by
- * chunks, or to the close.
- */
-function splitAnswers(text: string, closed: boolean): string[] {
-  const answers: string[] = [];
-  let at = 0;
-  while (at < text.length) {
-    const headEnd = text.indexOf('\r\n\r\n', at);
-    if (headEnd < 0) break;
-    const head = text.slice(at, headEnd);
-    const status = Number(/^HTTP\/1\.[01] (\d{3})/.exec(head)?.[1]);
-    const length = /\r\ncontent-length: *(\d+)/i.exec(head);
-    let end: number;
-    if (status >= 100 && status < 200) end = headEnd + 4;
-    else if (length) end = headEnd + 4 + Number(length[1]);
-    else if (/\r\ntransfer-encoding: *chunked/i.test(head)) end = chunksEnd(text, headEnd + 4);
-    else if (closed) end = text.length;
-    else break;
-    if (end < 0 || end > text.length) break;
-    answers.push(text.slice(at, end));
-    at = end;
-  }
-  return answers;
-}
-
-/** Where the chunked body starting at `at` ends (trailers left out), or -1 when it has not all come. */
-function chunksEnd(text: string, at: number): number {
-  for (;;) {
-    const lineEnd = text.indexOf('\r\n', at);
-    if (lineEnd < 0) return -1;
-    const size = parseInt(text.slice(at, lineEnd), 16);
-    if (size === 0) return text.startsWith('\r\n', lineEnd + 2) ? lineEnd + 4 : -1;
-    at = lineEnd + 2 + size + 2;
-  }
-}
-
-const withoutDate = (answer: string): string => answer.replace(/^date: .*\r\n/gim, '');
 
 /** A query's or a list's answer names the checkout and the engine's data directory: left out, with its length. */
 const stable = (text: string): string =>
@@ -172,17 +61,7 @@ describe('POST /function/invoke conversations', () => {
   const clients: Client[] = [];
 
   /** Times a connection of the HTTP thread stopped reading, so far (asked of the thread). */
-  const pauses = (): Promise<number> =>
-    new Promise((resolve) => {
-      const worker = thread!;
-      const onMessage = (message: { type?: string; pauses?: number }): void => {
-        if (message.type !== 'test: served') return;
-        worker.off('message', onMessage);
-        resolve(message.pauses ?? -1);
-      };
-      worker.on('message', onMessage);
-      worker.postMessage({ type: 'test: served?' });
-    });
+  const pauses = async (): Promise<number> => (await askThread(thread!)).pauses;
 
   const open = (port: number): Client => {
     const client = new Client(port);
@@ -206,10 +85,7 @@ describe('POST /function/invoke conversations', () => {
       engine,
       observeHttp: httpCountsObserver({ metrics }),
       registry: metrics.registry,
-      startWorker: (data, transferList) => {
-        thread = new Worker(new URL('../support/http-thread-that-records.mjs', import.meta.url), { workerData: data, transferList });
-        return thread;
-      },
+      startWorker: recordingThread((started) => (thread = started)),
     }));
   });
 

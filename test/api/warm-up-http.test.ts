@@ -17,6 +17,7 @@ import { loadConfig } from '../../src/config/config-file.js';
 import { call } from '../support/http.js';
 import { parsePrometheus } from '../support/prometheus.js';
 import { eventually } from '../support/eventually.js';
+import { askThread, recordingThread, type ThreadRecord } from '../support/recording-thread.js';
 
 describe('the HTTP warm-up', () => {
   let running: RunningEngine;
@@ -24,18 +25,7 @@ describe('the HTTP warm-up', () => {
   const served: string[] = [];
   let thread: Worker | undefined;
 
-  /** What the HTTP thread's server was handed, and its connections open now. */
-  function threadState(): Promise<{ served: string[]; open: number }> {
-    return new Promise((resolve) => {
-      const onMessage = (message: { type?: string; served?: string[]; open?: number }): void => {
-        if (message.type !== 'test: served') return;
-        thread!.off('message', onMessage);
-        resolve({ served: message.served ?? [], open: message.open ?? -1 });
-      };
-      thread!.on('message', onMessage);
-      thread!.postMessage({ type: 'test: served?' });
-    });
-  }
+  const threadState = (): Promise<ThreadRecord> => askThread(thread!);
 
   beforeAll(async () => {
     dataDir = mkdtempSync(join(tmpdir(), 'we-warm-up-'));
@@ -50,10 +40,7 @@ describe('the HTTP warm-up', () => {
     try {
       const config = loadConfig({ port: '0', host: '127.0.0.1', 'data-dir': dataDir, 'log-level': 'silent', 'http-threads': '1', workers: '1' }, {});
       running = await startEngine(config, createLogger(config), {
-        startHttpThread: (data, transferList) => {
-          thread = new Worker(new URL('../support/http-thread-that-records.mjs', import.meta.url), { workerData: data, transferList });
-          return thread;
-        },
+        startHttpThread: recordingThread((started) => (thread = started)),
       });
     } finally {
       prototype.emit = emit;
