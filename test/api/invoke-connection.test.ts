@@ -221,6 +221,14 @@ describe('the connection reader on an HTTP thread', () => {
     expect((await servedByNode()).slice(before)).toEqual(['GET /healthz', 'POST /function/invoke']);
   });
 
+  it("answers a handed-over request whose own body turns out malformed with the parse error at once", async () => {
+    const client = open();
+    // Chunked: Node's server takes it, and its parser fails inside the body.
+    client.write(`POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"fun\r\nzz\r\n`);
+    expect(await client.closedWithin(5_000)).toBe(true);
+    expect(client.text()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request: [^]*HPE_INVALID_CHUNK_SIZE/);
+  });
+
   it('does not read the rest of a request that comes in pieces behind a running call until that call is answered', async () => {
     const before = (await askThread(thread!)).pauses;
     const client = open();
