@@ -85,7 +85,7 @@ for (const name of only) {
     }
     case 'http': {
       const s = await runHttpParserFuzz({ seeds: seeds(0x687470), outDir, until, log });
-      summary = `${s.conversations} conversations (${s.pipelined} pipelined), ${s.requests} answers, ${s.bytes} bytes sent; ${s.droppedBeforeParseError.length} with answers Node's parser dropped before a parse error, ${s.droppedAtClientEnd.length} with answers dropped when the client ended its side (the documented differences); ${s.passedOnDiffers.length} where the thread's passing on to the main thread answered otherwise than Fastify alone (counted, not failed)`;
+      summary = `${s.conversations} conversations (${s.pipelined} pipelined), ${s.requests} answers, ${s.bytes} bytes sent; ${s.droppedBeforeParseError.length} with answers Node's parser dropped before a parse error, ${s.droppedAtClientEnd.length} with answers dropped when the client ended its side (the documented differences); ${s.parseErrorFormat.length} with the parse-error answer in the other format; ${s.timingDependent.length} where Node's own path also wrote what the reader's thread wrote, on the Fastify server or held again; ${s.passedOnDiffers.length} where the thread's passing on to the main thread answered otherwise than Fastify alone (counted, not failed)`;
       failures.push(...s.failures.map((f) => ({ fuzzer: name, ...f })));
       break;
     }

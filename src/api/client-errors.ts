@@ -109,11 +109,12 @@ export function onClientError(error: Error, socket: Socket): void {
   if (held[WAITING] === true) return;
   const answering = held._httpMessage;
   // An answer on its way to a whole request before the failed bytes (one passed on to the main
-  // thread, or a route that answers later) that keeps the connection goes out first, as it would
-  // have had it come at once; then this is decided again. The socket is not read meanwhile. (After
-  // a request that asked to close, Node's 400 for the bytes that follow takes its answer's place;
-  // a request whose own body failed gets the 400 now: the rest of its body will never come.)
-  if (answering && !answering.headersSent && !answering.destroyed && answering.shouldKeepAlive && answering.req?.complete === true) {
+  // thread, or a route that answers later), not yet begun or still being written, that keeps the
+  // connection goes out first, as it would have had it come at once; then this is decided again.
+  // The socket is not read meanwhile. (After a request that asked to close, Node's 400 for the
+  // bytes that follow takes its answer's place; a request whose own body failed gets the 400 now:
+  // the rest of its body will never come.)
+  if (answering && !answering.writableEnded && !answering.destroyed && answering.shouldKeepAlive && answering.req?.complete === true) {
     held[WAITING] = true;
     socket.pause();
     const decide = (): void => {
