@@ -9,6 +9,7 @@ import { STATUS_CODES, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { EngineError } from '../errors.js';
 import { ERROR_STATUS } from './error-status.js';
+import { isLingering, lingerOnSocket } from './linger.js';
 import { JSON_TYPE, TEXT_TYPE, acceptsJson, errorObject, errorText, textLine } from './reply.js';
 
 /** What Node's `clientError` event carries besides the error. */
@@ -95,7 +96,7 @@ export function rawErrorAnswer(err: EngineError, json: boolean): string {
  */
 export function onClientError(error: Error, socket: Socket): void {
   const err = error as ClientError;
-  if (err.code === 'ECONNRESET' || socket.destroyed) return;
+  if (err.code === 'ECONNRESET' || socket.destroyed || isLingering(socket)) return;
   if (!socket.writable) {
     socket.destroy();
     return;
@@ -148,16 +149,20 @@ interface HeldSocket extends Socket {
   [WAITING]?: boolean;
 }
 
-/** Ends the connection after `last` and what is already written; closed once that has gone out. */
+/**
+ * Ends the connection after `last` and what is already written, then lingers (linger.ts): the
+ * client may still be sending the bytes the parser refused, and a close with them unread would
+ * reset the connection under the answer.
+ */
 function endSocket(socket: Socket, last?: string): void {
   try {
     if (last === undefined) socket.end();
     else socket.end(last);
-    if (socket.writableFinished) socket.destroy();
-    else socket.once('finish', () => socket.destroy());
   } catch {
     socket.destroy();
+    return;
   }
+  lingerOnSocket(socket);
 }
 
 /**

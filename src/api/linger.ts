@@ -1,8 +1,11 @@
 /**
- * A 413 a client can read while it is still sending the body it was refused for (README,
- * "Oversized bodies"), on every route: the fast invocation route and Fastify's.
+ * A last answer a client can read while it is still sending: a 413 while the body it was refused
+ * for still comes (README, "Oversized bodies"), on every route, and the answer to bytes Node's
+ * parser refused while more of them come. Closed at once with unread bytes, a socket sends a
+ * reset, and the client's system may throw away the answer before the client reads it.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Socket } from 'node:net';
 
 /** How much more of a refused body is read and dropped after the 413 answer (README, "Oversized bodies"). */
 export const LINGER_BYTES = 8 * 1024 * 1024;
@@ -50,4 +53,34 @@ export function lingerAfterAnswer(req: IncomingMessage, res: ServerResponse, bod
   req.once('end', close);
   socket.once('close', () => clearTimeout(timer));
   req.resume();
+}
+
+const LINGERING = Symbol('lingering');
+
+/**
+ * After a last answer on a socket already ended (half-closed): what the client still sends is read
+ * and dropped, up to LINGER_BYTES for up to LINGER_MS, and the socket closes once the client ends
+ * its side too, or past either bound.
+ */
+export function lingerOnSocket(socket: Socket): void {
+  (socket as { [LINGERING]?: boolean })[LINGERING] = true;
+  let left = LINGER_BYTES;
+  const cut = (): void => {
+    clearTimeout(timer);
+    socket.destroy();
+  };
+  const timer = setTimeout(cut, LINGER_MS);
+  timer.unref();
+  socket.on('data', (chunk: Buffer) => {
+    left -= chunk.length;
+    if (left < 0) cut();
+  });
+  socket.once('end', cut);
+  socket.once('close', () => clearTimeout(timer));
+  socket.resume();
+}
+
+/** Whether a socket is lingering after its last answer (what its parser still says of it is moot). */
+export function isLingering(socket: Socket): boolean {
+  return (socket as { [LINGERING]?: boolean })[LINGERING] === true;
 }

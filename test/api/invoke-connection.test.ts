@@ -5,6 +5,7 @@
  * does not take, and ends idle connections as Node would. What it writes is held to Node's own
  * answers by invoke-route.test.ts, invoke-conversations.test.ts and the HTTP fuzzing.
  */
+import { connect } from 'node:net';
 import { join } from 'node:path';
 import type { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
@@ -227,6 +228,30 @@ describe('the connection reader on an HTTP thread', () => {
     client.write(`POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nTransfer-Encoding: chunked\r\n\r\n5\r\n{"fun\r\nzz\r\n`);
     expect(await client.closedWithin(5_000)).toBe(true);
     expect(client.text()).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request: [^]*HPE_INVALID_CHUNK_SIZE/);
+  });
+
+  it('reads on after the answer to bytes the parser refuses, so that a client still sending gets it rather than a reset', async () => {
+    // Half-open: the client goes on sending after the server has ended its side, as one that
+    // writes a whole request before it reads does.
+    const socket = connect({ port, host: '127.0.0.1', allowHalfOpen: true });
+    let text = '';
+    let ended = false;
+    const errors: string[] = [];
+    socket.on('data', (chunk: Buffer) => (text += chunk.toString('latin1')));
+    socket.on('end', () => (ended = true));
+    socket.on('error', (err: NodeJS.ErrnoException) => errors.push(err.code ?? err.message));
+    const closed = new Promise((resolve) => socket.on('close', resolve));
+    // A request Node's parser refuses (a space in a header name); its body follows the answer.
+    socket.write('POST /function/invoke HTTP/1.1\r\nHost: 127.0.0.1\r\nBad Header: y\r\nContent-Length: 1048576\r\n\r\n');
+    await eventually(() => ended, 'the answer, and the end of the side of the server');
+    for (let i = 0; i < 64 && errors.length === 0; i++) {
+      socket.write('x'.repeat(16 * 1024));
+      await new Promise((resolve) => setTimeout(resolve, 1));
+    }
+    socket.end();
+    await closed;
+    expect(errors).toEqual([]);
+    expect(text).toMatch(/^HTTP\/1\.1 400 Bad Request\r\n[^]*malformed HTTP request: /);
   });
 
   it('does not read the rest of a request that comes in pieces behind a running call until that call is answered', async () => {
