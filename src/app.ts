@@ -160,6 +160,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
   const app = buildServer({
     engine,
     bodyLimitBytes: config.bodyLimitBytes,
+    requestTimeoutMs: config.requestTimeoutMs,
     httpLogger: logger.child({ component: 'http' }),
     platform: {
       metrics,

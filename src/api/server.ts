@@ -10,6 +10,7 @@ import { lingerAfterAnswer } from './linger.js';
 import { gatePipelinedRequests } from './pipeline-gate.js';
 import { invokeRoute } from './invoke-route.js';
 import { registerPlatform, type PlatformOptions } from './platform.js';
+import { connectionsCheckingInterval } from './request-timeout.js';
 import { entryJson, listText, queryText } from './presenters.js';
 import { INVOKE_ROUTE, sendError, sendSuccess } from './reply.js';
 import { DeployBody, InvokeBody, NameBody } from './schemas.js';
@@ -17,6 +18,8 @@ import { DeployBody, InvokeBody, NameBody } from './schemas.js';
 export interface ServerOptions {
   engine: Engine;
   bodyLimitBytes: number;
+  /** How long a client may take to send a whole request (request-timeout.ts); Fastify's default, none, when absent. */
+  requestTimeoutMs?: number;
   /** pino logger for Fastify's own lines; silent when absent. */
   httpLogger?: FastifyBaseLogger;
   /** The OpenFaaS provider, raw invocation and operations routes; only the historical routes when absent. */
@@ -32,6 +35,7 @@ export function buildServer(options: ServerOptions): FastifyInstance {
     // Per-request lines would cost the hot path; errors are still logged by the error handler.
     logController: new LogController({ disableRequestLogging: true }),
     bodyLimit: options.bodyLimitBytes,
+    ...(options.requestTimeoutMs === undefined ? {} : { http: { connectionsCheckingInterval: connectionsCheckingInterval(options.requestTimeoutMs) } }),
     return503OnClosing: true,
     clientErrorHandler: onClientError,
     frameworkErrors: onFrameworkError,
@@ -40,6 +44,13 @@ export function buildServer(options: ServerOptions): FastifyInstance {
       customOptions: { coerceTypes: false, removeAdditional: false, useDefaults: false, allErrors: false },
     },
   });
+
+  if (options.requestTimeoutMs !== undefined) {
+    // Node cuts a request past its request timeout only when its headers timeout is no longer (as
+    // its constructor would have made them); the HTTP threads take both from this server.
+    app.server.requestTimeout = options.requestTimeoutMs;
+    app.server.headersTimeout = Math.min(app.server.headersTimeout, options.requestTimeoutMs);
+  }
 
   // Bodies are JSON whatever Content-Type says (SPEC §2): the historical curl lines send two
   // Content-Type headers and a bare `curl -d` sends a form type.

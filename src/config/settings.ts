@@ -38,6 +38,7 @@ export interface EngineConfig {
   bodyLimitBytes: number;
   insecureRegistries: string[];
   shutdownTimeoutMs: number;
+  requestTimeoutMs: number;
   basicAuthUser: string;
   basicAuthPassword: string;
   secretMountPath: string;
@@ -292,6 +293,15 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_SHUTDOWN_TIMEOUT_MS'],
     parse: integer(0, 600_000),
     default: () => 10_000,
+  },
+  requestTimeoutMs: {
+    key: 'requestTimeoutMs',
+    flag: 'request-timeout-ms',
+    arg: 'MS',
+    help: 'How long a client may take to send a whole request, head and body; past it, 408 REQUEST_TIMEOUT and the connection closes.',
+    env: ['WASM_ENGINE_REQUEST_TIMEOUT_MS'],
+    parse: integer(100, 3_600_000),
+    default: () => 60_000,
   },
   basicAuthUser: {
     key: 'basicAuthUser',

@@ -378,3 +378,36 @@ describe('credentials never reach a guest', () => {
     expect(output).not.toContain('abc123');
   });
 });
+
+describe('--request-timeout-ms', () => {
+  let engine: EngineProcess;
+  beforeAll(async () => {
+    engine = await startEngineProcess({ args: ['--request-timeout-ms', '500', '--http-threads', '1'] });
+  });
+  afterAll(() => engine?.kill());
+
+  for (const [what, route] of [
+    ['an invocation', '/function/invoke'],
+    ['a request the thread passes on', '/function/deploy'],
+  ] as const) {
+    it(`${what} whose body stops coming: 408 REQUEST_TIMEOUT in the §2 shape, then the connection closes`, async () => {
+      // Part of the body, then nothing: the engine closes the connection, not the client.
+      const text = await exchange(engine, `POST ${route} HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{"function_name":`);
+      expect(text.startsWith('HTTP/1.1 408 '), text.slice(0, 200)).toBe(true);
+      expect(text).toMatch(/\r\n\r\nstatus code: 408, message: the request did not arrive whole in time \(REQUEST_TIMEOUT\)\n$/);
+    });
+  }
+
+  it('bounds a request, not a connection: one idle past the timeout between two requests serves the second', async () => {
+    const socket = await open(engine);
+    let got = '';
+    socket.on('data', (chunk: Buffer) => (got += chunk.toString('latin1')));
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await eventually(() => got.includes('OK\n'), 'the first answer');
+    // Idle (no request begun) for twice the request timeout: the keep-alive timeout governs that.
+    await pause(1_000);
+    socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    await eventually(() => got.split('OK\n').length === 3, 'the second answer');
+    socket.destroy();
+  });
+});

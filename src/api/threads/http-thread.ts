@@ -15,6 +15,7 @@ import { onClientError, refuseRequestsWithoutHost } from '../client-errors.js';
 import { InvokeConnections } from '../invoke-connection.js';
 import { InvokeCalls, invokeRoute, isInvokeRequest } from '../invoke-route.js';
 import { listenOnEveryAddress, type Listening } from '../listen.js';
+import { connectionsCheckingInterval } from '../request-timeout.js';
 import { gatePipelinedRequests } from '../pipeline-gate.js';
 import { alsoOnRequest } from '../request-listener.js';
 import type { ThreadData, ToMain, ToThread } from './protocol.js';
@@ -54,8 +55,8 @@ const proxy = proxyToMain({ agent, socketPath: data.upstreamPath, bodyLimitBytes
 
 /** The server of every address, with the engine's settings and guards. */
 function serve(): Server {
-  const server = createServer();
   const settings = data.server;
+  const server = createServer({ connectionsCheckingInterval: connectionsCheckingInterval(settings.requestTimeout) });
   server.keepAliveTimeout = settings.keepAliveTimeout;
   server.requestTimeout = settings.requestTimeout;
   server.headersTimeout = settings.headersTimeout;
