@@ -24,35 +24,22 @@ export function lingerAfterAnswer(req: IncomingMessage, res: ServerResponse, bod
   const declared = Number(req.headers['content-length'] ?? 0);
   const excess = Number.isNaN(declared) ? 0 : declared - bodyLimitBytes;
   if (socket === null || excess > LINGER_BYTES) return;
-  let left = LINGER_BYTES;
-  // Past either bound: closed now, whatever is left unsent or unread.
-  const cut = (): void => {
-    clearTimeout(timer);
-    socket.destroy();
-  };
+  const cut = dropWithin(socket, req);
   // The whole body came: closed once the answer is out (it may wait behind pipelined ones).
   const close = (): void => {
     if (!res.writableFinished) {
       res.once('finish', close);
       return;
     }
-    clearTimeout(timer);
+    cut.disarm();
     socket.end();
     if (socket.writableFinished) socket.destroy();
     else socket.once('finish', () => socket.destroy());
   };
-  const timer = setTimeout(cut, LINGER_MS);
-  timer.unref();
   // Node's server ends a `connection: close` exchange with destroySoon(), which closes the
   // socket once the answer is written: on this one socket, only the half-close.
   (socket as { destroySoon?: () => void }).destroySoon = () => socket.end();
-  req.on('data', (chunk: Buffer) => {
-    left -= chunk.length;
-    if (left < 0) cut();
-  });
   req.once('end', close);
-  socket.once('close', () => clearTimeout(timer));
-  req.resume();
 }
 
 const LINGERING = Symbol('lingering');
@@ -64,20 +51,30 @@ const LINGERING = Symbol('lingering');
  */
 export function lingerOnSocket(socket: Socket): void {
   (socket as { [LINGERING]?: boolean })[LINGERING] = true;
+  socket.once('end', dropWithin(socket, socket));
+}
+
+/**
+ * Reads and drops what `from` (the socket, or its request) still brings, and closes `socket` past
+ * LINGER_BYTES or LINGER_MS, whatever is left unsent or unread; the function returned closes it
+ * now, and its `disarm` lets it be closed otherwise.
+ */
+function dropWithin(socket: Socket, from: NodeJS.ReadableStream): (() => void) & { disarm: () => void } {
   let left = LINGER_BYTES;
-  const cut = (): void => {
-    clearTimeout(timer);
+  const disarm = (): void => clearTimeout(timer);
+  const cut = Object.assign((): void => {
+    disarm();
     socket.destroy();
-  };
+  }, { disarm });
   const timer = setTimeout(cut, LINGER_MS);
   timer.unref();
-  socket.on('data', (chunk: Buffer) => {
+  from.on('data', (chunk: Buffer) => {
     left -= chunk.length;
     if (left < 0) cut();
   });
-  socket.once('end', cut);
-  socket.once('close', () => clearTimeout(timer));
-  socket.resume();
+  socket.once('close', disarm);
+  from.resume();
+  return cut;
 }
 
 /** Whether a socket is lingering after its last answer (what its parser still says of it is moot). */
