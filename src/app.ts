@@ -187,6 +187,7 @@ export async function startEngine(config: EngineConfig, logger: PinoLogger, opti
     engine,
     app,
     bodyLimitBytes: config.bodyLimitBytes,
+    maxConnections: config.maxConnections,
     ...(credentials !== undefined && config.authInvoke ? { invokeCredentials: credentials } : {}),
     inlineBudgetMs: config.inlineBudgetMs,
     inlineHeavyUs: config.inlineHeavyUs,

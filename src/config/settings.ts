@@ -39,6 +39,7 @@ export interface EngineConfig {
   insecureRegistries: string[];
   shutdownTimeoutMs: number;
   requestTimeoutMs: number;
+  maxConnections: number;
   basicAuthUser: string;
   basicAuthPassword: string;
   secretMountPath: string;
@@ -302,6 +303,15 @@ export const SETTINGS: { [K in keyof EngineConfig]: Setting<K> } = {
     env: ['WASM_ENGINE_REQUEST_TIMEOUT_MS'],
     parse: integer(100, 3_600_000),
     default: () => 60_000,
+  },
+  maxConnections: {
+    key: 'maxConnections',
+    flag: 'max-connections',
+    arg: 'N',
+    help: 'Client connections open at once, shared out over the HTTP threads; past it, a new connection is closed at once.',
+    env: ['WASM_ENGINE_MAX_CONNECTIONS'],
+    parse: integer(1, 1_000_000),
+    default: () => 10_000,
   },
   basicAuthUser: {
     key: 'basicAuthUser',

@@ -411,3 +411,35 @@ describe('--request-timeout-ms', () => {
     socket.destroy();
   });
 });
+
+describe('--max-connections', () => {
+  let engine: EngineProcess;
+  beforeAll(async () => {
+    engine = await startEngineProcess({ args: ['--max-connections', '3', '--http-threads', '1'] });
+  });
+  afterAll(() => engine?.kill());
+
+  /** Opens a connection and says what became of a request on it: its answer, or '' when the engine closed it unanswered. */
+  async function healthOn(socket: Socket): Promise<string> {
+    return new Promise((resolve) => {
+      let got = '';
+      socket.on('data', (chunk: Buffer) => {
+        got += chunk.toString('latin1');
+        if (got.endsWith('OK\n')) resolve(got);
+      });
+      socket.on('error', () => {});
+      socket.on('close', () => resolve(got));
+      socket.write('GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n');
+    });
+  }
+
+  it('closes a connection past the bound at once, and serves a new one once another has gone', async () => {
+    const held = [await open(engine), await open(engine), await open(engine)];
+    for (const socket of held) expect(await healthOn(socket)).toMatch(/^HTTP\/1\.1 200 /);
+    expect(await healthOn(await open(engine))).toBe('');
+    held.pop()!.destroy();
+    // The engine hears of the close a moment later: until then, a new connection may still be one too many.
+    await eventually(async () => (await healthOn(await open(engine))).startsWith('HTTP/1.1 200 '), 'a connection served again');
+    for (const socket of held) socket.destroy();
+  });
+});

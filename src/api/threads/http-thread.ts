@@ -63,6 +63,8 @@ function serve(): Server {
   server.timeout = settings.timeout;
   server.maxRequestsPerSocket = settings.maxRequestsPerSocket;
   server.maxHeadersCount = settings.maxHeadersCount;
+  // Checked as a connection is accepted, before anything reads it: the reader's connections count too.
+  if (data.maxConnections !== undefined) server.maxConnections = data.maxConnections;
   server.on('clientError', onClientError);
   server.on('request', (req: IncomingMessage, res: ServerResponse) => {
     if (isInvokeRequest(req) && (allowed === undefined || allowed(req.headers.authorization))) direct(req, res);

@@ -30,6 +30,8 @@ export interface HttpThreadsOptions {
   engine: Engine;
   app: FastifyInstance;
   bodyLimitBytes: number;
+  /** Client connections open at once over all threads, each taking an equal share (the kernel spreads them evenly); none when absent. */
+  maxConnections?: number;
   /** Set when Basic auth guards invocations: a thread answers those that carry them, and passes on the others to be refused. */
   invokeCredentials?: BasicCredentials;
   inlineBudgetMs: number;
@@ -255,6 +257,7 @@ export class HttpThreads {
       reusePort: this.options.threads > 1,
       server,
       bodyLimitBytes: this.options.bodyLimitBytes,
+      ...(this.options.maxConnections === undefined ? {} : { maxConnections: Math.ceil(this.options.maxConnections / this.options.threads) }),
       upstreamPath: this.upstreamPath,
       ...(this.options.invokeCredentials ? { invokeCredentials: this.options.invokeCredentials } : {}),
       inlineBudgetMs: this.options.inlineBudgetMs,

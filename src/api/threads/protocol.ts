@@ -40,6 +40,8 @@ export interface ThreadData {
   reusePort: boolean;
   server: ServerSettings;
   bodyLimitBytes: number;
+  /** Connections this thread keeps open at once (its share of --max-connections); no bound when absent. */
+  maxConnections?: number;
   /** Where the main thread's server takes the requests this thread passes on (a unix socket). */
   upstreamPath: string;
   /** Set when Basic auth guards invocations: one without them goes to the main thread's server, which refuses it. */
