@@ -178,11 +178,6 @@ export class InvokeConnections {
     for (const connection of this.open) connection.closeWhenIdle();
   }
 
-  /** Every connection this reader holds ends now (the server's closeAllConnections for them). */
-  destroyAll(): void {
-    for (const connection of this.open) connection.socket.destroy();
-  }
-
   private readonly accept = (socket: Socket): void => {
     if (!this.options.active()) {
       this.nodeListener!.call(this.server, socket);

@@ -11,15 +11,13 @@ import type { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { INCOMPLETE, readInvokeRequest } from '../../src/api/invoke-connection.js';
-import { httpCountsObserver } from '../../src/api/platform.js';
-import { buildServer } from '../../src/api/server.js';
 import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { eventually } from '../support/eventually.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
 import { Client } from '../support/raw-client.js';
-import { askThread, recordingThread } from '../support/recording-thread.js';
-import { stopThreadInFront, threadInFront } from '../support/thread-in-front.js';
+import { askThread } from '../support/recording-thread.js';
+import { recordedServer, stopThreadInFront } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
 
@@ -175,20 +173,11 @@ describe('the connection reader on an HTTP thread', () => {
 
   beforeAll(async () => {
     inProcess = await startInProcess({ inlineBudgetMs: 2 });
-    const { engine, metrics, logs } = inProcess;
+    const { engine } = inProcess;
     await engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
     await engine.deploy({ name: 'spin', image: `file:${watFixture('integration', 'spin')}`, limits: { timeout_ms: 300 } });
-    const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
-    app = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
-    // The thread's server takes the main server's settings: a short keep-alive timeout to wait for.
-    app.server.keepAliveTimeout = 1_000;
-    ({ threads, port } = await threadInFront(app, {
-      engine,
-      bodyLimitBytes: LIMIT,
-      observeHttp: httpCountsObserver({ metrics }),
-      registry: metrics.registry,
-      startWorker: recordingThread((started) => (thread = started)),
-    }));
+    // A short keep-alive timeout to wait for (the thread takes the main server's).
+    ({ app, threads, port, thread } = await recordedServer(inProcess, { bodyLimitBytes: LIMIT, keepAliveTimeoutMs: 1_000 }));
   });
 
   afterAll(async () => {

@@ -15,14 +15,13 @@ import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
-import { httpCountsObserver } from '../../src/api/platform.js';
 import { buildServer } from '../../src/api/server.js';
 import type { HttpThreads } from '../../src/api/threads/http-threads.js';
 import { EXAMPLES_WASM, watFixture } from '../support/fixtures.js';
 import { startInProcess, type InProcessEngine } from '../support/in-process.js';
 import { Client, splitAnswers } from '../support/raw-client.js';
-import { askThread, recordingThread } from '../support/recording-thread.js';
-import { stopThreadInFront, threadInFront, type ThreadInFrontOptions } from '../support/thread-in-front.js';
+import { askThread } from '../support/recording-thread.js';
+import { recordedServer, stopThreadInFront, threadInFront, type ThreadInFrontOptions } from '../support/thread-in-front.js';
 
 const LIMIT = 2048;
 
@@ -72,21 +71,13 @@ describe('POST /function/invoke conversations', () => {
   beforeAll(async () => {
     // Room for pipelined calls, which run side by side.
     inProcess = await startInProcess();
-    const { engine, metrics, logs } = inProcess;
+    const { engine } = inProcess;
     await engine.deploy({ name: 'gcd', image: `file:${join(EXAMPLES_WASM, 'gcd.wasm')}` });
     await engine.deploy({ name: 'authentication', image: `file:${join(EXAMPLES_WASM, 'authentication.wasm')}` });
     await engine.deploy({ name: 'trap', image: `file:${watFixture('integration', 'trap')}` });
     spinWasm = watFixture('integration', 'spin');
     await engine.deploy({ name: 'spin', image: `file:${spinWasm}`, limits: { timeout_ms: 300 } });
-    const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
-    app = buildServer({ engine, bodyLimitBytes: LIMIT, platform });
-    ({ threads, port } = await threadInFront(app, {
-      ...THREAD,
-      engine,
-      observeHttp: httpCountsObserver({ metrics }),
-      registry: metrics.registry,
-      startWorker: recordingThread((started) => (thread = started)),
-    }));
+    ({ app, threads, port, thread } = await recordedServer(inProcess, THREAD));
   });
 
   afterAll(async () => {

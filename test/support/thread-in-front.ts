@@ -4,10 +4,15 @@
  * thread reads every connection, answers POST /function/invoke itself and passes every other
  * request on to the app. Build first (`npm run build`): a worker runs JavaScript.
  */
+import type { Worker } from 'node:worker_threads';
 import type { FastifyInstance } from 'fastify';
 import { Registry } from 'prom-client';
+import { httpCountsObserver } from '../../src/api/platform.js';
+import { buildServer } from '../../src/api/server.js';
 import { HttpThreads, type HttpThreadsOptions } from '../../src/api/threads/http-threads.js';
 import { silentLogger } from '../../src/logger.js';
+import type { InProcessEngine } from './in-process.js';
+import { recordingThread } from './recording-thread.js';
 
 export type ThreadInFrontOptions = Pick<HttpThreadsOptions, 'engine' | 'bodyLimitBytes'> &
   Partial<Pick<HttpThreadsOptions, 'observeHttp' | 'registry' | 'invokeCredentials' | 'inlineBudgetMs' | 'inlineHeavyUs' | 'startWorker'>>;
@@ -48,4 +53,36 @@ export async function threadInFront(app: FastifyInstance, options: ThreadInFront
 export async function stopThreadInFront(threads: HttpThreads | undefined, app: FastifyInstance | undefined, boundMs = 5_000): Promise<void> {
   await threads?.stop(new Promise((resolve) => setTimeout(resolve, boundMs).unref()));
   await app?.close();
+}
+
+/** An in-process engine's whole server and the recording thread in front of it. */
+export interface RecordedServer extends ThreadInFront {
+  app: FastifyInstance;
+  /** The thread, to ask what it saw (recording-thread.ts askThread). */
+  thread: Worker;
+}
+
+/**
+ * Builds `inProcess`'s whole server (its platform routes, answers counted in its metrics) and puts
+ * the recording HTTP thread (recording-thread.ts) in front of it; `keepAliveTimeoutMs` is the
+ * server's, which the thread takes. Stop with `stopThreadInFront(threads, app)`.
+ */
+export async function recordedServer(
+  inProcess: InProcessEngine,
+  options: { bodyLimitBytes: number; inlineBudgetMs?: number; keepAliveTimeoutMs?: number },
+): Promise<RecordedServer> {
+  const { engine, metrics, logs } = inProcess;
+  const platform = { metrics, logs, authInvoke: false, notReadyReason: () => undefined, version: { release: 't', sha: 't' } };
+  const app = buildServer({ engine, bodyLimitBytes: options.bodyLimitBytes, platform });
+  if (options.keepAliveTimeoutMs !== undefined) app.server.keepAliveTimeout = options.keepAliveTimeoutMs;
+  let thread: Worker | undefined;
+  const { threads, port } = await threadInFront(app, {
+    engine,
+    bodyLimitBytes: options.bodyLimitBytes,
+    ...(options.inlineBudgetMs === undefined ? {} : { inlineBudgetMs: options.inlineBudgetMs }),
+    observeHttp: httpCountsObserver({ metrics }),
+    registry: metrics.registry,
+    startWorker: recordingThread((started) => (thread = started)),
+  });
+  return { app, threads, port, thread: thread! };
 }

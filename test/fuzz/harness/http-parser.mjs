@@ -297,36 +297,36 @@ export async function runHttpParserFuzz(options) {
       stats.requests += (reader.text.match(/^HTTP\/1\.[01] \d{3}/gm) ?? []).length;
       if (conversation.requests > 1) stats.pipelined++;
       const problems = [...answerProblems(reader.text), ...answerProblems(plain.text)];
-      /** What sets `a` apart from `b`, but for the differences allowed. */
-      const differences = (a, b) => {
-        const found = [];
+      /**
+       * What sets `a` apart from `b`: `problems`, or the family of allowed difference it is
+       * (`allowed`, a key of stats), if any.
+       */
+      const compare = (a, b) => {
+        const found = { problems: [], allowed: undefined };
         if (a.text !== b.text) {
-          if (droppedBeforeParseError(b.text, a.text) || droppedBeforeParseError(a.text, b.text)) stats.droppedBeforeParseError.push(seed);
-          else if (parseErrorAsStatus(a.text) === parseErrorAsStatus(b.text)) stats.parseErrorFormat.push(seed);
-          else if (conversation.end && (a.text.startsWith(b.text) || b.text.startsWith(a.text))) stats.droppedAtClientEnd.push(seed);
-          else found.push('wrote different bytes');
+          if (droppedBeforeParseError(b.text, a.text) || droppedBeforeParseError(a.text, b.text)) found.allowed = 'droppedBeforeParseError';
+          else if (parseErrorAsStatus(a.text) === parseErrorAsStatus(b.text)) found.allowed = 'parseErrorFormat';
+          else if (conversation.end && (a.text.startsWith(b.text) || b.text.startsWith(a.text))) found.allowed = 'droppedAtClientEnd';
+          else found.problems.push('wrote different bytes');
         }
-        if (a.closed !== b.closed) found.push(`${a.closed ? 'closed' : 'kept'} the connection where the other ${b.closed ? 'closed' : 'kept'} it`);
+        if (a.closed !== b.closed) found.problems.push(`${a.closed ? 'closed' : 'kept'} the connection where the other ${b.closed ? 'closed' : 'kept'} it`);
         return found;
       };
-      let readerDiffers = differences(reader, plain);
+      let verdict = compare(reader, plain);
       // Answers passed on to the main thread come back when they come: where they meet a 100
       // Continue or a parse error of the same read, their order can differ from one holding of
       // the conversation to the next, without the reader in front too. A difference counts as the
-      // reader's only when the thread without it, held again, never writes what the reader wrote.
-      if (readerDiffers.length > 0 && differences(reader, fastify).length === 0) {
-        stats.timingDependent.push(seed);
-        readerDiffers = [];
+      // reader's only when neither the Fastify server nor the thread without the reader, held
+      // again, writes what the reader's thread wrote.
+      const timing = { problems: [], allowed: 'timingDependent' };
+      if (verdict.problems.length > 0 && compare(reader, fastify).problems.length === 0) verdict = timing;
+      for (let again = 0; verdict.problems.length > 0 && again < REPLAYS; again++) {
+        if (compare(reader, await converse(servers.ports.plain, conversation, 120)).problems.length === 0) verdict = timing;
       }
-      for (let again = 0; readerDiffers.length > 0 && again < REPLAYS; again++) {
-        if (differences(reader, await converse(servers.ports.plain, conversation, 120)).length === 0) {
-          stats.timingDependent.push(seed);
-          readerDiffers = [];
-        }
-      }
-      problems.push(...readerDiffers.map((d) => `the thread with the reader ${d}`));
+      if (verdict.allowed !== undefined) stats[verdict.allowed].push(seed);
+      problems.push(...verdict.problems.map((d) => `the thread with the reader ${d}`));
       // Counted, not failed: what passing a request on to the main thread changes (README, "HTTP threads").
-      if (differences(plain, fastify).length > 0) stats.passedOnDiffers.push(seed);
+      if (compare(plain, fastify).problems.length > 0) stats.passedOnDiffers.push(seed);
       if (stats.conversations % 10 === 0 || problems.length > 0) {
         for (const [name, port] of Object.entries(servers.ports)) {
           const health = await converse(port, { writes: [Buffer.from('GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n')], end: false }, 2000);
